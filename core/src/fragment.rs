@@ -1,0 +1,196 @@
+//! Smooth ingest fragments: one moof with a single traf, then the mdat (ingest-spec §2.7-2.9).
+//!
+//! The moof is written anew: `mfhd` (the stream's sequence), `traf` = `tfhd`, `tfdt` v1, one
+//! `trun` whose data_offset points just past the mdat header, and `tfxd`. The mdat payload is the
+//! track's sample data as views of the muxer's buffers; only the moof and the mdat header are
+//! new bytes.
+
+use alloc::vec::Vec;
+use bytes::Bytes;
+
+use crate::bmff::fourcc::codes;
+use crate::bmff::writer::{PutBytes, mdat_header, write_box, write_full_box};
+use crate::payload::Payload;
+use crate::smooth_boxes::Tfxd;
+use crate::track_fragment::{Sample, TrackFragment};
+
+/// Choices in how fragments are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FragmentOptions {
+    /// Write `tfdt` (v1) next to `tfxd`.
+    pub tfdt: bool,
+    /// tfxd version: 1, or 2 with the (inferred) fragment_index.
+    pub tfxd_version: u8,
+    /// Set tfhd `default-base-is-moof`, as [AZ-HEVC] asks for HEVC.
+    pub default_base_is_moof: bool,
+}
+
+impl Default for FragmentOptions {
+    fn default() -> Self {
+        FragmentOptions {
+            tfdt: true,
+            tfxd_version: 1,
+            default_base_is_moof: false,
+        }
+    }
+}
+
+/// Timing of an output fragment on the ingest timeline, in the track's timescale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FragmentTiming {
+    /// tfxd fragment_absolute_time: presentation time of the first sample.
+    pub time: u64,
+    /// tfxd fragment_duration: sum of the sample durations.
+    pub duration: u64,
+    /// tfdt baseMediaDecodeTime.
+    pub decode_time: u64,
+    /// tfxd v2 fragment_index.
+    pub index: Option<u64>,
+}
+
+/// One output fragment, ready for the wire.
+#[derive(Debug, Clone)]
+pub struct Fragment {
+    pub track_id: u32,
+    pub sequence: u32,
+    pub timing: FragmentTiming,
+    pub sample_count: u32,
+    pub starts_with_sync: bool,
+    /// moof and mdat header.
+    pub head: Bytes,
+    /// mdat payload.
+    pub payload: Payload,
+}
+
+impl Fragment {
+    /// Bytes on the wire.
+    pub fn wire_len(&self) -> u64 {
+        self.head.len() as u64 + self.payload.len()
+    }
+
+    /// The wire bytes as slices: the head, then the payload views.
+    pub fn wire_chunks(&self) -> impl Iterator<Item = &Bytes> {
+        core::iter::once(&self.head).chain(self.payload.chunks())
+    }
+}
+
+const TFHD_DEFAULT_FLAGS: u32 = 0x20;
+const TFHD_DEFAULT_BASE_IS_MOOF: u32 = 0x02_0000;
+const TRUN_DATA_OFFSET: u32 = 0x01;
+const TRUN_FIRST_SAMPLE_FLAGS: u32 = 0x04;
+const TRUN_DURATION: u32 = 0x100;
+const TRUN_SIZE: u32 = 0x200;
+const TRUN_FLAGS: u32 = 0x400;
+const TRUN_CTO: u32 = 0x800;
+
+/// How the sample flags are carried: all equal (tfhd default), all but the first equal
+/// (default + first_sample_flags, the usual video case), or per sample.
+enum FlagsLayout {
+    Default(u32),
+    FirstThenDefault(u32, u32),
+    PerSample,
+}
+
+fn flags_layout(samples: &[Sample]) -> FlagsLayout {
+    match samples {
+        [] => FlagsLayout::Default(0),
+        [first, rest @ ..] => {
+            let d = rest.first().map_or(first.flags, |s| s.flags);
+            if rest.iter().any(|s| s.flags != d) {
+                FlagsLayout::PerSample
+            } else if first.flags == d {
+                FlagsLayout::Default(d)
+            } else {
+                FlagsLayout::FirstThenDefault(first.flags, d)
+            }
+        }
+    }
+}
+
+/// Writes the Smooth fragment of one track run.
+pub fn write_fragment(
+    tf: &TrackFragment,
+    sequence: u32,
+    timing: FragmentTiming,
+    opts: FragmentOptions,
+) -> Fragment {
+    let samples = &tf.samples;
+    let layout = flags_layout(samples);
+    let any_cto = samples.iter().any(|s| s.cto != 0);
+    let negative_cto = samples.iter().any(|s| s.cto < 0);
+
+    let mut tfhd_flags = 0;
+    if !matches!(layout, FlagsLayout::PerSample) {
+        tfhd_flags |= TFHD_DEFAULT_FLAGS;
+    }
+    if opts.default_base_is_moof {
+        tfhd_flags |= TFHD_DEFAULT_BASE_IS_MOOF;
+    }
+    let mut trun_flags = TRUN_DATA_OFFSET | TRUN_DURATION | TRUN_SIZE;
+    match layout {
+        FlagsLayout::PerSample => trun_flags |= TRUN_FLAGS,
+        FlagsLayout::FirstThenDefault(..) => trun_flags |= TRUN_FIRST_SAMPLE_FLAGS,
+        FlagsLayout::Default(_) => {}
+    }
+    if any_cto {
+        trun_flags |= TRUN_CTO;
+    }
+
+    let mut moof = Vec::with_capacity(128 + samples.len() * 16);
+    let mut data_offset_at = 0;
+    write_box(&mut moof, codes::MOOF, |o| {
+        write_full_box(o, codes::MFHD, 0, 0, |o| o.put_u32(sequence));
+        write_box(o, codes::TRAF, |o| {
+            write_full_box(o, codes::TFHD, 0, tfhd_flags, |o| {
+                o.put_u32(tf.track_id);
+                match layout {
+                    FlagsLayout::Default(d) | FlagsLayout::FirstThenDefault(_, d) => o.put_u32(d),
+                    FlagsLayout::PerSample => {}
+                }
+            });
+            if opts.tfdt {
+                write_full_box(o, codes::TFDT, 1, 0, |o| o.put_u64(timing.decode_time));
+            }
+            write_full_box(o, codes::TRUN, u8::from(negative_cto), trun_flags, |o| {
+                o.put_u32(samples.len() as u32);
+                data_offset_at = o.len();
+                o.put_i32(0); // patched below, once the moof size is known
+                if let FlagsLayout::FirstThenDefault(first, _) = layout {
+                    o.put_u32(first);
+                }
+                for s in samples {
+                    o.put_u32(s.duration);
+                    o.put_u32(s.size);
+                    if matches!(layout, FlagsLayout::PerSample) {
+                        o.put_u32(s.flags);
+                    }
+                    if any_cto {
+                        o.put_i32(s.cto);
+                    }
+                }
+            });
+            let tfxd = Tfxd {
+                version: opts.tfxd_version,
+                fragment_absolute_time: timing.time,
+                fragment_duration: timing.duration,
+                fragment_index: timing.index,
+            };
+            tfxd.write(o);
+        });
+    });
+    let (mdat, mdat_len) = mdat_header(tf.data.len());
+    // data_offset is relative to the moof's first byte (no base_data_offset in tfhd).
+    let data_offset = (moof.len() + mdat_len) as i32;
+    moof[data_offset_at..data_offset_at + 4].copy_from_slice(&data_offset.to_be_bytes());
+    moof.extend_from_slice(&mdat[..mdat_len]);
+
+    Fragment {
+        track_id: tf.track_id,
+        sequence,
+        timing,
+        sample_count: samples.len() as u32,
+        starts_with_sync: tf.starts_with_sync(),
+        head: Bytes::from(moof),
+        payload: tf.data.clone(),
+    }
+}

@@ -1,0 +1,41 @@
+//! fmp4ingest-core: everything that goes on the wire of a Smooth Streaming ("Azure-style
+//! fragmented MP4") live ingest, with no IO.
+//!
+//! The crate is `no_std` + `alloc`, reads no clock and starts no thread: time comes in as an
+//! argument. It builds for `wasm32-unknown-unknown`. The GStreamer element in `gst-plugin` is a
+//! thin driver around it.
+//!
+//! The media path, top to bottom:
+//! [`splitter::BoxSplitter`] (muxer bytes to init segment and fragments) →
+//! [`movie::parse_moov`] (track info) and [`track_fragment::FragmentReader`] (per-track
+//! samples) → [`ingest_header::IngestHeader`] (ftyp, Live Server Manifest, moov) and
+//! [`fragment::write_fragment`] (Smooth moof with tfxd) — all driven by
+//! [`ingest_stream::IngestStream`]. The HTTP side is the sans-IO [`session::IngestSession`].
+
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+pub mod bmff;
+pub mod error;
+pub mod fragment;
+pub mod hex;
+pub mod ingest_header;
+pub mod ingest_stream;
+pub mod manifest;
+pub mod moov;
+pub mod movie;
+pub mod payload;
+pub mod session;
+pub mod smooth_boxes;
+pub mod splitter;
+pub mod track_fragment;
+
+#[cfg(test)]
+mod test_support;
+
+pub use bytes::Bytes;
+pub use error::{Error, Result};
