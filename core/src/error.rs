@@ -17,11 +17,7 @@ pub enum Error {
     /// Boxes nested deeper than [`crate::bmff::MAX_DEPTH`].
     TooDeep { box_type: FourCC },
     /// A box that must be buffered whole is bigger than the configured limit.
-    BoxTooLarge {
-        box_type: FourCC,
-        size: u64,
-        limit: u64,
-    },
+    BoxTooLarge { box_type: FourCC, size: u64, limit: u64 },
     /// A required child box is absent.
     MissingBox { parent: FourCC, child: FourCC },
     /// A field holds a value this implementation cannot use.
@@ -29,10 +25,7 @@ pub enum Error {
     /// The first box of the stream is not something an MP4 muxer writes.
     NotMp4 { first_box: FourCC },
     /// Boxes arrived in an order that cannot be a fragmented MP4 stream.
-    UnexpectedBox {
-        box_type: FourCC,
-        expected: &'static str,
-    },
+    UnexpectedBox { box_type: FourCC, expected: &'static str },
     /// A moof was not followed by its mdat.
     MoofWithoutMdat { next: FourCC },
     /// A fragment refers to a track that moov does not describe.
@@ -40,10 +33,7 @@ pub enum Error {
     /// The moov describes no track this stream can carry.
     NoTracks,
     /// A codec that Smooth ingest cannot describe.
-    UnsupportedCodec {
-        sample_entry: FourCC,
-        handler: FourCC,
-    },
+    UnsupportedCodec { sample_entry: FourCC, handler: FourCC },
     /// Sample data referenced by a trun lies outside the fragment's mdat.
     SampleOutsideMdat { track_id: u32 },
     /// A second init segment (ftyp/moov) describes a different set of tracks.
@@ -58,10 +48,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Truncated { in_box, field } => {
-                write!(
-                    f,
-                    "box '{in_box}' is truncated: field '{field}' runs past its end"
-                )
+                write!(f, "box '{in_box}' is truncated: field '{field}' runs past its end")
             }
             Error::BadBoxSize { box_type, size } => {
                 write!(f, "box '{box_type}' has an impossible size of {size} bytes")
@@ -72,17 +59,9 @@ impl fmt::Display for Error {
                  configure the muxer for fragmented output"
             ),
             Error::TooDeep { box_type } => {
-                write!(
-                    f,
-                    "box '{box_type}' is nested deeper than {} levels",
-                    crate::bmff::MAX_DEPTH
-                )
+                write!(f, "box '{box_type}' is nested deeper than {} levels", crate::bmff::MAX_DEPTH)
             }
-            Error::BoxTooLarge {
-                box_type,
-                size,
-                limit,
-            } => write!(
+            Error::BoxTooLarge { box_type, size, limit } => write!(
                 f,
                 "box '{box_type}' of {size} bytes exceeds the limit of {limit} bytes for a box held in memory"
             ),
@@ -104,25 +83,16 @@ impl fmt::Display for Error {
                 write!(f, "a 'moof' was followed by '{next}' instead of its 'mdat'")
             }
             Error::UnknownTrack { track_id } => {
-                write!(
-                    f,
-                    "fragment refers to track {track_id}, which the moov does not describe"
-                )
+                write!(f, "fragment refers to track {track_id}, which the moov does not describe")
             }
             Error::NoTracks => write!(f, "the moov describes no audio or video track"),
-            Error::UnsupportedCodec {
-                sample_entry,
-                handler,
-            } => write!(
+            Error::UnsupportedCodec { sample_entry, handler } => write!(
                 f,
                 "unsupported codec '{sample_entry}' on a '{handler}' track; \
                  Smooth ingest carries H.264 (avc1/avc3), HEVC (hvc1/hev1) and AAC (mp4a)"
             ),
             Error::SampleOutsideMdat { track_id } => {
-                write!(
-                    f,
-                    "sample data of track {track_id} lies outside the fragment's mdat"
-                )
+                write!(f, "sample data of track {track_id} lies outside the fragment's mdat")
             }
             Error::TrackSetChanged => write!(
                 f,

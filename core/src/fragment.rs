@@ -27,11 +27,7 @@ pub struct FragmentOptions {
 
 impl Default for FragmentOptions {
     fn default() -> Self {
-        FragmentOptions {
-            tfdt: true,
-            tfxd_version: 1,
-            default_base_is_moof: false,
-        }
+        FragmentOptions { tfdt: true, tfxd_version: 1, default_base_is_moof: false }
     }
 }
 
@@ -108,12 +104,7 @@ fn flags_layout(samples: &[Sample]) -> FlagsLayout {
 }
 
 /// Writes the Smooth fragment of one track run.
-pub fn write_fragment(
-    tf: &TrackFragment,
-    sequence: u32,
-    timing: FragmentTiming,
-    opts: FragmentOptions,
-) -> Fragment {
+pub fn write_fragment(tf: &TrackFragment, sequence: u32, timing: FragmentTiming, opts: FragmentOptions) -> Fragment {
     let samples = &tf.samples;
     let layout = flags_layout(samples);
     let any_cto = samples.iter().any(|s| s.cto != 0);

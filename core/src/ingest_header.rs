@@ -38,24 +38,14 @@ impl IngestHeader {
         let hevc = tracks.iter().any(|t| t.info.codec == Codec::Hevc);
         let manifest = LiveServerManifest {
             creator: creator.map(ToString::to_string),
-            tracks: tracks
-                .iter()
-                .map(|t| ManifestTrack::for_track(&t.info, &t.name, src, t.bitrate))
-                .collect(),
+            tracks: tracks.iter().map(|t| ManifestTrack::for_track(&t.info, &t.name, src, t.bitrate)).collect(),
         };
         let mut out = Vec::new();
         write_ingest_ftyp(&mut out, hevc);
         manifest.write_box(&mut out);
-        let moov_tracks: Vec<MoovTrack<'_>> = tracks
-            .iter()
-            .map(|t| MoovTrack::from_info(&t.info))
-            .collect();
+        let moov_tracks: Vec<MoovTrack<'_>> = tracks.iter().map(|t| MoovTrack::from_info(&t.info)).collect();
         write_moov(&mut out, MOVIE_TIMESCALE, &moov_tracks);
-        IngestHeader {
-            bytes: Bytes::from(out),
-            manifest,
-            tracks,
-        }
+        IngestHeader { bytes: Bytes::from(out), manifest, tracks }
     }
 
     pub fn track(&self, track_id: u32) -> Option<&IngestTrack> {
@@ -99,24 +89,12 @@ mod tests {
     #[test]
     fn header_is_ftyp_manifest_moov_and_consistent() {
         let (mut video, mut audio) = spec_tracks();
-        video.sample_entry = avc1_entry(
-            1280,
-            720,
-            &[1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 1, 0x67, 1, 0, 1, 0x68],
-        );
+        video.sample_entry = avc1_entry(1280, 720, &[1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 1, 0x67, 1, 0, 1, 0x68]);
         video.codec_private_data = [0, 0, 0, 1, 0x67, 0, 0, 0, 1, 0x68].to_vec();
         audio.sample_entry = mp4a_entry();
         let tracks = alloc::vec![
-            IngestTrack {
-                info: video,
-                name: "video".into(),
-                bitrate: 3_000_000
-            },
-            IngestTrack {
-                info: audio,
-                name: "audio".into(),
-                bitrate: 128_000
-            },
+            IngestTrack { info: video, name: "video".into(), bitrate: 3_000_000 },
+            IngestTrack { info: audio, name: "audio".into(), bitrate: 128_000 },
         ];
         let h = IngestHeader::build(tracks.clone(), "s1", Some("fmp4ingestsink"));
         let boxes: Vec<_> = Boxes::new(&h.bytes).map(|b| b.unwrap()).collect();
@@ -128,16 +106,10 @@ mod tests {
             assert_eq!(m.param("trackID").unwrap(), t.track_id.to_string());
             assert_eq!(m.param("timescale").unwrap(), t.timescale.to_string());
             assert_eq!(m.param("FourCC").unwrap(), t.smooth_fourcc());
-            assert_eq!(
-                m.param("CodecPrivateData").unwrap(),
-                crate::hex::to_upper_hex(&t.codec_private_data)
-            );
+            assert_eq!(m.param("CodecPrivateData").unwrap(), crate::hex::to_upper_hex(&t.codec_private_data));
         }
         // Deterministic: the same input gives the same bytes.
-        assert_eq!(
-            IngestHeader::build(tracks, "s1", Some("fmp4ingestsink")).bytes,
-            h.bytes
-        );
+        assert_eq!(IngestHeader::build(tracks, "s1", Some("fmp4ingestsink")).bytes, h.bytes);
     }
 
     #[test]
@@ -145,24 +117,8 @@ mod tests {
         let (video, audio) = spec_tracks();
         let mut audio_und = audio.clone();
         audio_und.language = *b"und";
-        let names = default_track_names(&[
-            video.clone(),
-            audio.clone(),
-            video,
-            audio.clone(),
-            audio_und.clone(),
-            audio_und,
-        ]);
-        assert_eq!(
-            names,
-            [
-                "video",
-                "audio",
-                "video_2",
-                "audio_eng",
-                "audio_2",
-                "audio_3"
-            ]
-        );
+        let names =
+            default_track_names(&[video.clone(), audio.clone(), video, audio.clone(), audio_und.clone(), audio_und]);
+        assert_eq!(names, ["video", "audio", "video_2", "audio_eng", "audio_2", "audio_3"]);
     }
 }

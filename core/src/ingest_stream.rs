@@ -59,11 +59,7 @@ pub enum Notice {
     /// A video fragment does not start with a sync sample.
     NoSyncSampleAtStart { track_id: u32, time: u64 },
     /// A fragment does not start where the previous one of its track ended.
-    Discontinuity {
-        track_id: u32,
-        expected: u64,
-        actual: u64,
-    },
+    Discontinuity { track_id: u32, expected: u64, actual: u64 },
 }
 
 /// What the stream produces, in order.
@@ -133,11 +129,7 @@ impl IngestStream {
 
     /// End of the muxer's output: flushes held fragments and reports a truncated last box.
     pub fn finish(&mut self) -> Result<()> {
-        let finished = if self.failed {
-            Ok(())
-        } else {
-            self.splitter.finish()
-        };
+        let finished = if self.failed { Ok(()) } else { self.splitter.finish() };
         if self.header.is_none() && self.movie.is_some() {
             self.emit_header()?;
         }
@@ -173,17 +165,13 @@ impl IngestStream {
         let movie = parse_moov(moov)?;
         if let Some(current) = &self.movie {
             if current.same_tracks(&movie) {
-                self.out
-                    .push_back(StreamOutput::Notice(Notice::RepeatedHeader));
+                self.out.push_back(StreamOutput::Notice(Notice::RepeatedHeader));
                 return Ok(());
             }
             return Err(Error::TrackSetChanged);
         }
         if !movie.ignored.is_empty() {
-            self.out
-                .push_back(StreamOutput::Notice(Notice::IgnoredTracks(
-                    movie.ignored.clone(),
-                )));
+            self.out.push_back(StreamOutput::Notice(Notice::IgnoredTracks(movie.ignored.clone())));
         }
         self.reader = Some(FragmentReader::new(&movie));
         self.movie = Some(movie);
@@ -210,12 +198,7 @@ impl IngestStream {
             .tracks
             .iter()
             .filter(|t| self.declared_bitrate(t.kind, t.bitrate).is_none())
-            .filter(|t| {
-                !self
-                    .held
-                    .iter()
-                    .any(|f| f.track_id == t.track_id && f.duration() > 0)
-            })
+            .filter(|t| !self.held.iter().any(|f| f.track_id == t.track_id && f.duration() > 0))
             .map(|t| t.track_id)
             .collect()
     }
@@ -243,24 +226,13 @@ impl IngestStream {
                 Some(b) => b,
                 None => {
                     let measured = measure_bitrate(&self.held, info.track_id, info.timescale);
-                    notices.push(Notice::MeasuredBitrate {
-                        track_id: info.track_id,
-                        bitrate: measured,
-                    });
+                    notices.push(Notice::MeasuredBitrate { track_id: info.track_id, bitrate: measured });
                     measured
                 }
             };
-            tracks.push(IngestTrack {
-                info: info.clone(),
-                name,
-                bitrate,
-            });
+            tracks.push(IngestTrack { info: info.clone(), name, bitrate });
         }
-        let header = IngestHeader::build(
-            tracks,
-            &self.config.stream_id,
-            self.config.creator.as_deref(),
-        );
+        let header = IngestHeader::build(tracks, &self.config.stream_id, self.config.creator.as_deref());
         self.out.push_back(StreamOutput::Header(header.clone()));
         self.header = Some(header);
         for n in notices {
@@ -275,47 +247,28 @@ impl IngestStream {
     fn emit_fragment(&mut self, tf: TrackFragment) -> Result<()> {
         let time = tf.presentation_time()?;
         let duration = tf.duration();
-        let hevc = self
-            .movie
-            .as_ref()
-            .and_then(|m| m.track(tf.track_id))
-            .is_some_and(|t| t.codec == Codec::Hevc);
-        let is_video = self
-            .movie
-            .as_ref()
-            .and_then(|m| m.track(tf.track_id))
-            .is_some_and(|t| t.kind == TrackKind::Video);
+        let hevc = self.movie.as_ref().and_then(|m| m.track(tf.track_id)).is_some_and(|t| t.codec == Codec::Hevc);
+        let is_video =
+            self.movie.as_ref().and_then(|m| m.track(tf.track_id)).is_some_and(|t| t.kind == TrackKind::Video);
         if is_video && !tf.starts_with_sync() {
-            self.out
-                .push_back(StreamOutput::Notice(Notice::NoSyncSampleAtStart {
-                    track_id: tf.track_id,
-                    time,
-                }));
+            self.out.push_back(StreamOutput::Notice(Notice::NoSyncSampleAtStart { track_id: tf.track_id, time }));
         }
         match self.next_time.iter_mut().find(|(id, _)| *id == tf.track_id) {
             Some((_, expected)) => {
                 if *expected != time {
-                    self.out
-                        .push_back(StreamOutput::Notice(Notice::Discontinuity {
-                            track_id: tf.track_id,
-                            expected: *expected,
-                            actual: time,
-                        }));
+                    self.out.push_back(StreamOutput::Notice(Notice::Discontinuity {
+                        track_id: tf.track_id,
+                        expected: *expected,
+                        actual: time,
+                    }));
                 }
                 *expected = time.saturating_add(duration);
             }
-            None => self
-                .next_time
-                .push((tf.track_id, time.saturating_add(duration))),
+            None => self.next_time.push((tf.track_id, time.saturating_add(duration))),
         }
         let mut opts = self.config.fragment;
         opts.default_base_is_moof |= hevc;
-        let timing = FragmentTiming {
-            time,
-            duration,
-            decode_time: tf.decode_time,
-            index: None,
-        };
+        let timing = FragmentTiming { time, duration, decode_time: tf.decode_time, index: None };
         let frag = write_fragment(&tf, self.sequence, timing, opts);
         self.sequence = self.sequence.wrapping_add(1);
         self.out.push_back(StreamOutput::Fragment(frag));
@@ -328,9 +281,7 @@ fn measure_bitrate(held: &[TrackFragment], track_id: u32, timescale: u32) -> u32
     let (bytes, ticks) = held
         .iter()
         .filter(|f| f.track_id == track_id)
-        .fold((0u64, 0u64), |(b, d), f| {
-            (b + f.data.len(), d + f.duration())
-        });
+        .fold((0u64, 0u64), |(b, d), f| (b + f.data.len(), d + f.duration()));
     if ticks == 0 {
         return 0;
     }
@@ -350,18 +301,11 @@ mod tests {
             .map(|i| Sample {
                 duration,
                 size: 10,
-                flags: if i == 0 {
-                    SAMPLE_FLAGS_SYNC
-                } else {
-                    SAMPLE_FLAGS_NON_SYNC
-                },
+                flags: if i == 0 { SAMPLE_FLAGS_SYNC } else { SAMPLE_FLAGS_NON_SYNC },
                 cto: 0,
             })
             .collect();
-        RunSpec {
-            samples,
-            payload_start: start,
-        }
+        RunSpec { samples, payload_start: start }
     }
 
     fn outputs(stream: &mut IngestStream) -> Vec<StreamOutput> {
@@ -371,62 +315,23 @@ mod tests {
     #[test]
     fn header_then_one_fragment_per_track_with_a_stream_sequence() {
         let payload = [7u8; 100];
-        let f1 = muxer_fragment(
-            &[
-                (1, 0, vec![run(5, 3000, 0)]),
-                (2, 0, vec![run(5, 1024, 50)]),
-            ],
-            &payload,
-        );
-        let f2 = muxer_fragment(
-            &[
-                (1, 15000, vec![run(5, 3000, 0)]),
-                (2, 5120, vec![run(5, 1024, 50)]),
-            ],
-            &payload,
-        );
-        let mut s = IngestStream::new(StreamConfig {
-            stream_id: "s1".into(),
-            ..StreamConfig::default()
-        });
+        let f1 = muxer_fragment(&[(1, 0, vec![run(5, 3000, 0)]), (2, 0, vec![run(5, 1024, 50)])], &payload);
+        let f2 = muxer_fragment(&[(1, 15000, vec![run(5, 3000, 0)]), (2, 5120, vec![run(5, 1024, 50)])], &payload);
+        let mut s = IngestStream::new(StreamConfig { stream_id: "s1".into(), ..StreamConfig::default() });
         // Byte by byte, as the worst muxer would.
         for b in muxer_stream(&[f1, f2]) {
             s.push(Bytes::copy_from_slice(&[b])).unwrap();
         }
         s.finish().unwrap();
         let out = outputs(&mut s);
-        let StreamOutput::Header(h) = &out[0] else {
-            panic!("{out:?}")
-        };
+        let StreamOutput::Header(h) = &out[0] else { panic!("{out:?}") };
         assert_eq!(h.tracks.len(), 2);
         assert_eq!(h.manifest.tracks[0].src, "s1");
-        let frags: Vec<&Fragment> = out
-            .iter()
-            .filter_map(|o| {
-                if let StreamOutput::Fragment(f) = o {
-                    Some(f)
-                } else {
-                    None
-                }
-            })
-            .collect();
-        let ids: Vec<_> = frags
-            .iter()
-            .map(|f| (f.track_id, f.sequence, f.timing.time, f.timing.duration))
-            .collect();
-        assert_eq!(
-            ids,
-            [
-                (1, 1, 0, 15000),
-                (2, 2, 0, 5120),
-                (1, 3, 15000, 15000),
-                (2, 4, 5120, 5120)
-            ]
-        );
-        assert!(
-            !out.iter()
-                .any(|o| matches!(o, StreamOutput::Notice(Notice::Discontinuity { .. })))
-        );
+        let frags: Vec<&Fragment> =
+            out.iter().filter_map(|o| if let StreamOutput::Fragment(f) = o { Some(f) } else { None }).collect();
+        let ids: Vec<_> = frags.iter().map(|f| (f.track_id, f.sequence, f.timing.time, f.timing.duration)).collect();
+        assert_eq!(ids, [(1, 1, 0, 15000), (2, 2, 0, 5120), (1, 3, 15000, 15000), (2, 4, 5120, 5120)]);
+        assert!(!out.iter().any(|o| matches!(o, StreamOutput::Notice(Notice::Discontinuity { .. }))));
     }
 
     #[test]
@@ -441,19 +346,12 @@ mod tests {
         let out = outputs(&mut s);
         assert!(out.iter().any(|o| matches!(
             o,
-            StreamOutput::Notice(Notice::Discontinuity {
-                track_id: 1,
-                expected: 15000,
-                actual: 20000
-            })
+            StreamOutput::Notice(Notice::Discontinuity { track_id: 1, expected: 15000, actual: 20000 })
         )));
-        assert!(out.iter().any(|o| matches!(
-            o,
-            StreamOutput::Notice(Notice::NoSyncSampleAtStart {
-                track_id: 1,
-                time: 20000
-            })
-        )));
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, StreamOutput::Notice(Notice::NoSyncSampleAtStart { track_id: 1, time: 20000 })))
+        );
     }
 
     #[test]
@@ -469,60 +367,37 @@ mod tests {
         assert!(outputs(&mut s).is_empty());
         s.push(Bytes::from(f2)).unwrap();
         let out = outputs(&mut s);
-        let StreamOutput::Header(h) = &out[0] else {
-            panic!("{out:?}")
-        };
+        let StreamOutput::Header(h) = &out[0] else { panic!("{out:?}") };
         // 100 bytes over 30000 ticks at 10 MHz = 266666 b/s; audio keeps the esds value.
         assert_eq!(h.tracks[0].bitrate, 266_666);
         assert_eq!(h.tracks[1].bitrate, 128_000);
-        assert!(out.iter().any(|o| matches!(
-            o,
-            StreamOutput::Notice(Notice::MeasuredBitrate {
-                track_id: 1,
-                bitrate: 266_666
-            })
-        )));
-        assert_eq!(
+        assert!(
             out.iter()
-                .filter(|o| matches!(o, StreamOutput::Fragment(_)))
-                .count(),
-            2
+                .any(|o| matches!(o, StreamOutput::Notice(Notice::MeasuredBitrate { track_id: 1, bitrate: 266_666 })))
         );
+        assert_eq!(out.iter().filter(|o| matches!(o, StreamOutput::Fragment(_))).count(), 2);
     }
 
     #[test]
     fn a_configured_bitrate_wins_and_sends_the_header_at_once() {
-        let mut s = IngestStream::new(StreamConfig {
-            video_bitrate: Some(2_000_000),
-            ..StreamConfig::default()
-        });
+        let mut s = IngestStream::new(StreamConfig { video_bitrate: Some(2_000_000), ..StreamConfig::default() });
         s.push(Bytes::from(muxer_stream(&[]))).unwrap();
         let out = outputs(&mut s);
-        let StreamOutput::Header(h) = &out[0] else {
-            panic!("{out:?}")
-        };
+        let StreamOutput::Header(h) = &out[0] else { panic!("{out:?}") };
         assert_eq!(h.tracks[0].bitrate, 2_000_000);
     }
 
     #[test]
     fn a_moov_with_other_tracks_mid_stream_is_refused_and_a_repeat_is_not() {
-        let mut s = IngestStream::new(StreamConfig {
-            video_bitrate: Some(1),
-            ..StreamConfig::default()
-        });
+        let mut s = IngestStream::new(StreamConfig { video_bitrate: Some(1), ..StreamConfig::default() });
         let stream = muxer_stream(&[]);
         s.push(Bytes::from(stream.clone())).unwrap();
         s.push(Bytes::from(stream)).unwrap();
-        assert!(
-            outputs(&mut s)
-                .iter()
-                .any(|o| matches!(o, StreamOutput::Notice(Notice::RepeatedHeader)))
-        );
+        assert!(outputs(&mut s).iter().any(|o| matches!(o, StreamOutput::Notice(Notice::RepeatedHeader))));
         // A moov with only the first track: different track set.
         let mut one = Vec::new();
         let (mut video, _) = crate::test_support::spec_tracks();
-        video.sample_entry =
-            crate::test_support::avc1_entry(8, 8, &[1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 1, 0x67, 0]);
+        video.sample_entry = crate::test_support::avc1_entry(8, 8, &[1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 1, 0x67, 0]);
         crate::moov::write_moov(&mut one, 1000, &[crate::moov::MoovTrack::from_info(&video)]);
         assert_eq!(s.push(Bytes::from(one)), Err(Error::TrackSetChanged));
     }

@@ -25,6 +25,7 @@ pub mod fragment;
 pub mod hex;
 pub mod ingest_header;
 pub mod ingest_stream;
+pub mod ingest_url;
 pub mod manifest;
 pub mod moov;
 pub mod movie;

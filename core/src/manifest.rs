@@ -56,10 +56,7 @@ pub struct ManifestTrack {
 
 impl ManifestTrack {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// The entry of an audio or video track.
@@ -92,15 +89,8 @@ impl ManifestTrack {
             }
         };
         p("Subtype", String::new());
-        let system_language =
-            (track.kind == TrackKind::Audio).then(|| track.language_str().to_owned());
-        ManifestTrack {
-            element,
-            src: src.to_owned(),
-            system_bitrate: bitrate,
-            system_language,
-            params,
-        }
+        let system_language = (track.kind == TrackKind::Audio).then(|| track.language_str().to_owned());
+        ManifestTrack { element, src: src.to_owned(), system_bitrate: bitrate, system_language, params }
     }
 }
 
@@ -120,10 +110,7 @@ impl LiveServerManifest {
         s.push_str("<smil xmlns=\"http://www.w3.org/2001/SMIL20/Language\">\n");
         s.push_str("  <head>\n");
         if let Some(c) = &self.creator {
-            s.push_str(&format!(
-                "    <meta name=\"creator\" content=\"{}\" />\n",
-                escape(c)
-            ));
+            s.push_str(&format!("    <meta name=\"creator\" content=\"{}\" />\n", escape(c)));
         }
         s.push_str("  </head>\n  <body>\n    <switch>\n");
         for t in &self.tracks {
@@ -153,18 +140,13 @@ impl LiveServerManifest {
     /// The LiveServerManifestBox: `uuid` A5D40B30-..., version 0, flags 0, then the SMIL.
     pub fn write_box(&self, out: &mut Vec<u8>) {
         let smil = self.to_smil();
-        write_uuid_box(out, &LIVE_SERVER_MANIFEST_UUID, 0, 0, |o| {
-            o.extend_from_slice(smil.as_bytes())
-        });
+        write_uuid_box(out, &LIVE_SERVER_MANIFEST_UUID, 0, 0, |o| o.extend_from_slice(smil.as_bytes()));
     }
 
     /// Reads a LiveServerManifestBox.
     pub fn parse_box(b: BoxRef<'_>) -> Result<Self> {
         if b.header.usertype != Some(LIVE_SERVER_MANIFEST_UUID) {
-            return Err(Error::UnexpectedBox {
-                box_type: b.box_type(),
-                expected: "Live Server Manifest uuid",
-            });
+            return Err(Error::UnexpectedBox { box_type: b.box_type(), expected: "Live Server Manifest uuid" });
         }
         let mut r: Reader<'_> = b.reader();
         r.full_box()?;
@@ -202,12 +184,9 @@ impl LiveServerManifest {
                 }
                 (false, "param") => {
                     let t = open.as_mut()?;
-                    t.params
-                        .push((unescape(tag.attr("name")?), unescape(tag.attr("value")?)));
+                    t.params.push((unescape(tag.attr("name")?), unescape(tag.attr("value")?)));
                 }
-                (true, name) if TrackElement::from_name(name).is_some() => {
-                    tracks.push(open.take()?)
-                }
+                (true, name) if TrackElement::from_name(name).is_some() => tracks.push(open.take()?),
                 _ => {}
             }
         }
@@ -231,11 +210,7 @@ fn escape(s: &str) -> String {
 }
 
 fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
+    s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
 }
 
 /// A start or end tag of the document.
@@ -300,12 +275,7 @@ impl<'a> Iterator for Tags<'a> {
                 Some(i) => (&inner[..i], &inner[i..]),
                 None => (inner, ""),
             };
-            return Some(Some(Tag {
-                name,
-                closing,
-                self_closing,
-                attrs,
-            }));
+            return Some(Some(Tag { name, closing, self_closing, attrs }));
         }
     }
 }
@@ -384,8 +354,7 @@ mod tests {
             &out[4..33],
             from_hex("75 75 69 64 A5 D4 0B 30 E8 14 11 DD BA 2F 08 00 20 0C 9A 66 00 00 00 00 3C 3F 78 6D 6C").unwrap()
         );
-        let parsed =
-            LiveServerManifest::parse_box(Boxes::new(&out).next().unwrap().unwrap()).unwrap();
+        let parsed = LiveServerManifest::parse_box(Boxes::new(&out).next().unwrap().unwrap()).unwrap();
         assert_eq!(parsed, m);
     }
 
@@ -412,13 +381,9 @@ mod tests {
 
     #[test]
     fn malformed_text_is_refused_without_panicking() {
-        for bad in [
-            "",
-            "<smil",
-            "<video systemBitrate=\"x\">",
-            "<smil><param name=\"a\" value=\"b\"/>",
-            "<smil><video>",
-        ] {
+        for bad in
+            ["", "<smil", "<video systemBitrate=\"x\">", "<smil><param name=\"a\" value=\"b\"/>", "<smil><video>"]
+        {
             assert!(LiveServerManifest::parse_smil(bad).is_none(), "{bad}");
         }
     }

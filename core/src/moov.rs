@@ -34,16 +34,8 @@ impl<'a> MoovTrack<'a> {
             handler: t.handler,
             timescale: t.timescale,
             language: t.language,
-            width: if t.kind == TrackKind::Video {
-                t.display_width
-            } else {
-                0
-            },
-            height: if t.kind == TrackKind::Video {
-                t.display_height
-            } else {
-                0
-            },
+            width: if t.kind == TrackKind::Video { t.display_width } else { 0 },
+            height: if t.kind == TrackKind::Video { t.display_height } else { 0 },
             sample_entry: &t.sample_entry,
         }
     }
@@ -53,12 +45,7 @@ const UNITY_MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x40
 
 /// Writes the moov. `movie_timescale` only scales mvhd's (zero) duration.
 pub fn write_moov(out: &mut Vec<u8>, movie_timescale: u32, tracks: &[MoovTrack<'_>]) {
-    let next_track_id = tracks
-        .iter()
-        .map(|t| t.track_id)
-        .max()
-        .unwrap_or(0)
-        .saturating_add(1);
+    let next_track_id = tracks.iter().map(|t| t.track_id).max().unwrap_or(0).saturating_add(1);
     write_box(out, codes::MOOV, |o| {
         write_full_box(o, codes::MVHD, 0, 0, |o| {
             o.put_u32(0); // creation_time
@@ -214,36 +201,19 @@ mod tests {
     #[test]
     fn written_moov_parses_back_to_the_same_tracks() {
         let (mut video, mut audio) = spec_tracks();
-        video.sample_entry = avc1_entry(
-            1280,
-            720,
-            &parse_hex("01 64 00 1F FF E1 00 02 67 64 01 00 02 68 EE"),
-        );
+        video.sample_entry = avc1_entry(1280, 720, &parse_hex("01 64 00 1F FF E1 00 02 67 64 01 00 02 68 EE"));
         audio.sample_entry = mp4a_entry();
         let mut out = Vec::new();
-        write_moov(
-            &mut out,
-            1000,
-            &[MoovTrack::from_info(&video), MoovTrack::from_info(&audio)],
-        );
+        write_moov(&mut out, 1000, &[MoovTrack::from_info(&video), MoovTrack::from_info(&audio)]);
         let movie = parse_moov(&out).unwrap();
         assert_eq!(movie.tracks.len(), 2);
         let v = &movie.tracks[0];
-        assert_eq!(
-            (v.track_id, v.timescale, v.width, v.height),
-            (1, 10_000_000, 1280, 720)
-        );
+        assert_eq!((v.track_id, v.timescale, v.width, v.height), (1, 10_000_000, 1280, 720));
         assert_eq!((v.display_width, v.display_height), (1280, 720));
-        assert_eq!(
-            v.codec_private_data,
-            parse_hex("00000001 6764 00000001 68EE")
-        );
+        assert_eq!(v.codec_private_data, parse_hex("00000001 6764 00000001 68EE"));
         assert_eq!(v.sample_entry, video.sample_entry);
         let a = &movie.tracks[1];
-        assert_eq!(
-            (a.track_id, a.channels, a.sample_rate, a.language),
-            (2, 2, 48000, *b"eng")
-        );
+        assert_eq!((a.track_id, a.channels, a.sample_rate, a.language), (2, 2, 48000, *b"eng"));
         assert_eq!(a.codec_private_data, [0x11, 0x90]);
         assert_eq!(a.bitrate, Some(128_000));
         assert_eq!(a.sample_entry, audio.sample_entry);

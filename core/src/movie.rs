@@ -133,15 +133,10 @@ impl MovieInfo {
 
 /// Parses a whole `moov` box.
 pub fn parse_moov(moov: &[u8]) -> Result<MovieInfo> {
-    let moov = Boxes::new(moov).next().ok_or(Error::MissingBox {
-        parent: FourCC::new(b"file"),
-        child: codes::MOOV,
-    })??;
+    let moov =
+        Boxes::new(moov).next().ok_or(Error::MissingBox { parent: FourCC::new(b"file"), child: codes::MOOV })??;
     if moov.box_type() != codes::MOOV {
-        return Err(Error::UnexpectedBox {
-            box_type: moov.box_type(),
-            expected: "moov",
-        });
+        return Err(Error::UnexpectedBox { box_type: moov.box_type(), expected: "moov" });
     }
     let mut trex = Vec::new();
     if let Some(mvex) = moov.child(codes::MVEX)? {
@@ -171,10 +166,7 @@ pub fn parse_moov(moov: &[u8]) -> Result<MovieInfo> {
         match parse_trak(b)? {
             Parsed::Track(mut t) => {
                 if tracks.iter().any(|o| o.track_id == t.track_id) {
-                    return Err(Error::InvalidValue {
-                        in_box: codes::TKHD,
-                        field: "track_ID (duplicate)",
-                    });
+                    return Err(Error::InvalidValue { in_box: codes::TKHD, field: "track_ID (duplicate)" });
                 }
                 if let Some((_, d)) = trex.iter().find(|(id, _)| *id == t.track_id) {
                     t.defaults = *d;
@@ -200,10 +192,7 @@ fn parse_trak(trak: BoxRef<'_>) -> Result<Parsed> {
     let mut r = tkhd.reader();
     let (version, _) = r.full_box()?;
     // creation/modification times are 64-bit in version 1
-    r.skip(
-        if version == 1 { 16 } else { 8 },
-        "creation/modification_time",
-    )?;
+    r.skip(if version == 1 { 16 } else { 8 }, "creation/modification_time")?;
     let track_id = r.u32("track_ID")?;
     if track_id == 0 {
         return Err(r.invalid("track_ID"));
@@ -218,10 +207,7 @@ fn parse_trak(trak: BoxRef<'_>) -> Result<Parsed> {
     let mdhd = mdia.require(codes::MDHD)?;
     let mut r = mdhd.reader();
     let (version, _) = r.full_box()?;
-    r.skip(
-        if version == 1 { 16 } else { 8 },
-        "creation/modification_time",
-    )?;
+    r.skip(if version == 1 { 16 } else { 8 }, "creation/modification_time")?;
     let timescale = r.u32("timescale")?;
     if timescale == 0 {
         return Err(r.invalid("timescale"));
@@ -240,20 +226,14 @@ fn parse_trak(trak: BoxRef<'_>) -> Result<Parsed> {
         _ => return Ok(Parsed::Ignored(IgnoredTrack { track_id, handler })),
     };
 
-    let stsd = mdia
-        .require(codes::MINF)?
-        .require(codes::STBL)?
-        .require(codes::STSD)?;
+    let stsd = mdia.require(codes::MINF)?.require(codes::STBL)?.require(codes::STSD)?;
     let mut r = stsd.reader();
     r.full_box()?;
     if r.u32("entry_count")? == 0 {
         return Err(r.invalid("entry_count"));
     }
     // Sample entries follow the 8 bytes of version, flags and entry_count.
-    let entry = stsd.children_after(8)?.next().ok_or(Error::Truncated {
-        in_box: codes::STSD,
-        field: "entry",
-    })??;
+    let entry = stsd.children_after(8)?.next().ok_or(Error::Truncated { in_box: codes::STSD, field: "entry" })??;
 
     let mut t = TrackInfo {
         track_id,
@@ -277,15 +257,10 @@ fn parse_trak(trak: BoxRef<'_>) -> Result<Parsed> {
         defaults: SampleDefaults::default(),
     };
     match (kind, entry.box_type()) {
-        (TrackKind::Video, codes::AVC1 | codes::AVC3 | codes::HVC1 | codes::HEV1) => {
-            parse_visual_entry(entry, &mut t)?
-        }
+        (TrackKind::Video, codes::AVC1 | codes::AVC3 | codes::HVC1 | codes::HEV1) => parse_visual_entry(entry, &mut t)?,
         (TrackKind::Audio, codes::MP4A) => parse_mp4a_entry(entry, &mut t)?,
         (_, sample_entry) => {
-            return Err(Error::UnsupportedCodec {
-                sample_entry,
-                handler,
-            });
+            return Err(Error::UnsupportedCodec { sample_entry, handler });
         }
     }
     Ok(Parsed::Track(t))
@@ -317,19 +292,13 @@ fn parse_visual_entry(entry: BoxRef<'_>, t: &mut TrackInfo) -> Result<()> {
     match entry.box_type() {
         codes::AVC1 | codes::AVC3 => {
             let avcc = config.filter(|c| c.box_type() == codes::AVCC);
-            let avcc = avcc.ok_or(Error::MissingBox {
-                parent: entry.box_type(),
-                child: codes::AVCC,
-            })?;
+            let avcc = avcc.ok_or(Error::MissingBox { parent: entry.box_type(), child: codes::AVCC })?;
             t.codec = Codec::H264;
             t.codec_private_data = avcc_to_annexb(avcc.body())?;
         }
         _ => {
             let hvcc = config.filter(|c| c.box_type() == codes::HVCC);
-            let hvcc = hvcc.ok_or(Error::MissingBox {
-                parent: entry.box_type(),
-                child: codes::HVCC,
-            })?;
+            let hvcc = hvcc.ok_or(Error::MissingBox { parent: entry.box_type(), child: codes::HVCC })?;
             t.codec = Codec::Hevc;
             let (cpd, codecs) = parse_hvcc(hvcc.body(), entry.box_type())?;
             t.codec_private_data = cpd;
@@ -459,22 +428,14 @@ fn parse_mp4a_entry(entry: BoxRef<'_>, t: &mut TrackInfo) -> Result<()> {
             _ => {}
         }
     }
-    let esds = esds.ok_or(Error::MissingBox {
-        parent: codes::MP4A,
-        child: codes::ESDS,
-    })?;
+    let esds = esds.ok_or(Error::MissingBox { parent: codes::MP4A, child: codes::ESDS })?;
     let es = parse_esds(esds)?;
     if es.object_type_indication != 0x40 {
         // 0x40 = MPEG-4 Audio; anything else (MP3 0x6B, ...) is not AAC.
-        return Err(Error::UnsupportedCodec {
-            sample_entry: codes::MP4A,
-            handler: t.handler,
-        });
+        return Err(Error::UnsupportedCodec { sample_entry: codes::MP4A, handler: t.handler });
     }
     let asc = parse_audio_specific_config(&es.decoder_specific_info)?;
-    t.codec = Codec::Aac {
-        object_type: asc.object_type,
-    };
+    t.codec = Codec::Aac { object_type: asc.object_type };
     if asc.sample_rate > 0 {
         t.sample_rate = asc.sample_rate;
     }
@@ -485,9 +446,7 @@ fn parse_mp4a_entry(entry: BoxRef<'_>, t: &mut TrackInfo) -> Result<()> {
         t.bits_per_sample = 16;
     }
     t.codec_private_data = es.decoder_specific_info;
-    t.bitrate = t.bitrate.or([es.avg_bitrate, es.max_bitrate]
-        .into_iter()
-        .find(|b| *b > 0));
+    t.bitrate = t.bitrate.or([es.avg_bitrate, es.max_bitrate].into_iter().find(|b| *b > 0));
     // A clean ISO AudioSampleEntry v0 with the esds, whatever sound description the muxer wrote.
     let mut e = Vec::new();
     write_box(&mut e, codes::MP4A, |o| {
@@ -522,10 +481,7 @@ fn descriptor<'a>(r: &mut Reader<'a>) -> Result<(u8, Reader<'a>)> {
             break;
         }
     }
-    Ok((
-        tag,
-        Reader::new(r.bytes(len, "descriptor body")?, codes::ESDS),
-    ))
+    Ok((tag, Reader::new(r.bytes(len, "descriptor body")?, codes::ESDS)))
 }
 
 fn parse_esds(esds: BoxRef<'_>) -> Result<EsInfo> {
@@ -563,12 +519,7 @@ fn parse_esds(esds: BoxRef<'_>) -> Result<EsInfo> {
             break;
         }
     }
-    Ok(EsInfo {
-        object_type_indication,
-        max_bitrate,
-        avg_bitrate,
-        decoder_specific_info,
-    })
+    Ok(EsInfo { object_type_indication, max_bitrate, avg_bitrate, decoder_specific_info })
 }
 
 /// The fields of an AudioSpecificConfig (ISO/IEC 14496-3 §1.6.2.1) that the manifest needs.
@@ -580,34 +531,22 @@ pub struct AudioSpecificConfig {
 }
 
 pub fn parse_audio_specific_config(asc: &[u8]) -> Result<AudioSpecificConfig> {
-    const RATES: [u32; 13] = [
-        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
-    ];
+    const RATES: [u32; 13] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
     let mut bits = BitReader { data: asc, pos: 0 };
-    let err = Error::InvalidValue {
-        in_box: codes::ESDS,
-        field: "AudioSpecificConfig",
-    };
+    let err = Error::InvalidValue { in_box: codes::ESDS, field: "AudioSpecificConfig" };
     let mut object_type = bits.read(5).ok_or(err.clone())? as u8;
     if object_type == 31 {
         object_type = 32 + bits.read(6).ok_or(err.clone())? as u8;
     }
     let index = bits.read(4).ok_or(err.clone())?;
-    let sample_rate = if index == 15 {
-        bits.read(24).ok_or(err.clone())?
-    } else {
-        RATES.get(index as usize).copied().unwrap_or(0)
-    };
+    let sample_rate =
+        if index == 15 { bits.read(24).ok_or(err.clone())? } else { RATES.get(index as usize).copied().unwrap_or(0) };
     let channels = match bits.read(4).ok_or(err)? {
         7 => 8,
         c @ 0..=6 => c as u16,
         _ => 0,
     };
-    Ok(AudioSpecificConfig {
-        object_type,
-        sample_rate,
-        channels,
-    })
+    Ok(AudioSpecificConfig { object_type, sample_rate, channels })
 }
 
 struct BitReader<'a> {
@@ -641,8 +580,7 @@ fn unpack_language(packed: u16) -> [u8; 3] {
 /// mdhd's packed form of an ISO 639-2/T code.
 pub fn pack_language(lang: &[u8; 3]) -> u16 {
     if lang.iter().all(|c| c.is_ascii_lowercase()) {
-        lang.iter()
-            .fold(0u16, |acc, c| (acc << 5) | u16::from(c - 0x60))
+        lang.iter().fold(0u16, |acc, c| (acc << 5) | u16::from(c - 0x60))
     } else {
         pack_language(b"und")
     }
@@ -664,39 +602,45 @@ mod tests {
     fn audio_specific_config_of_lc_and_he() {
         assert_eq!(
             parse_audio_specific_config(&[0x11, 0x90]).unwrap(),
-            AudioSpecificConfig {
-                object_type: 2,
-                sample_rate: 48000,
-                channels: 2
-            }
+            AudioSpecificConfig { object_type: 2, sample_rate: 48000, channels: 2 }
         );
         assert_eq!(
             parse_audio_specific_config(&[0x12, 0x10]).unwrap(),
-            AudioSpecificConfig {
-                object_type: 2,
-                sample_rate: 44100,
-                channels: 2
-            }
+            AudioSpecificConfig { object_type: 2, sample_rate: 44100, channels: 2 }
         );
         // FFmpeg's mono 48 kHz example from the capture: 1188 56E500 (LC with SBR extension signalling)
-        assert_eq!(
-            parse_audio_specific_config(&[0x11, 0x88, 0x56, 0xE5, 0x00])
-                .unwrap()
-                .channels,
-            1
-        );
+        assert_eq!(parse_audio_specific_config(&[0x11, 0x88, 0x56, 0xE5, 0x00]).unwrap().channels, 1);
         assert!(parse_audio_specific_config(&[0x11]).is_err());
+    }
+
+    /// qtmux's sound description v1 with esds inside a 'wave' atom and zero terminators,
+    /// captured from `qtmux fragment-duration=2000` with avenc_aac (stereo 48 kHz).
+    #[test]
+    fn quicktime_sound_description_v1_is_normalised() {
+        use crate::bmff::Boxes;
+        let entry = crate::hex::from_hex(
+            "000000866d7034610000000000000001000100000000000000020010fffe0000bb800000000000000000000000000000\
+             0000000000000052776176650000000c66726d616d7034610000000c6d703461000000000000002a65736473000000\
+             00031c0002000414401500000000025a0d0001f0fe0505119056e5000601020000000800000000",
+        )
+        .unwrap();
+        let b = Boxes::new(&entry).next().unwrap().unwrap();
+        let mut t = crate::test_support::spec_tracks().1;
+        t.codec_private_data.clear();
+        t.bitrate = None;
+        parse_mp4a_entry(b, &mut t).unwrap();
+        assert_eq!((t.channels, t.sample_rate, t.bitrate), (2, 48000, Some(127_230)));
+        assert_eq!(t.codec_private_data, [0x11, 0x90, 0x56, 0xE5, 0x00]);
+        // Rewritten as a plain ISO AudioSampleEntry v0 holding the same esds.
+        let rewritten = Boxes::new(&t.sample_entry).next().unwrap().unwrap();
+        assert_eq!(rewritten.body()[8..10], [0, 0]);
+        assert!(rewritten.children_after(AUDIO_ENTRY_FIELDS).unwrap().any(|c| c.unwrap().box_type() == codes::ESDS));
     }
 
     #[test]
     fn avcc_parameter_sets_become_annex_b() {
-        let avcc = [
-            1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 3, 0x67, 0x64, 0x1f, 1, 0, 2, 0x68, 0xeb,
-        ];
-        assert_eq!(
-            avcc_to_annexb(&avcc).unwrap(),
-            [0, 0, 0, 1, 0x67, 0x64, 0x1f, 0, 0, 0, 1, 0x68, 0xeb]
-        );
+        let avcc = [1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 3, 0x67, 0x64, 0x1f, 1, 0, 2, 0x68, 0xeb];
+        assert_eq!(avcc_to_annexb(&avcc).unwrap(), [0, 0, 0, 1, 0x67, 0x64, 0x1f, 0, 0, 0, 1, 0x68, 0xeb]);
         assert!(avcc_to_annexb(&avcc[..9]).is_err());
     }
 }

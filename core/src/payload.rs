@@ -110,11 +110,7 @@ mod tests {
         for start in 0..=flat.len() {
             for len in 0..=(flat.len() - start) {
                 let s = p.slice(start as u64, len as u64).unwrap();
-                assert_eq!(
-                    s.to_vec(),
-                    &flat[start..start + len],
-                    "start {start} len {len}"
-                );
+                assert_eq!(s.to_vec(), &flat[start..start + len], "start {start} len {len}");
             }
         }
         assert!(p.slice(10, 4).is_none());

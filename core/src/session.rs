@@ -29,10 +29,7 @@ pub struct SessionConfig {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig {
-            probe_timeout: Duration::from_secs(10),
-            final_response_timeout: Duration::from_secs(10),
-        }
+        SessionConfig { probe_timeout: Duration::from_secs(10), final_response_timeout: Duration::from_secs(10) }
     }
 }
 
@@ -44,11 +41,7 @@ pub enum Action {
     /// Start the long-running POST with `Transfer-Encoding: chunked` on a new connection.
     OpenPost { connection: ConnectionId },
     /// Append these bytes to the POST body, in order.
-    Send {
-        connection: ConnectionId,
-        what: Sent,
-        chunks: Vec<Bytes>,
-    },
+    Send { connection: ConnectionId, what: Sent, chunks: Vec<Bytes> },
     /// End the chunked body (zero-length chunk) and wait for the response.
     EndBody { connection: ConnectionId },
     /// Abandon the connection without ending its body.
@@ -59,11 +52,7 @@ pub enum Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sent {
     Header,
-    Fragment {
-        track_id: u32,
-        sequence: u32,
-        time: u64,
-    },
+    Fragment { track_id: u32, sequence: u32, time: u64 },
 }
 
 /// Why the transport failed, as the driver saw it.
@@ -85,22 +74,13 @@ pub enum TransportError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
     /// The probe was answered.
-    ProbeResponse {
-        connection: ConnectionId,
-        status: u16,
-    },
+    ProbeResponse { connection: ConnectionId, status: u16 },
     /// The POST's connection is up and the body is being read by the transport.
     Connected { connection: ConnectionId },
     /// The server answered the POST. Before the body ended, that is a server abort.
-    Response {
-        connection: ConnectionId,
-        status: u16,
-    },
+    Response { connection: ConnectionId, status: u16 },
     /// The connection failed.
-    Failed {
-        connection: ConnectionId,
-        error: TransportError,
-    },
+    Failed { connection: ConnectionId, error: TransportError },
 }
 
 /// Why the session stopped without finishing.
@@ -190,10 +170,7 @@ impl IngestSession {
     pub fn start(&mut self, now: Duration) {
         if self.state == State::Idle {
             let connection = self.new_connection();
-            self.state = State::Probing {
-                connection,
-                deadline: now + self.config.probe_timeout,
-            };
+            self.state = State::Probing { connection, deadline: now + self.config.probe_timeout };
             self.actions.push_back(Action::SendProbe { connection });
         }
     }
@@ -233,78 +210,44 @@ impl IngestSession {
 
     pub fn handle_input(&mut self, input: Input, now: Duration) {
         match (self.state, input) {
-            (
-                State::Probing { connection, .. },
-                Input::ProbeResponse {
-                    connection: c,
-                    status,
-                },
-            ) if c == connection => {
+            (State::Probing { connection, .. }, Input::ProbeResponse { connection: c, status }) if c == connection => {
                 if (200..300).contains(&status) {
-                    self.events
-                        .push_back(SessionEvent::ProbeAccepted { status });
+                    self.events.push_back(SessionEvent::ProbeAccepted { status });
                     self.state = State::ReadyToOpen;
                     self.advance(now);
                 } else {
                     self.fail(Failure::ProbeRefused { status });
                 }
             }
-            (
-                State::Probing { connection, .. },
-                Input::Failed {
-                    connection: c,
-                    error,
-                },
-            ) if c == connection => {
+            (State::Probing { connection, .. }, Input::Failed { connection: c, error }) if c == connection => {
                 self.fail(Failure::Transport { error });
             }
-            (State::Opening { connection }, Input::Connected { connection: c })
-                if c == connection =>
-            {
+            (State::Opening { connection }, Input::Connected { connection: c }) if c == connection => {
                 self.state = State::Streaming { connection };
                 self.events.push_back(SessionEvent::Connected);
                 self.advance(now);
             }
             (
                 State::Opening { connection } | State::Streaming { connection },
-                Input::Response {
-                    connection: c,
-                    status,
-                },
+                Input::Response { connection: c, status },
             ) if c == connection => {
                 self.fail(Failure::ServerAbort { status });
             }
             (
                 State::Opening { connection } | State::Streaming { connection },
-                Input::Failed {
-                    connection: c,
-                    error,
-                },
+                Input::Failed { connection: c, error },
             ) if c == connection => {
                 self.fail(Failure::Transport { error });
             }
-            (
-                State::Ending { connection, .. },
-                Input::Response {
-                    connection: c,
-                    status,
-                },
-            ) if c == connection => {
+            (State::Ending { connection, .. }, Input::Response { connection: c, status }) if c == connection => {
                 self.state = State::Done;
                 if (200..300).contains(&status) {
                     self.events.push_back(SessionEvent::Finished { status });
                 } else {
-                    self.events
-                        .push_back(SessionEvent::Failed(Failure::ServerAbort { status }));
+                    self.events.push_back(SessionEvent::Failed(Failure::ServerAbort { status }));
                 }
             }
-            (
-                State::Ending { connection, .. },
-                Input::Failed {
-                    connection: c,
-                    error,
-                },
-            ) if c == connection => {
+            (State::Ending { connection, .. }, Input::Failed { connection: c, error }) if c == connection => {
                 self.fail(Failure::Transport { error });
             }
             // Events of connections the session no longer uses.
@@ -315,17 +258,11 @@ impl IngestSession {
     /// The driver's timer fired.
     pub fn handle_timeout(&mut self, now: Duration) {
         match self.state {
-            State::Probing {
-                connection,
-                deadline,
-            } if now >= deadline => {
+            State::Probing { connection, deadline } if now >= deadline => {
                 self.actions.push_back(Action::Close { connection });
                 self.fail(Failure::ProbeTimeout);
             }
-            State::Ending {
-                connection,
-                deadline,
-            } if now >= deadline => {
+            State::Ending { connection, deadline } if now >= deadline => {
                 self.actions.push_back(Action::Close { connection });
                 self.state = State::Done;
                 self.events.push_back(SessionEvent::FinishedWithoutResponse);
@@ -356,9 +293,8 @@ impl IngestSession {
     }
 
     fn fail(&mut self, failure: Failure) {
-        if let State::Opening { connection }
-        | State::Streaming { connection }
-        | State::Ending { connection, .. } = self.state
+        if let State::Opening { connection } | State::Streaming { connection } | State::Ending { connection, .. } =
+            self.state
         {
             self.actions.push_back(Action::Close { connection });
         }
@@ -392,23 +328,12 @@ impl IngestSession {
                     }
                 }
                 while let Some(f) = self.queue.pop_front() {
-                    let what = Sent::Fragment {
-                        track_id: f.track_id,
-                        sequence: f.sequence,
-                        time: f.timing.time,
-                    };
+                    let what = Sent::Fragment { track_id: f.track_id, sequence: f.sequence, time: f.timing.time };
                     let chunks = f.wire_chunks().cloned().collect();
-                    self.actions.push_back(Action::Send {
-                        connection,
-                        what,
-                        chunks,
-                    });
+                    self.actions.push_back(Action::Send { connection, what, chunks });
                 }
                 if self.finishing {
-                    self.state = State::Ending {
-                        connection,
-                        deadline: now + self.config.final_response_timeout,
-                    };
+                    self.state = State::Ending { connection, deadline: now + self.config.final_response_timeout };
                     self.actions.push_back(Action::EndBody { connection });
                 }
             }
@@ -427,12 +352,7 @@ mod tests {
         Fragment {
             track_id,
             sequence,
-            timing: FragmentTiming {
-                time,
-                duration: 10,
-                decode_time: time,
-                index: None,
-            },
+            timing: FragmentTiming { time, duration: 10, decode_time: time, index: None },
             sample_count: 1,
             starts_with_sync: true,
             head: Bytes::from_static(b"moof"),
@@ -456,72 +376,26 @@ mod tests {
     fn probe_then_post_then_graceful_end() {
         let mut ses = IngestSession::new(SessionConfig::default());
         ses.start(s(0));
-        assert_eq!(
-            actions(&mut ses),
-            [Action::SendProbe {
-                connection: ConnectionId(1)
-            }]
-        );
+        assert_eq!(actions(&mut ses), [Action::SendProbe { connection: ConnectionId(1) }]);
         // A fragment before the probe answers waits.
         ses.push_fragment(frag(1, 1, 0), s(0));
         assert!(actions(&mut ses).is_empty());
-        ses.handle_input(
-            Input::ProbeResponse {
-                connection: ConnectionId(1),
-                status: 200,
-            },
-            s(1),
-        );
+        ses.handle_input(Input::ProbeResponse { connection: ConnectionId(1), status: 200 }, s(1));
         // No header yet: nothing opens.
         assert!(actions(&mut ses).is_empty());
         ses.set_header(Bytes::from_static(b"hdr"), s(1));
-        assert_eq!(
-            actions(&mut ses),
-            [Action::OpenPost {
-                connection: ConnectionId(2)
-            }]
-        );
-        ses.handle_input(
-            Input::Connected {
-                connection: ConnectionId(2),
-            },
-            s(1),
-        );
+        assert_eq!(actions(&mut ses), [Action::OpenPost { connection: ConnectionId(2) }]);
+        ses.handle_input(Input::Connected { connection: ConnectionId(2) }, s(1));
         let a = actions(&mut ses);
         assert_eq!(a.len(), 2);
-        assert!(
-            matches!(&a[0], Action::Send { what: Sent::Header, chunks, .. } if chunks[0] == "hdr")
-        );
-        assert!(matches!(
-            &a[1],
-            Action::Send {
-                what: Sent::Fragment { sequence: 1, .. },
-                ..
-            }
-        ));
+        assert!(matches!(&a[0], Action::Send { what: Sent::Header, chunks, .. } if chunks[0] == "hdr"));
+        assert!(matches!(&a[1], Action::Send { what: Sent::Fragment { sequence: 1, .. }, .. }));
         ses.push_fragment(frag(2, 2, 0), s(2));
-        assert!(matches!(
-            &actions(&mut ses)[..],
-            [Action::Send {
-                what: Sent::Fragment { sequence: 2, .. },
-                ..
-            }]
-        ));
+        assert!(matches!(&actions(&mut ses)[..], [Action::Send { what: Sent::Fragment { sequence: 2, .. }, .. }]));
         ses.finish(s(3));
-        assert_eq!(
-            actions(&mut ses),
-            [Action::EndBody {
-                connection: ConnectionId(2)
-            }]
-        );
+        assert_eq!(actions(&mut ses), [Action::EndBody { connection: ConnectionId(2) }]);
         assert_eq!(ses.poll_timeout(), Some(s(13)));
-        ses.handle_input(
-            Input::Response {
-                connection: ConnectionId(2),
-                status: 200,
-            },
-            s(4),
-        );
+        ses.handle_input(Input::Response { connection: ConnectionId(2), status: 200 }, s(4));
         assert!(ses.is_done());
         assert_eq!(
             events(&mut ses),
@@ -538,18 +412,9 @@ mod tests {
         let mut ses = IngestSession::new(SessionConfig::default());
         ses.start(s(0));
         actions(&mut ses);
-        ses.handle_input(
-            Input::ProbeResponse {
-                connection: ConnectionId(1),
-                status: 404,
-            },
-            s(0),
-        );
+        ses.handle_input(Input::ProbeResponse { connection: ConnectionId(1), status: 404 }, s(0));
         assert!(ses.is_done());
-        assert_eq!(
-            events(&mut ses),
-            [SessionEvent::Failed(Failure::ProbeRefused { status: 404 })]
-        );
+        assert_eq!(events(&mut ses), [SessionEvent::Failed(Failure::ProbeRefused { status: 404 })]);
     }
 
     #[test]
@@ -560,16 +425,8 @@ mod tests {
         ses.handle_timeout(s(9));
         assert!(!ses.is_done());
         ses.handle_timeout(s(10));
-        assert_eq!(
-            actions(&mut ses),
-            [Action::Close {
-                connection: ConnectionId(1)
-            }]
-        );
-        assert_eq!(
-            events(&mut ses),
-            [SessionEvent::Failed(Failure::ProbeTimeout)]
-        );
+        assert_eq!(actions(&mut ses), [Action::Close { connection: ConnectionId(1) }]);
+        assert_eq!(events(&mut ses), [SessionEvent::Failed(Failure::ProbeTimeout)]);
     }
 
     #[test]
@@ -577,46 +434,15 @@ mod tests {
         let mut ses = IngestSession::new(SessionConfig::default());
         ses.start(s(0));
         ses.set_header(Bytes::from_static(b"h"), s(0));
-        ses.handle_input(
-            Input::ProbeResponse {
-                connection: ConnectionId(1),
-                status: 204,
-            },
-            s(0),
-        );
-        ses.handle_input(
-            Input::Connected {
-                connection: ConnectionId(2),
-            },
-            s(0),
-        );
+        ses.handle_input(Input::ProbeResponse { connection: ConnectionId(1), status: 204 }, s(0));
+        ses.handle_input(Input::Connected { connection: ConnectionId(2) }, s(0));
         actions(&mut ses);
         // A stale event from the probe connection changes nothing.
-        ses.handle_input(
-            Input::Failed {
-                connection: ConnectionId(1),
-                error: TransportError::Closed,
-            },
-            s(1),
-        );
+        ses.handle_input(Input::Failed { connection: ConnectionId(1), error: TransportError::Closed }, s(1));
         assert!(!ses.is_done());
-        ses.handle_input(
-            Input::Response {
-                connection: ConnectionId(2),
-                status: 500,
-            },
-            s(1),
-        );
-        assert_eq!(
-            actions(&mut ses),
-            [Action::Close {
-                connection: ConnectionId(2)
-            }]
-        );
-        assert_eq!(
-            events(&mut ses).last(),
-            Some(&SessionEvent::Failed(Failure::ServerAbort { status: 500 }))
-        );
+        ses.handle_input(Input::Response { connection: ConnectionId(2), status: 500 }, s(1));
+        assert_eq!(actions(&mut ses), [Action::Close { connection: ConnectionId(2) }]);
+        assert_eq!(events(&mut ses).last(), Some(&SessionEvent::Failed(Failure::ServerAbort { status: 500 })));
     }
 
     #[test]
@@ -624,52 +450,23 @@ mod tests {
         let mut ses = IngestSession::new(SessionConfig::default());
         ses.start(s(0));
         ses.set_header(Bytes::from_static(b"h"), s(0));
-        ses.handle_input(
-            Input::ProbeResponse {
-                connection: ConnectionId(1),
-                status: 200,
-            },
-            s(0),
-        );
-        ses.handle_input(
-            Input::Connected {
-                connection: ConnectionId(2),
-            },
-            s(0),
-        );
+        ses.handle_input(Input::ProbeResponse { connection: ConnectionId(1), status: 200 }, s(0));
+        ses.handle_input(Input::Connected { connection: ConnectionId(2) }, s(0));
         ses.finish(s(5));
         actions(&mut ses);
         ses.handle_timeout(s(15));
         assert!(ses.is_done());
-        assert_eq!(
-            actions(&mut ses),
-            [Action::Close {
-                connection: ConnectionId(2)
-            }]
-        );
-        assert_eq!(
-            events(&mut ses).last(),
-            Some(&SessionEvent::FinishedWithoutResponse)
-        );
+        assert_eq!(actions(&mut ses), [Action::Close { connection: ConnectionId(2) }]);
+        assert_eq!(events(&mut ses).last(), Some(&SessionEvent::FinishedWithoutResponse));
     }
 
     #[test]
     fn finishing_before_any_header_ends_without_a_post() {
         let mut ses = IngestSession::new(SessionConfig::default());
         ses.start(s(0));
-        ses.handle_input(
-            Input::ProbeResponse {
-                connection: ConnectionId(1),
-                status: 200,
-            },
-            s(0),
-        );
+        ses.handle_input(Input::ProbeResponse { connection: ConnectionId(1), status: 200 }, s(0));
         ses.finish(s(1));
         assert!(ses.is_done());
-        assert!(
-            actions(&mut ses)
-                .iter()
-                .all(|a| !matches!(a, Action::OpenPost { .. }))
-        );
+        assert!(actions(&mut ses).iter().all(|a| !matches!(a, Action::OpenPost { .. })));
     }
 }

@@ -9,21 +9,17 @@ use crate::bmff::{BoxRef, FourCC};
 use crate::error::{Error, Result};
 
 /// LiveServerManifestBox usertype A5D40B30-E814-11DD-BA2F-0800200C9A66.
-pub const LIVE_SERVER_MANIFEST_UUID: [u8; 16] = [
-    0xA5, 0xD4, 0x0B, 0x30, 0xE8, 0x14, 0x11, 0xDD, 0xBA, 0x2F, 0x08, 0x00, 0x20, 0x0C, 0x9A, 0x66,
-];
+pub const LIVE_SERVER_MANIFEST_UUID: [u8; 16] =
+    [0xA5, 0xD4, 0x0B, 0x30, 0xE8, 0x14, 0x11, 0xDD, 0xBA, 0x2F, 0x08, 0x00, 0x20, 0x0C, 0x9A, 0x66];
 /// StreamManifestBox usertype (deprecated; never sent to Azure-style receivers).
-pub const STREAM_MANIFEST_UUID: [u8; 16] = [
-    0x3C, 0x2F, 0xE5, 0x1B, 0xEF, 0xEE, 0x40, 0xA3, 0xAE, 0x81, 0x53, 0x00, 0x19, 0x9D, 0xC3, 0x48,
-];
+pub const STREAM_MANIFEST_UUID: [u8; 16] =
+    [0x3C, 0x2F, 0xE5, 0x1B, 0xEF, 0xEE, 0x40, 0xA3, 0xAE, 0x81, 0x53, 0x00, 0x19, 0x9D, 0xC3, 0x48];
 /// TrackFragmentExtendedHeaderBox (tfxd) usertype.
-pub const TFXD_UUID: [u8; 16] = [
-    0x6D, 0x1D, 0x9B, 0x05, 0x42, 0xD5, 0x44, 0xE6, 0x80, 0xE2, 0x14, 0x1D, 0xAF, 0xF7, 0x57, 0xB2,
-];
+pub const TFXD_UUID: [u8; 16] =
+    [0x6D, 0x1D, 0x9B, 0x05, 0x42, 0xD5, 0x44, 0xE6, 0x80, 0xE2, 0x14, 0x1D, 0xAF, 0xF7, 0x57, 0xB2];
 /// TfrfBox (lookahead) usertype.
-pub const TFRF_UUID: [u8; 16] = [
-    0xD4, 0x80, 0x7E, 0xF2, 0xCA, 0x39, 0x46, 0x95, 0x8E, 0x54, 0x26, 0xCB, 0x9E, 0x46, 0xA7, 0x9F,
-];
+pub const TFRF_UUID: [u8; 16] =
+    [0xD4, 0x80, 0x7E, 0xF2, 0xCA, 0x39, 0x46, 0x95, 0x8E, 0x54, 0x26, 0xCB, 0x9E, 0x46, 0xA7, 0x9F];
 
 /// The empty `mfra` that signals end of stream to legacy receivers (deprecated on Azure).
 pub const EMPTY_MFRA: [u8; 8] = [0, 0, 0, 8, b'm', b'f', b'r', b'a'];
@@ -68,12 +64,7 @@ pub struct Tfxd {
 
 impl Tfxd {
     pub fn v1(time: u64, duration: u64) -> Self {
-        Tfxd {
-            version: 1,
-            fragment_absolute_time: time,
-            fragment_duration: duration,
-            fragment_index: None,
-        }
+        Tfxd { version: 1, fragment_absolute_time: time, fragment_duration: duration, fragment_index: None }
     }
 
     pub fn write(&self, out: &mut Vec<u8>) {
@@ -95,35 +86,17 @@ impl Tfxd {
     /// Parses a `uuid` box known to carry the tfxd usertype.
     pub fn parse(b: BoxRef<'_>) -> Result<Tfxd> {
         if b.header.usertype != Some(TFXD_UUID) {
-            return Err(Error::UnexpectedBox {
-                box_type: b.box_type(),
-                expected: "tfxd",
-            });
+            return Err(Error::UnexpectedBox { box_type: b.box_type(), expected: "tfxd" });
         }
         let mut r = b.reader();
         let (version, _) = r.full_box()?;
         let (t, d) = match version {
-            0 => (
-                u64::from(r.u32("fragment_absolute_time")?),
-                u64::from(r.u32("fragment_duration")?),
-            ),
-            1 | 2 => (
-                r.u64("fragment_absolute_time")?,
-                r.u64("fragment_duration")?,
-            ),
+            0 => (u64::from(r.u32("fragment_absolute_time")?), u64::from(r.u32("fragment_duration")?)),
+            1 | 2 => (r.u64("fragment_absolute_time")?, r.u64("fragment_duration")?),
             _ => return Err(r.invalid("version")),
         };
-        let fragment_index = if version == 2 {
-            Some(r.u64("fragment_index")?)
-        } else {
-            None
-        };
-        Ok(Tfxd {
-            version,
-            fragment_absolute_time: t,
-            fragment_duration: d,
-            fragment_index,
-        })
+        let fragment_index = if version == 2 { Some(r.u64("fragment_index")?) } else { None };
+        Ok(Tfxd { version, fragment_absolute_time: t, fragment_duration: d, fragment_index })
     }
 }
 
@@ -138,16 +111,10 @@ mod tests {
         // ingest-spec §2.3
         let mut out = Vec::new();
         write_ingest_ftyp(&mut out, false);
-        assert_eq!(
-            out,
-            parse_hex("00 00 00 18 66 74 79 70 69 73 6D 6C 00 00 00 01 70 69 66 66 69 73 6F 32")
-        );
+        assert_eq!(out, parse_hex("00 00 00 18 66 74 79 70 69 73 6D 6C 00 00 00 01 70 69 66 66 69 73 6F 32"));
         let b = Boxes::new(&out).next().unwrap().unwrap();
         let (major, minor, compat) = parse_ftyp(b).unwrap();
-        assert_eq!(
-            (major, minor, compat),
-            (codes::ISML, 1, alloc::vec![codes::PIFF, codes::ISO2])
-        );
+        assert_eq!((major, minor, compat), (codes::ISML, 1, alloc::vec![codes::PIFF, codes::ISO2]));
         let mut hevc = Vec::new();
         write_ingest_ftyp(&mut hevc, true);
         assert_eq!(hevc.len(), 32);
@@ -169,10 +136,7 @@ mod tests {
         let mut out = Vec::new();
         t.write(&mut out);
         assert_eq!(out, v0);
-        assert_eq!(
-            Tfxd::parse(Boxes::new(&v0).next().unwrap().unwrap()).unwrap(),
-            t
-        );
+        assert_eq!(Tfxd::parse(Boxes::new(&v0).next().unwrap().unwrap()).unwrap(), t);
 
         let v1 = parse_hex(
             "00 00 00 2C 75 75 69 64 6D 1D 9B 05 42 D5 44 E6 80 E2 14 1D AF F7 57 B2 01 00 00 00
@@ -181,10 +145,7 @@ mod tests {
         let mut out = Vec::new();
         Tfxd::v1(600_000_000, 20_000_000).write(&mut out);
         assert_eq!(out, v1);
-        assert_eq!(
-            Tfxd::parse(Boxes::new(&v1).next().unwrap().unwrap()).unwrap(),
-            Tfxd::v1(600_000_000, 20_000_000)
-        );
+        assert_eq!(Tfxd::parse(Boxes::new(&v1).next().unwrap().unwrap()).unwrap(), Tfxd::v1(600_000_000, 20_000_000));
         // toolchain.md §4: FFmpeg's first tfxd, t=0 d=20000000
         let ffmpeg = parse_hex(
             "0000002c 75756964 6d1d9b05 42d544e6 80e2141d aff757b2 01000000 00000000 00000000 00000000 01312d00",
@@ -196,19 +157,11 @@ mod tests {
 
     #[test]
     fn tfxd_v2_round_trips_with_its_index() {
-        let t = Tfxd {
-            version: 2,
-            fragment_absolute_time: 7,
-            fragment_duration: 9,
-            fragment_index: Some(3),
-        };
+        let t = Tfxd { version: 2, fragment_absolute_time: 7, fragment_duration: 9, fragment_index: Some(3) };
         let mut out = Vec::new();
         t.write(&mut out);
         assert_eq!(out.len(), 52);
-        assert_eq!(
-            Tfxd::parse(Boxes::new(&out).next().unwrap().unwrap()).unwrap(),
-            t
-        );
+        assert_eq!(Tfxd::parse(Boxes::new(&out).next().unwrap().unwrap()).unwrap(), t);
     }
 
     #[test]

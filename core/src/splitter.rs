@@ -28,10 +28,7 @@ pub struct SplitterLimits {
 
 impl Default for SplitterLimits {
     fn default() -> Self {
-        SplitterLimits {
-            max_box_size: 16 << 20,
-            max_mdat_size: 512 << 20,
-        }
+        SplitterLimits { max_box_size: 16 << 20, max_mdat_size: 512 << 20 }
     }
 }
 
@@ -158,23 +155,14 @@ impl BoxSplitter {
         let result = match &self.state {
             State::Failed => Err(Error::Poisoned),
             State::Header if self.head.is_empty() => match &self.pending_moof {
-                Some(_) => Err(Error::MoofWithoutMdat {
-                    next: FourCC::new(b"EOS "),
-                }),
+                Some(_) => Err(Error::MoofWithoutMdat { next: FourCC::new(b"EOS ") }),
                 None => Ok(()),
             },
-            State::Header => Err(Error::Truncated {
-                in_box: FourCC::new(b"file"),
-                field: "box header",
-            }),
-            State::Buffer { header, .. } | State::Skip { header, .. } => Err(Error::Truncated {
-                in_box: header.box_type,
-                field: "box body",
-            }),
-            State::Mdat { .. } => Err(Error::Truncated {
-                in_box: codes::MDAT,
-                field: "payload",
-            }),
+            State::Header => Err(Error::Truncated { in_box: FourCC::new(b"file"), field: "box header" }),
+            State::Buffer { header, .. } | State::Skip { header, .. } => {
+                Err(Error::Truncated { in_box: header.box_type, field: "box body" })
+            }
+            State::Mdat { .. } => Err(Error::Truncated { in_box: codes::MDAT, field: "payload" }),
         };
         self.state = State::Header;
         self.head.clear();
@@ -198,10 +186,8 @@ impl BoxSplitter {
                 if self.head.len() == header_bytes_needed(&self.head) {
                     // header_bytes_needed() asks for exactly what BoxHeader::parse() needs,
                     // so a complete header never comes back as "need more".
-                    let header = BoxHeader::parse(&self.head)?.ok_or(Error::Truncated {
-                        in_box: FourCC::new(b"file"),
-                        field: "box header",
-                    })?;
+                    let header = BoxHeader::parse(&self.head)?
+                        .ok_or(Error::Truncated { in_box: FourCC::new(b"file"), field: "box header" })?;
                     self.begin_box(header)?;
                 }
             }
@@ -212,8 +198,7 @@ impl BoxSplitter {
                 self.pos += take as u64;
                 let _ = data.split_to(take);
                 if take == remaining {
-                    let State::Buffer { header, start, buf } =
-                        core::mem::replace(&mut self.state, State::Header)
+                    let State::Buffer { header, start, buf } = core::mem::replace(&mut self.state, State::Header)
                     else {
                         return Ok(());
                     };
@@ -228,19 +213,13 @@ impl BoxSplitter {
                 self.consume(data, take);
                 if done {
                     self.state = State::Header;
-                    self.out.push_back(Unit::Skipped {
-                        box_type: header.box_type,
-                        size: header.size,
-                    });
+                    self.out.push_back(Unit::Skipped { box_type: header.box_type, size: header.size });
                 }
             }
             State::Mdat { remaining, .. } => {
                 let take = (*remaining).min(data.len() as u64) as usize;
                 let chunk = self.consume(data, take);
-                if let State::Mdat {
-                    remaining, payload, ..
-                } = &mut self.state
-                {
+                if let State::Mdat { remaining, payload, .. } = &mut self.state {
                     *remaining -= take as u64;
                     payload.push(chunk);
                     if *remaining == 0 {
@@ -259,21 +238,12 @@ impl BoxSplitter {
         if !self.seen_first_box {
             self.seen_first_box = true;
             if !is_plausible_first_box(box_type) {
-                return Err(Error::NotMp4 {
-                    first_box: box_type,
-                });
+                return Err(Error::NotMp4 { first_box: box_type });
             }
-        } else if !box_type
-            .0
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b' ')
-        {
+        } else if !box_type.0.iter().all(|b| b.is_ascii_alphanumeric() || *b == b' ') {
             // Top-level boxes of every muxer have printable names; anything else means the byte
             // stream lost its framing, and its size field cannot be trusted to skip over it.
-            return Err(Error::UnexpectedBox {
-                box_type,
-                expected: "an ISO BMFF top-level box",
-            });
+            return Err(Error::UnexpectedBox { box_type, expected: "an ISO BMFF top-level box" });
         }
         if let Some((_, _)) = &self.pending_moof {
             if box_type != codes::MDAT {
@@ -290,18 +260,10 @@ impl BoxSplitter {
                 });
             }
             if body > self.limits.max_mdat_size {
-                return Err(Error::BoxTooLarge {
-                    box_type,
-                    size: header.size,
-                    limit: self.limits.max_mdat_size,
-                });
+                return Err(Error::BoxTooLarge { box_type, size: header.size, limit: self.limits.max_mdat_size });
             }
             self.head.clear();
-            self.state = State::Mdat {
-                remaining: body,
-                payload_offset: start + header_len,
-                payload: Payload::new(),
-            };
+            self.state = State::Mdat { remaining: body, payload_offset: start + header_len, payload: Payload::new() };
             if body == 0 {
                 self.finish_mdat()?;
             }
@@ -310,11 +272,7 @@ impl BoxSplitter {
         let buffered = [codes::FTYP, codes::MOOV, codes::MOOF].contains(&box_type);
         if buffered {
             if header.size > self.limits.max_box_size {
-                return Err(Error::BoxTooLarge {
-                    box_type,
-                    size: header.size,
-                    limit: self.limits.max_box_size,
-                });
+                return Err(Error::BoxTooLarge { box_type, size: header.size, limit: self.limits.max_box_size });
             }
             let mut buf = Vec::with_capacity(header.size as usize);
             buf.extend_from_slice(&self.head);
@@ -328,15 +286,9 @@ impl BoxSplitter {
             self.head.clear();
             if body == 0 {
                 self.state = State::Header;
-                self.out.push_back(Unit::Skipped {
-                    box_type,
-                    size: header.size,
-                });
+                self.out.push_back(Unit::Skipped { box_type, size: header.size });
             } else {
-                self.state = State::Skip {
-                    header,
-                    remaining: body,
-                };
+                self.state = State::Skip { header, remaining: body };
             }
         }
         Ok(())
@@ -345,35 +297,19 @@ impl BoxSplitter {
     fn finish_box(&mut self, header: BoxHeader, start: u64, bytes: Bytes) -> Result<()> {
         match header.box_type {
             codes::FTYP => self.ftyp = Some(bytes),
-            codes::MOOV => self.out.push_back(Unit::Init(InitSegment {
-                ftyp: self.ftyp.clone(),
-                moov: bytes,
-            })),
+            codes::MOOV => self.out.push_back(Unit::Init(InitSegment { ftyp: self.ftyp.clone(), moov: bytes })),
             codes::MOOF => self.pending_moof = Some((bytes, start)),
-            other => self.out.push_back(Unit::Skipped {
-                box_type: other,
-                size: header.size,
-            }),
+            other => self.out.push_back(Unit::Skipped { box_type: other, size: header.size }),
         }
         Ok(())
     }
 
     fn finish_mdat(&mut self) -> Result<()> {
-        let State::Mdat {
-            payload_offset,
-            payload,
-            ..
-        } = core::mem::replace(&mut self.state, State::Header)
-        else {
+        let State::Mdat { payload_offset, payload, .. } = core::mem::replace(&mut self.state, State::Header) else {
             return Ok(());
         };
         if let Some((moof, moof_offset)) = self.pending_moof.take() {
-            self.out.push_back(Unit::Fragment(RawFragment {
-                moof,
-                moof_offset,
-                payload_offset,
-                payload,
-            }));
+            self.out.push_back(Unit::Fragment(RawFragment { moof, moof_offset, payload_offset, payload }));
         }
         Ok(())
     }
@@ -450,13 +386,7 @@ mod tests {
             }
             u => panic!("{u:?}"),
         }
-        assert!(matches!(
-            units[1],
-            Unit::Skipped {
-                box_type: codes::STYP,
-                size: 12
-            }
-        ));
+        assert!(matches!(units[1], Unit::Skipped { box_type: codes::STYP, size: 12 }));
         match &units[2] {
             Unit::Fragment(f) => {
                 assert_eq!(f.moof.len(), 20);
@@ -466,24 +396,12 @@ mod tests {
             }
             u => panic!("{u:?}"),
         }
-        assert!(matches!(
-            units[3],
-            Unit::Skipped {
-                box_type: codes::FREE,
-                ..
-            }
-        ));
+        assert!(matches!(units[3], Unit::Skipped { box_type: codes::FREE, .. }));
         match &units[4] {
             Unit::Fragment(f) => assert_eq!(f.payload.to_vec(), &payload[..7]),
             u => panic!("{u:?}"),
         }
-        assert!(matches!(
-            units[5],
-            Unit::Skipped {
-                box_type: codes::MFRA,
-                size: 8
-            }
-        ));
+        assert!(matches!(units[5], Unit::Skipped { box_type: codes::MFRA, size: 8 }));
     }
 
     #[test]
@@ -502,14 +420,10 @@ mod tests {
     #[test]
     fn qtmux_style_mdat_header_then_one_buffer_per_sample() {
         let mut split = BoxSplitter::default();
-        split
-            .push(Bytes::from(raw_box(b"ftyp", b"qt  \0\0\0\0")))
-            .unwrap();
+        split.push(Bytes::from(raw_box(b"ftyp", b"qt  \0\0\0\0"))).unwrap();
         split.push(Bytes::from(raw_box(b"moov", &[0; 8]))).unwrap();
         split.push(Bytes::from(raw_box(b"moof", &[0; 8]))).unwrap();
-        let samples: Vec<Bytes> = (0..5u8)
-            .map(|i| Bytes::from(vec![i; 10 + i as usize]))
-            .collect();
+        let samples: Vec<Bytes> = (0..5u8).map(|i| Bytes::from(vec![i; 10 + i as usize])).collect();
         let total: usize = samples.iter().map(|s| s.len()).sum();
         let mut hdr = Vec::new();
         hdr.put_u32(total as u32 + 8);
@@ -519,9 +433,7 @@ mod tests {
             split.push(s.clone()).unwrap();
         }
         let units = collect(&mut split);
-        let Unit::Fragment(f) = &units[1] else {
-            panic!("{units:?}")
-        };
+        let Unit::Fragment(f) = &units[1] else { panic!("{units:?}") };
         // The sample buffers themselves are the payload: no copy was made.
         assert_eq!(f.payload.chunks().len(), 5);
         for (c, s) in f.payload.chunks().iter().zip(&samples) {
@@ -542,9 +454,7 @@ mod tests {
         let mut split = BoxSplitter::default();
         split.push(Bytes::from(s)).unwrap();
         let units = collect(&mut split);
-        let Unit::Fragment(f) = &units[1] else {
-            panic!()
-        };
+        let Unit::Fragment(f) = &units[1] else { panic!() };
         assert_eq!(f.payload.to_vec(), [9, 9, 9, 9]);
         assert_eq!(f.payload_offset, 16 + 8 + 8 + 16);
     }
@@ -552,16 +462,9 @@ mod tests {
     #[test]
     fn garbage_is_not_mp4() {
         let mut split = BoxSplitter::default();
-        let err = split
-            .push(Bytes::from_static(
-                b"\x47\x40\x00\x10 this is MPEG-TS, not MP4",
-            ))
-            .unwrap_err();
+        let err = split.push(Bytes::from_static(b"\x47\x40\x00\x10 this is MPEG-TS, not MP4")).unwrap_err();
         assert!(matches!(err, Error::NotMp4 { .. }), "{err:?}");
-        assert_eq!(
-            split.push(Bytes::from_static(b"more")),
-            Err(Error::Poisoned)
-        );
+        assert_eq!(split.push(Bytes::from_static(b"more")), Err(Error::Poisoned));
     }
 
     #[test]
@@ -581,28 +484,17 @@ mod tests {
     fn truncated_stream_is_reported_at_finish() {
         let (s, _) = stream();
         let mut split = BoxSplitter::default();
-        split
-            .push(Bytes::copy_from_slice(&s[..s.len() - 30]))
-            .unwrap();
+        split.push(Bytes::copy_from_slice(&s[..s.len() - 30])).unwrap();
         assert!(matches!(split.finish(), Err(Error::Truncated { .. })));
     }
 
     #[test]
     fn oversized_moov_is_refused_before_buffering() {
-        let mut split = BoxSplitter::new(SplitterLimits {
-            max_box_size: 1000,
-            max_mdat_size: 1000,
-        });
+        let mut split = BoxSplitter::new(SplitterLimits { max_box_size: 1000, max_mdat_size: 1000 });
         let mut s = raw_box(b"ftyp", b"iso6\0\0\0\0");
         s.put_u32(1_000_000);
         s.put_fourcc(codes::MOOV);
-        assert!(matches!(
-            split.push(Bytes::from(s)),
-            Err(Error::BoxTooLarge {
-                box_type: codes::MOOV,
-                ..
-            })
-        ));
+        assert!(matches!(split.push(Bytes::from(s)), Err(Error::BoxTooLarge { box_type: codes::MOOV, .. })));
     }
 
     #[test]
@@ -610,11 +502,6 @@ mod tests {
         let mut split = BoxSplitter::default();
         let mut s = raw_box(b"ftyp", b"mp42\0\0\0\0");
         s.extend_from_slice(&[0, 0, 0, 0, b'm', b'd', b'a', b't']);
-        assert_eq!(
-            split.push(Bytes::from(s)),
-            Err(Error::SizeZeroBox {
-                box_type: codes::MDAT
-            })
-        );
+        assert_eq!(split.push(Bytes::from(s)), Err(Error::SizeZeroBox { box_type: codes::MDAT }));
     }
 }

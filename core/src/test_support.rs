@@ -18,10 +18,8 @@ pub fn spec_tracks() -> (TrackInfo, TrackInfo) {
         timescale: 10_000_000,
         sample_entry_type: codes::AVC1,
         codec: Codec::H264,
-        codec_private_data: from_hex(
-            "000000016764001FACD9405005BB0110000003001000000303C0F18319600000000168EBECB22C",
-        )
-        .unwrap(),
+        codec_private_data: from_hex("000000016764001FACD9405005BB0110000003001000000303C0F18319600000000168EBECB22C")
+            .unwrap(),
         codecs: None,
         width: 1280,
         height: 720,
@@ -144,20 +142,13 @@ pub fn muxer_fragment(trafs: &[(u32, u64, Vec<RunSpec>)], payload: &[u8]) -> Vec
 /// A whole muxer stream: ftyp, moov with the spec's tracks, then the given fragments.
 pub fn muxer_stream(fragments: &[Vec<u8>]) -> Vec<u8> {
     let (mut video, mut audio) = spec_tracks();
-    video.sample_entry = avc1_entry(
-        1280,
-        720,
-        &from_hex("01 64 00 1F FF E1 00 02 67 64 01 00 02 68 EE").unwrap(),
-    );
+    video.sample_entry = avc1_entry(1280, 720, &from_hex("01 64 00 1F FF E1 00 02 67 64 01 00 02 68 EE").unwrap());
     audio.sample_entry = mp4a_entry();
     let mut out = Vec::new();
     write_box(&mut out, codes::FTYP, |o| {
         o.extend_from_slice(b"iso6\0\0\0\0iso6");
     });
-    let tracks = [
-        crate::moov::MoovTrack::from_info(&video),
-        crate::moov::MoovTrack::from_info(&audio),
-    ];
+    let tracks = [crate::moov::MoovTrack::from_info(&video), crate::moov::MoovTrack::from_info(&audio)];
     crate::moov::write_moov(&mut out, 1000, &tracks);
     for f in fragments {
         out.extend_from_slice(f);

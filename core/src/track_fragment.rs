@@ -57,9 +57,7 @@ impl TrackFragment {
     pub fn presentation_time(&self) -> Result<u64> {
         let cto = self.samples.first().map_or(0, |s| i64::from(s.cto));
         let t = i128::from(self.decode_time) + i128::from(cto);
-        u64::try_from(t).map_err(|_| Error::TimestampOutOfRange {
-            track_id: self.track_id,
-        })
+        u64::try_from(t).map_err(|_| Error::TimestampOutOfRange { track_id: self.track_id })
     }
 
     pub fn starts_with_sync(&self) -> bool {
@@ -94,27 +92,16 @@ const MAX_SAMPLES_PER_TRAF: u32 = 1 << 20;
 
 impl FragmentReader {
     pub fn new(movie: &MovieInfo) -> Self {
-        FragmentReader {
-            tracks: movie
-                .tracks
-                .iter()
-                .map(|t| (t.track_id, t.defaults, None))
-                .collect(),
-        }
+        FragmentReader { tracks: movie.tracks.iter().map(|t| (t.track_id, t.defaults, None)).collect() }
     }
 
     /// The per-track runs of one muxer fragment, in traf order. Trafs of tracks the moov did
     /// not describe as audio or video are dropped.
     pub fn read(&mut self, frag: &RawFragment) -> Result<Vec<TrackFragment>> {
-        let moof = Boxes::new(&frag.moof).next().ok_or(Error::MissingBox {
-            parent: codes::MOOF,
-            child: codes::TRAF,
-        })??;
+        let moof =
+            Boxes::new(&frag.moof).next().ok_or(Error::MissingBox { parent: codes::MOOF, child: codes::TRAF })??;
         if moof.box_type() != codes::MOOF {
-            return Err(Error::UnexpectedBox {
-                box_type: moof.box_type(),
-                expected: "moof",
-            });
+            return Err(Error::UnexpectedBox { box_type: moof.box_type(), expected: "moof" });
         }
         let mut out = Vec::new();
         // Where the data of the next traf starts when it names no base (ISO: the end of the
@@ -156,21 +143,10 @@ impl FragmentReader {
         if flags & TFHD_SAMPLE_DESCRIPTION_INDEX != 0 {
             r.u32("sample_description_index")?;
         }
-        let default_duration = if flags & TFHD_DEFAULT_DURATION != 0 {
-            r.u32("default_sample_duration")?
-        } else {
-            trex.duration
-        };
-        let default_size = if flags & TFHD_DEFAULT_SIZE != 0 {
-            r.u32("default_sample_size")?
-        } else {
-            trex.size
-        };
-        let default_flags = if flags & TFHD_DEFAULT_FLAGS != 0 {
-            r.u32("default_sample_flags")?
-        } else {
-            trex.flags
-        };
+        let default_duration =
+            if flags & TFHD_DEFAULT_DURATION != 0 { r.u32("default_sample_duration")? } else { trex.duration };
+        let default_size = if flags & TFHD_DEFAULT_SIZE != 0 { r.u32("default_sample_size")? } else { trex.size };
+        let default_flags = if flags & TFHD_DEFAULT_FLAGS != 0 { r.u32("default_sample_flags")? } else { trex.flags };
 
         let mut decode_time = None;
         let mut samples = Vec::new();
@@ -192,43 +168,26 @@ impl FragmentReader {
                     let mut r = child.reader();
                     let (version, tflags) = r.full_box()?;
                     let count = r.u32("sample_count")?;
-                    let per_sample = 4
-                        * (tflags & (TRUN_DURATION | TRUN_SIZE | TRUN_FLAGS | TRUN_CTO))
-                            .count_ones() as usize;
+                    let per_sample =
+                        4 * (tflags & (TRUN_DURATION | TRUN_SIZE | TRUN_FLAGS | TRUN_CTO)).count_ones() as usize;
                     if count > MAX_SAMPLES_PER_TRAF || per_sample * count as usize > r.remaining() {
                         return Err(r.invalid("sample_count"));
                     }
                     let mut start = next_data;
                     if tflags & TRUN_DATA_OFFSET != 0 {
                         let off = r.i32("data_offset")?;
-                        start = base
-                            .checked_add_signed(i64::from(off))
-                            .ok_or(r.invalid("data_offset"))?;
+                        start = base.checked_add_signed(i64::from(off)).ok_or(r.invalid("data_offset"))?;
                     }
-                    let first_flags = if tflags & TRUN_FIRST_SAMPLE_FLAGS != 0 {
-                        Some(r.u32("first_sample_flags")?)
-                    } else {
-                        None
-                    };
+                    let first_flags =
+                        if tflags & TRUN_FIRST_SAMPLE_FLAGS != 0 { Some(r.u32("first_sample_flags")?) } else { None };
                     let mut run_len = 0u64;
                     // Grows with the samples actually read, never from the header's count alone.
                     samples.reserve((count as usize).min(4096));
                     for i in 0..count {
-                        let duration = if tflags & TRUN_DURATION != 0 {
-                            r.u32("sample_duration")?
-                        } else {
-                            default_duration
-                        };
-                        let size = if tflags & TRUN_SIZE != 0 {
-                            r.u32("sample_size")?
-                        } else {
-                            default_size
-                        };
-                        let mut sflags = if tflags & TRUN_FLAGS != 0 {
-                            r.u32("sample_flags")?
-                        } else {
-                            default_flags
-                        };
+                        let duration =
+                            if tflags & TRUN_DURATION != 0 { r.u32("sample_duration")? } else { default_duration };
+                        let size = if tflags & TRUN_SIZE != 0 { r.u32("sample_size")? } else { default_size };
+                        let mut sflags = if tflags & TRUN_FLAGS != 0 { r.u32("sample_flags")? } else { default_flags };
                         if i == 0 {
                             if let Some(f) = first_flags {
                                 sflags = f;
@@ -238,8 +197,7 @@ impl FragmentReader {
                             let raw = r.u32("sample_composition_time_offset")?;
                             // Version 0 offsets are unsigned; a value above i32::MAX cannot be a real offset.
                             if version == 0 {
-                                i32::try_from(raw)
-                                    .map_err(|_| r.invalid("sample_composition_time_offset"))?
+                                i32::try_from(raw).map_err(|_| r.invalid("sample_composition_time_offset"))?
                             } else {
                                 raw as i32
                             }
@@ -247,20 +205,10 @@ impl FragmentReader {
                             0
                         };
                         run_len += u64::from(size);
-                        samples.push(Sample {
-                            duration,
-                            size,
-                            flags: sflags,
-                            cto,
-                        });
+                        samples.push(Sample { duration, size, flags: sflags, cto });
                     }
-                    let rel = start
-                        .checked_sub(frag.payload_offset)
-                        .ok_or(Error::SampleOutsideMdat { track_id })?;
-                    let run = frag
-                        .payload
-                        .slice(rel, run_len)
-                        .ok_or(Error::SampleOutsideMdat { track_id })?;
+                    let rel = start.checked_sub(frag.payload_offset).ok_or(Error::SampleOutsideMdat { track_id })?;
+                    let run = frag.payload.slice(rel, run_len).ok_or(Error::SampleOutsideMdat { track_id })?;
                     data.append(run);
                     next_data = start + run_len;
                 }
@@ -272,12 +220,7 @@ impl FragmentReader {
         };
         let state = &mut self.tracks[i];
         let decode_time = decode_time.or(state.2).unwrap_or(0);
-        let tf = TrackFragment {
-            track_id,
-            decode_time,
-            samples,
-            data,
-        };
+        let tf = TrackFragment { track_id, decode_time, samples, data };
         state.2 = decode_time.checked_add(tf.duration());
         Ok((Some(tf), next_data))
     }
@@ -297,11 +240,7 @@ mod tests {
             .map(|i| Sample {
                 duration,
                 size,
-                flags: if i == 0 && first_sync {
-                    SAMPLE_FLAGS_SYNC
-                } else {
-                    SAMPLE_FLAGS_NON_SYNC
-                },
+                flags: if i == 0 && first_sync { SAMPLE_FLAGS_SYNC } else { SAMPLE_FLAGS_NON_SYNC },
                 cto: if i % 2 == 1 { 2 * duration as i32 } else { 0 },
             })
             .collect()
@@ -315,11 +254,7 @@ mod tests {
         let mut out = Vec::new();
         while let Some(u) = split.next_unit() {
             match u {
-                Unit::Init(i) => {
-                    reader = Some(FragmentReader::new(
-                        &crate::movie::parse_moov(&i.moov).unwrap(),
-                    ))
-                }
+                Unit::Init(i) => reader = Some(FragmentReader::new(&crate::movie::parse_moov(&i.moov).unwrap())),
                 Unit::Fragment(f) => out.extend(reader.as_mut().unwrap().read(&f).unwrap()),
                 Unit::Skipped { .. } => {}
             }
@@ -339,28 +274,16 @@ mod tests {
                     1,
                     90_000,
                     vec![
-                        RunSpec {
-                            samples: v[..2].to_vec(),
-                            payload_start: 0,
-                        },
-                        RunSpec {
-                            samples: v[2..].to_vec(),
-                            payload_start: 200 + 30,
-                        },
+                        RunSpec { samples: v[..2].to_vec(), payload_start: 0 },
+                        RunSpec { samples: v[2..].to_vec(), payload_start: 200 + 30 },
                     ],
                 ),
                 (
                     2,
                     48_000,
                     vec![
-                        RunSpec {
-                            samples: a[..3].to_vec(),
-                            payload_start: 200,
-                        },
-                        RunSpec {
-                            samples: a[3..].to_vec(),
-                            payload_start: 430,
-                        },
+                        RunSpec { samples: a[..3].to_vec(), payload_start: 200 },
+                        RunSpec { samples: a[3..].to_vec(), payload_start: 430 },
                     ],
                 ),
             ],
@@ -369,14 +292,8 @@ mod tests {
         let tfs = read_all(&muxer_stream(&[frag]));
         assert_eq!(tfs.len(), 2);
         let (tv, ta) = (&tfs[0], &tfs[1]);
-        assert_eq!(
-            (tv.track_id, tv.decode_time, tv.samples.as_slice()),
-            (1, 90_000, v.as_slice())
-        );
-        assert_eq!(
-            (ta.track_id, ta.decode_time, ta.samples.as_slice()),
-            (2, 48_000, a.as_slice())
-        );
+        assert_eq!((tv.track_id, tv.decode_time, tv.samples.as_slice()), (1, 90_000, v.as_slice()));
+        assert_eq!((ta.track_id, ta.decode_time, ta.samples.as_slice()), (2, 48_000, a.as_slice()));
         let mut want_v = payload[..200].to_vec();
         want_v.extend_from_slice(&payload[230..430]);
         assert_eq!(tv.data.to_vec(), want_v);
@@ -392,30 +309,12 @@ mod tests {
     fn written_fragment_reads_back_identically_and_shares_the_payload() {
         let payload: Vec<u8> = (0..250u8).collect();
         let v = samples(5, 50, 3000, true);
-        let frag = muxer_fragment(
-            &[(
-                1,
-                6000,
-                vec![RunSpec {
-                    samples: v.clone(),
-                    payload_start: 0,
-                }],
-            )],
-            &payload,
-        );
+        let frag = muxer_fragment(&[(1, 6000, vec![RunSpec { samples: v.clone(), payload_start: 0 }])], &payload);
         let tf = read_all(&muxer_stream(&[frag])).remove(0);
-        let timing = FragmentTiming {
-            time: 6000,
-            duration: tf.duration(),
-            decode_time: 6000,
-            index: None,
-        };
+        let timing = FragmentTiming { time: 6000, duration: tf.duration(), decode_time: 6000, index: None };
         let out = write_fragment(&tf, 7, timing, FragmentOptions::default());
         // The payload of the output is the input's memory, not a copy.
-        assert_eq!(
-            out.payload.chunks()[0].as_ptr(),
-            tf.data.chunks()[0].as_ptr()
-        );
+        assert_eq!(out.payload.chunks()[0].as_ptr(), tf.data.chunks()[0].as_ptr());
         // Parse the output as a muxer stream of its own.
         let mut wire = Vec::new();
         for c in out.wire_chunks() {
@@ -428,15 +327,9 @@ mod tests {
         // And the Smooth boxes are where the spec puts them.
         let moof = crate::bmff::Boxes::new(&wire).next().unwrap().unwrap();
         let traf = moof.require(crate::bmff::fourcc::codes::TRAF).unwrap();
-        let types: Vec<_> = traf
-            .children()
-            .unwrap()
-            .map(|b| b.unwrap().box_type())
-            .collect();
+        let types: Vec<_> = traf.children().unwrap().map(|b| b.unwrap().box_type()).collect();
         assert_eq!(types, [codes::TFHD, codes::TFDT, codes::TRUN, codes::UUID]);
-        let tfxd =
-            crate::smooth_boxes::Tfxd::parse(traf.children().unwrap().last().unwrap().unwrap())
-                .unwrap();
+        let tfxd = crate::smooth_boxes::Tfxd::parse(traf.children().unwrap().last().unwrap().unwrap()).unwrap();
         assert_eq!(tfxd, crate::smooth_boxes::Tfxd::v1(6000, 15_000));
         let mut r = moof.require(codes::MFHD).unwrap().reader();
         r.full_box().unwrap();
@@ -446,30 +339,14 @@ mod tests {
     #[test]
     fn sample_data_outside_the_mdat_is_refused() {
         let payload = [0u8; 10];
-        let frag = muxer_fragment(
-            &[(
-                1,
-                0,
-                vec![RunSpec {
-                    samples: samples(2, 8, 1, true),
-                    payload_start: 0,
-                }],
-            )],
-            &payload,
-        );
+        let frag =
+            muxer_fragment(&[(1, 0, vec![RunSpec { samples: samples(2, 8, 1, true), payload_start: 0 }])], &payload);
         let mut split = BoxSplitter::default();
         split.push(Bytes::from(muxer_stream(&[frag]))).unwrap();
-        let Some(Unit::Init(i)) = split.next_unit() else {
-            panic!()
-        };
+        let Some(Unit::Init(i)) = split.next_unit() else { panic!() };
         let mut reader = FragmentReader::new(&crate::movie::parse_moov(&i.moov).unwrap());
-        let Some(Unit::Fragment(f)) = split.next_unit() else {
-            panic!()
-        };
-        assert_eq!(
-            reader.read(&f).unwrap_err(),
-            Error::SampleOutsideMdat { track_id: 1 }
-        );
+        let Some(Unit::Fragment(f)) = split.next_unit() else { panic!() };
+        assert_eq!(reader.read(&f).unwrap_err(), Error::SampleOutsideMdat { track_id: 1 });
     }
 
     #[test]
@@ -477,14 +354,7 @@ mod tests {
         // Build a fragment, then strip its tfdt by renaming it to 'free'.
         let payload = [0u8; 4];
         let mut frag = muxer_fragment(
-            &[(
-                2,
-                0,
-                vec![RunSpec {
-                    samples: samples(4, 1, 1024, false),
-                    payload_start: 0,
-                }],
-            )],
+            &[(2, 0, vec![RunSpec { samples: samples(4, 1, 1024, false), payload_start: 0 }])],
             &payload,
         );
         let mut second = frag.clone();

@@ -55,12 +55,7 @@ impl BoxHeader {
         if size < u64::from(header_len) {
             return Err(Error::BadBoxSize { box_type, size });
         }
-        Ok(Some(BoxHeader {
-            box_type,
-            size,
-            header_len,
-            usertype,
-        }))
+        Ok(Some(BoxHeader { box_type, size, header_len, usertype }))
     }
 }
 
@@ -93,10 +88,7 @@ impl<'a> BoxRef<'a> {
     pub fn children_after(&self, skip: usize) -> Result<Boxes<'a>> {
         let body = self.body();
         if skip > body.len() {
-            return Err(Error::Truncated {
-                in_box: self.box_type(),
-                field: "children",
-            });
+            return Err(Error::Truncated { in_box: self.box_type(), field: "children" });
         }
         Boxes::nested(&body[skip..], self.depth + 1, self.box_type())
     }
@@ -112,10 +104,7 @@ impl<'a> BoxRef<'a> {
 
     /// The first child of the given type, or an error naming what is missing.
     pub fn require(&self, box_type: FourCC) -> Result<BoxRef<'a>> {
-        self.child(box_type)?.ok_or(Error::MissingBox {
-            parent: self.box_type(),
-            child: box_type,
-        })
+        self.child(box_type)?.ok_or(Error::MissingBox { parent: self.box_type(), child: box_type })
     }
 }
 
@@ -132,26 +121,14 @@ pub struct Boxes<'a> {
 impl<'a> Boxes<'a> {
     /// The boxes of a top-level slice (a file, a buffered box sequence).
     pub fn new(data: &'a [u8]) -> Self {
-        Boxes {
-            data,
-            pos: 0,
-            depth: 0,
-            parent: FourCC::default(),
-            failed: false,
-        }
+        Boxes { data, pos: 0, depth: 0, parent: FourCC::default(), failed: false }
     }
 
     fn nested(data: &'a [u8], depth: usize, parent: FourCC) -> Result<Self> {
         if depth > MAX_DEPTH {
             return Err(Error::TooDeep { box_type: parent });
         }
-        Ok(Boxes {
-            data,
-            pos: 0,
-            depth,
-            parent,
-            failed: false,
-        })
+        Ok(Boxes { data, pos: 0, depth, parent, failed: false })
     }
 
     /// Finds the first box of a type, propagating any parse error met on the way.
@@ -176,17 +153,16 @@ impl<'a> Iterator for Boxes<'a> {
         let rest = &self.data[self.pos..];
         let header = match BoxHeader::parse(rest) {
             Ok(Some(h)) => h,
+            // QuickTime ends atom lists with a 32-bit zero terminator (qtmux does in sample
+            // entries); zeros too short for a box are that, not a truncated box.
+            Ok(None) if rest.iter().all(|b| *b == 0) => {
+                self.pos = self.data.len();
+                return None;
+            }
             Ok(None) => {
                 self.failed = true;
-                let in_box = if self.depth == 0 {
-                    FourCC::new(b"file")
-                } else {
-                    self.parent
-                };
-                return Some(Err(Error::Truncated {
-                    in_box,
-                    field: "box header",
-                }));
+                let in_box = if self.depth == 0 { FourCC::new(b"file") } else { self.parent };
+                return Some(Err(Error::Truncated { in_box, field: "box header" }));
             }
             Err(e) => {
                 self.failed = true;
@@ -195,19 +171,12 @@ impl<'a> Iterator for Boxes<'a> {
         };
         if header.size > rest.len() as u64 {
             self.failed = true;
-            return Some(Err(Error::BadBoxSize {
-                box_type: header.box_type,
-                size: header.size,
-            }));
+            return Some(Err(Error::BadBoxSize { box_type: header.box_type, size: header.size }));
         }
         // Fits in usize: it is no larger than the slice.
         let size = header.size as usize;
         self.pos += size;
-        Some(Ok(BoxRef {
-            header,
-            bytes: &rest[..size],
-            depth: self.depth,
-        }))
+        Some(Ok(BoxRef { header, bytes: &rest[..size], depth: self.depth }))
     }
 }
 
@@ -221,11 +190,7 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub fn new(data: &'a [u8], in_box: FourCC) -> Self {
-        Reader {
-            data,
-            pos: 0,
-            in_box,
-        }
+        Reader { data, pos: 0, in_box }
     }
 
     pub fn remaining(&self) -> usize {
@@ -242,10 +207,7 @@ impl<'a> Reader<'a> {
 
     pub fn bytes(&mut self, n: usize, field: &'static str) -> Result<&'a [u8]> {
         if n > self.remaining() {
-            return Err(Error::Truncated {
-                in_box: self.in_box,
-                field,
-            });
+            return Err(Error::Truncated { in_box: self.in_box, field });
         }
         let out = &self.data[self.pos..self.pos + n];
         self.pos += n;
@@ -300,10 +262,7 @@ impl<'a> Reader<'a> {
 
     /// An error about a field of the box this reader covers.
     pub fn invalid(&self, field: &'static str) -> Error {
-        Error::InvalidValue {
-            in_box: self.in_box,
-            field,
-        }
+        Error::InvalidValue { in_box: self.in_box, field }
     }
 }
 
@@ -315,72 +274,42 @@ mod tests {
 
     #[test]
     fn parses_compact_and_large_headers() {
-        let h = BoxHeader::parse(&[0, 0, 0, 16, b'f', b'r', b'e', b'e', 0, 0])
-            .unwrap()
-            .unwrap();
+        let h = BoxHeader::parse(&[0, 0, 0, 16, b'f', b'r', b'e', b'e', 0, 0]).unwrap().unwrap();
         assert_eq!((h.size, h.header_len), (16, 8));
         let mut large = vec![0, 0, 0, 1, b'm', b'd', b'a', b't'];
         large.extend_from_slice(&(1u64 << 33).to_be_bytes());
         let h = BoxHeader::parse(&large).unwrap().unwrap();
-        assert_eq!(
-            (h.size, h.header_len, h.box_type),
-            (1 << 33, 16, codes::MDAT)
-        );
+        assert_eq!((h.size, h.header_len, h.box_type), (1 << 33, 16, codes::MDAT));
     }
 
     #[test]
     fn needs_more_bytes_for_partial_headers() {
-        assert_eq!(
-            BoxHeader::parse(&[0, 0, 0, 1, b'm', b'd', b'a', b't', 0]).unwrap(),
-            None
-        );
+        assert_eq!(BoxHeader::parse(&[0, 0, 0, 1, b'm', b'd', b'a', b't', 0]).unwrap(), None);
         assert_eq!(BoxHeader::parse(&[0, 0, 0]).unwrap(), None);
-        assert_eq!(
-            BoxHeader::parse(&[0, 0, 0, 40, b'u', b'u', b'i', b'd', 1, 2]).unwrap(),
-            None
-        );
+        assert_eq!(BoxHeader::parse(&[0, 0, 0, 40, b'u', b'u', b'i', b'd', 1, 2]).unwrap(), None);
     }
 
     #[test]
     fn refuses_size_zero_and_undersized_boxes() {
         assert_eq!(
             BoxHeader::parse(&[0, 0, 0, 0, b'm', b'd', b'a', b't']),
-            Err(Error::SizeZeroBox {
-                box_type: codes::MDAT
-            })
+            Err(Error::SizeZeroBox { box_type: codes::MDAT })
         );
         assert_eq!(
             BoxHeader::parse(&[0, 0, 0, 7, b'f', b'r', b'e', b'e']),
-            Err(Error::BadBoxSize {
-                box_type: codes::FREE,
-                size: 7
-            })
+            Err(Error::BadBoxSize { box_type: codes::FREE, size: 7 })
         );
         let mut large = vec![0, 0, 0, 1, b'f', b'r', b'e', b'e'];
         large.extend_from_slice(&15u64.to_be_bytes());
-        assert_eq!(
-            BoxHeader::parse(&large),
-            Err(Error::BadBoxSize {
-                box_type: codes::FREE,
-                size: 15
-            })
-        );
+        assert_eq!(BoxHeader::parse(&large), Err(Error::BadBoxSize { box_type: codes::FREE, size: 15 }));
     }
 
     #[test]
     fn child_larger_than_parent_is_an_error() {
-        let data = [
-            0, 0, 0, 16, b'm', b'o', b'o', b'v', 0, 0, 0, 200, b't', b'r', b'a', b'k',
-        ];
+        let data = [0, 0, 0, 16, b'm', b'o', b'o', b'v', 0, 0, 0, 200, b't', b'r', b'a', b'k'];
         let moov = Boxes::new(&data).next().unwrap().unwrap();
         let err = moov.children().unwrap().next().unwrap().unwrap_err();
-        assert_eq!(
-            err,
-            Error::BadBoxSize {
-                box_type: codes::TRAK,
-                size: 200
-            }
-        );
+        assert_eq!(err, Error::BadBoxSize { box_type: codes::TRAK, size: 200 });
     }
 
     #[test]
@@ -401,24 +330,22 @@ mod tests {
             Ok(n)
         }
         let top = Boxes::new(&data).next().unwrap().unwrap();
-        assert_eq!(
-            walk(top),
-            Err(Error::TooDeep {
-                box_type: codes::MOOV
-            })
-        );
+        assert_eq!(walk(top), Err(Error::TooDeep { box_type: codes::MOOV }));
+    }
+
+    #[test]
+    fn quicktime_zero_terminator_ends_a_box_list() {
+        let data = [0, 0, 0, 8, b'f', b'r', b'e', b'e', 0, 0, 0, 0];
+        let kinds: Vec<_> = Boxes::new(&data).map(|b| b.unwrap().box_type()).collect();
+        assert_eq!(kinds, [codes::FREE]);
+        let bad = [0, 0, 0, 8, b'f', b'r', b'e', b'e', 0, 0, 1, 0];
+        assert!(Boxes::new(&bad).nth(1).unwrap().is_err());
     }
 
     #[test]
     fn reader_reports_the_field_that_ran_out() {
         let mut r = Reader::new(&[1, 2, 3], codes::TFHD);
         assert_eq!(r.u16("a").unwrap(), 0x0102);
-        assert_eq!(
-            r.u32("track_ID"),
-            Err(Error::Truncated {
-                in_box: codes::TFHD,
-                field: "track_ID"
-            })
-        );
+        assert_eq!(r.u32("track_ID"), Err(Error::Truncated { in_box: codes::TFHD, field: "track_ID" }));
     }
 }

@@ -55,13 +55,7 @@ pub fn write_box(out: &mut Vec<u8>, box_type: FourCC, body: impl FnOnce(&mut Vec
 }
 
 /// Writes a FullBox (version and flags before the body).
-pub fn write_full_box(
-    out: &mut Vec<u8>,
-    box_type: FourCC,
-    version: u8,
-    flags: u32,
-    body: impl FnOnce(&mut Vec<u8>),
-) {
+pub fn write_full_box(out: &mut Vec<u8>, box_type: FourCC, version: u8, flags: u32, body: impl FnOnce(&mut Vec<u8>)) {
     write_box(out, box_type, |out| {
         out.put_u8(version);
         out.put_u24(flags);
@@ -132,10 +126,7 @@ mod tests {
     fn writes_size_after_body() {
         let mut out = Vec::new();
         write_full_box(&mut out, codes::MFHD, 0, 0, |o| o.put_u32(7));
-        assert_eq!(
-            out,
-            [0, 0, 0, 16, b'm', b'f', b'h', b'd', 0, 0, 0, 0, 0, 0, 0, 7]
-        );
+        assert_eq!(out, [0, 0, 0, 16, b'm', b'f', b'h', b'd', 0, 0, 0, 0, 0, 0, 0, 7]);
         let b = Boxes::new(&out).next().unwrap().unwrap();
         assert_eq!(b.box_type(), codes::MFHD);
     }

@@ -1,0 +1,27 @@
+//! The one tokio runtime of the process, shared by every fmp4ingestsink.
+//!
+//! HTTP work of all sinks runs as tasks here, so that a hundred sinks cost two threads, not a
+//! hundred (and no streaming thread ever waits on a socket).
+
+use std::sync::LazyLock;
+
+pub static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("fmp4ingest-rt")
+        .enable_all()
+        .build()
+        // Without a runtime the element cannot work at all; this only fails when the
+        // process cannot create threads.
+        .expect("fmp4ingest: cannot start the tokio runtime")
+});
+
+/// reqwest is built without a default TLS crypto provider (ring instead of aws-lc, which is
+/// heavy to build); install ring's before building any client. Another library may have
+/// installed one already, which is fine.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}

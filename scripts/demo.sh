@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The main job: 30 s of live test pattern (H.264 + AAC) pushed through fmp4ingestsink to the
+# project's own ingest receiver on 127.0.0.1, with progress and a summary of what arrived.
+#   scripts/demo.sh                          push to the local receiver
+#   scripts/demo.sh URL [--seconds N]        push to any .../Streams(<id>) URL instead
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+echo "== building the demo"
+cargo build --locked -q -p fmp4ingest-examples --bin fmp4ingest-demo
+exec target/debug/fmp4ingest-demo "$@"

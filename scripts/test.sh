@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Every test: the workspace's cargo tests (unit tests and live pipelines against our receiver),
+# the WASM build of the no_std core, and the meson build, test and install of the plugin.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export CARGO_TERM_COLOR=never
+# meson's cargo build reuses what cargo test built.
+export CARGO_TARGET_DIR="$PWD/target"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo test (workspace)"
+cargo test --workspace --locked
+
+echo "== WASM build of fmp4ingest-core (wasm32-unknown-unknown, no_std)"
+RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$PWD/target/wasm-web" \
+  /usr/bin/cargo build --locked -p fmp4ingest-core -Zbuild-std=core,alloc --target wasm32-unknown-unknown
+
+echo "== meson build, test and install of the plugin"
+if [ -d builddir ]; then
+  meson setup --reconfigure builddir --buildtype=debug >/dev/null
+else
+  meson setup builddir --buildtype=debug >/dev/null
+fi
+meson compile -C builddir
+meson test -C builddir --print-errorlogs
+stage="$(mktemp -d)"
+trap 'rm -rf "$stage"' EXIT
+meson install -C builddir --destdir "$stage" >/dev/null
+installed="$(find "$stage" -name libgstfmp4ingest.so)"
+test -n "$installed" || { echo "meson install did not install libgstfmp4ingest.so"; exit 1; }
+echo "installed: ${installed#"$stage"}"
+
+echo "== all tests passed"

@@ -1,0 +1,198 @@
+//! What every end-to-end test needs: GStreamer with our plugin and gst-plugin-fmp4 registered,
+//! live pipelines run to EOS, and the checks of a conformant ingest stream.
+
+#![allow(dead_code)]
+
+use std::sync::Once;
+use std::time::Duration;
+
+use fmp4ingest_receiver::{PostRecord, StreamView};
+use gst::prelude::*;
+
+pub fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        gst::init().expect("gstreamer init");
+        gstfmp4ingest::plugin_register_static().expect("register fmp4ingest");
+        gstfmp4::plugin_register_static().expect("register fmp4 (isofmp4mux, cmafmux)");
+    });
+}
+
+/// How a pipeline run ended.
+#[derive(Debug)]
+pub struct RunResult {
+    pub eos: bool,
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+    pub elapsed: Duration,
+}
+
+/// Runs a gst-launch description until EOS, an error, or `timeout`.
+pub fn run_pipeline(description: &str, timeout: Duration) -> RunResult {
+    init();
+    let pipeline = gst::parse::launch(description).unwrap_or_else(|e| panic!("bad pipeline {description}: {e}"));
+    let pipeline = pipeline.downcast::<gst::Pipeline>().expect("a pipeline");
+    run(&pipeline, timeout)
+}
+
+pub fn run(pipeline: &gst::Pipeline, timeout: Duration) -> RunResult {
+    let start = std::time::Instant::now();
+    let bus = pipeline.bus().expect("bus");
+    pipeline.set_state(gst::State::Playing).expect("to PLAYING");
+    let mut result = RunResult { eos: false, errors: Vec::new(), warnings: Vec::new(), elapsed: Duration::ZERO };
+    while let Some(left) = timeout.checked_sub(start.elapsed()) {
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(left.as_nanos() as u64)) else { break };
+        match msg.view() {
+            gst::MessageView::Eos(_) => {
+                result.eos = true;
+                break;
+            }
+            gst::MessageView::Error(e) => {
+                result.errors.push(format!("{} ({:?})", e.error(), e.debug()));
+                break;
+            }
+            gst::MessageView::Warning(w) => result.warnings.push(format!("{} ({:?})", w.error(), w.debug())),
+            _ => {}
+        }
+    }
+    result.elapsed = start.elapsed();
+    pipeline.set_state(gst::State::Null).expect("to NULL");
+    result
+}
+
+/// A live H.264 test pattern with a GOP of `gop` frames at 30 fps, `seconds` long.
+pub fn video_source(seconds: u32, gop: u32) -> String {
+    format!(
+        "videotestsrc is-live=true num-buffers={} pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+         x264enc key-int-max={gop} speed-preset=ultrafast bitrate=600 ! h264parse",
+        seconds * 30
+    )
+}
+
+/// A live AAC test tone, `seconds` long.
+pub fn audio_source(seconds: u32) -> String {
+    format!(
+        "audiotestsrc is-live=true num-buffers={} samplesperbuffer=1024 wave=sine ! audio/x-raw,rate=48000,channels=2 ! \
+         avenc_aac ! aacparse",
+        seconds * 48000 / 1024 + 1
+    )
+}
+
+/// The Smooth FourCC a manifest must give for a sample entry.
+pub fn fourcc_of(entry: &str, cpd: &str) -> &'static str {
+    match entry {
+        "avc1" | "avc3" => "H264",
+        "hev1" => "hev1",
+        "hvc1" => "hvc1",
+        // AAC-LC unless the AudioSpecificConfig says SBR (5) or PS (29).
+        "mp4a" if cpd.starts_with('2') || cpd.starts_with("E8") => "AACH",
+        "mp4a" => "AACL",
+        _ => "",
+    }
+}
+
+/// Checks one POST carries a conformant ingest stream; returns the problems found.
+pub fn check_media_post(p: &PostRecord) -> Vec<String> {
+    let mut problems: Vec<String> = p.violations.clone();
+    if !p.chunked {
+        problems.push("body is not chunked".into());
+    }
+    if !p.complete {
+        problems.push("body did not end with the zero-length chunk".into());
+    }
+    if p.status != Some(200) {
+        problems.push(format!("receiver answered {:?}", p.status));
+    }
+    if p.header_boxes != ["ftyp", "lsm", "moov"] {
+        problems.push(format!("header order {:?}", p.header_boxes));
+    }
+    if p.other_boxes.iter().any(|b| b == "mfra") {
+        problems.push("mfra sent".into());
+    }
+    if p.smil_tracks.len() != p.moov_tracks.len() {
+        problems.push(format!("manifest has {} tracks, moov {}", p.smil_tracks.len(), p.moov_tracks.len()));
+    }
+    for (s, m) in p.smil_tracks.iter().zip(&p.moov_tracks) {
+        let id = m.track_id.to_string();
+        let ts = m.timescale.to_string();
+        let fourcc = fourcc_of(&m.entry, &m.codec_private_data);
+        if s.param("trackID") != Some(id.as_str()) {
+            problems.push(format!("manifest trackID {:?} vs moov {}", s.param("trackID"), id));
+        }
+        if s.param("timescale") != Some(ts.as_str()) {
+            problems.push(format!("track {id}: manifest timescale {:?} vs mdhd {ts}", s.param("timescale")));
+        }
+        if s.param("FourCC") != Some(fourcc) {
+            problems.push(format!(
+                "track {id}: manifest FourCC {:?} vs sample entry {} ({fourcc})",
+                s.param("FourCC"),
+                m.entry
+            ));
+        }
+        if s.param("CodecPrivateData") != Some(m.codec_private_data.as_str()) || m.codec_private_data.is_empty() {
+            problems.push(format!(
+                "track {id}: manifest CodecPrivateData {:?} vs moov {}",
+                s.param("CodecPrivateData"),
+                m.codec_private_data
+            ));
+        }
+        match s.attr("systemBitrate").and_then(|b| b.parse::<u64>().ok()) {
+            Some(b) if b > 0 => {}
+            other => problems.push(format!("track {id}: systemBitrate {other:?}")),
+        }
+    }
+    for f in &p.fragments {
+        if f.tfxd.is_none() {
+            problems.push(format!("fragment {} without tfxd", f.sequence));
+        }
+    }
+    let seqs: Vec<u32> = p.fragments.iter().map(|f| f.sequence).collect();
+    if seqs.windows(2).any(|w| w[1] != w[0] + 1) {
+        problems.push(format!("mfhd sequence not +1 per fragment: {seqs:?}"));
+    }
+    problems
+}
+
+/// The whole-stream checks of issue 2: probe first, one conformant POST, contiguous timelines,
+/// video fragments of `fragment_secs` starting with a sync sample.
+pub fn check_stream(view: &StreamView, fragment_secs: f64) -> Vec<String> {
+    let mut problems = Vec::new();
+    match view.posts.first() {
+        Some(p) if p.is_probe() => {}
+        other => {
+            problems.push(format!("first request is not the empty probe: {:?}", other.map(|p| (&p.headers, p.bytes))))
+        }
+    }
+    let media = view.media_posts();
+    if media.len() != 1 {
+        problems.push(format!("{} media POSTs, expected 1", media.len()));
+    }
+    for p in &media {
+        problems.extend(check_media_post(p));
+    }
+    let Some(p) = media.first() else { return problems };
+    for t in &p.moov_tracks {
+        let frags: Vec<_> = p.fragments.iter().filter(|f| f.track_id == t.track_id).collect();
+        if frags.len() < 4 {
+            problems.push(format!("track {} has only {} fragments", t.track_id, frags.len()));
+        }
+        for (expected, actual) in view.gaps(t.track_id) {
+            problems.push(format!("track {}: timeline gap, expected {expected}, got {actual}", t.track_id));
+        }
+        if t.handler == "vide" {
+            let frame = u64::from(t.timescale) / 30;
+            let nominal = (fragment_secs * f64::from(t.timescale)) as u64;
+            for (i, f) in frags.iter().enumerate() {
+                if !f.first_sample_sync {
+                    problems.push(format!("video fragment {} does not start with a sync sample", f.sequence));
+                }
+                let d = f.duration().unwrap_or(0);
+                let last = i + 1 == frags.len();
+                if !last && d.abs_diff(nominal) > frame {
+                    problems.push(format!("video fragment {} lasts {d}, expected {nominal} ± {frame}", f.sequence));
+                }
+            }
+        }
+    }
+    problems
+}

@@ -1,0 +1,67 @@
+//! How the element fails: a refused connection, a refused probe, a bad location. Each must be
+//! a clear element error naming the URL (without credentials) and the status (issue 2).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{run_pipeline, video_source};
+use fmp4ingest_receiver::{Behaviour, Receiver};
+
+fn pipeline(url: &str) -> String {
+    format!("{} ! isofmp4mux fragment-duration=2000000000 ! fmp4ingestsink location=\"{url}\"", video_source(6, 60))
+}
+
+#[test]
+fn a_refused_probe_is_an_error_with_url_and_status() {
+    let rx = Receiver::start_with(Behaviour { probe_status: 404, ..Behaviour::default() }, "127.0.0.1:0").unwrap();
+    let url = rx.url("missing", "video");
+    let result = run_pipeline(&pipeline(&url), Duration::from_secs(30));
+    assert!(!result.eos, "{result:?}");
+    let error = result.errors.join("\n");
+    assert!(error.contains("refused the stream: HTTP 404 Not Found"), "{error}");
+    assert!(error.contains(&url), "{error}");
+    // Nothing but the probe reached the server.
+    let view = rx.stream("video");
+    assert_eq!(view.posts.len(), 1, "{:?}", view.posts);
+    assert!(view.posts[0].is_probe());
+}
+
+#[test]
+fn a_refused_connection_is_an_error_that_says_so_without_credentials() {
+    // A port nobody listens on: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://ingestuser:s3cret-pw@127.0.0.1:{port}/live.isml/Streams(video)");
+    let result = run_pipeline(&pipeline(&url), Duration::from_secs(30));
+    assert!(!result.eos, "{result:?}");
+    let error = result.errors.join("\n");
+    assert!(error.contains("Could not connect to the ingest server"), "{error}");
+    assert!(error.contains(&format!("http://***@127.0.0.1:{port}/live.isml/Streams(video)")), "{error}");
+    assert!(!error.contains("s3cret-pw") && !error.contains("ingestuser"), "{error}");
+    assert!(error.to_lowercase().contains("refused"), "{error}");
+}
+
+#[test]
+fn a_location_without_streams_noun_is_refused_at_start() {
+    common::init();
+    let sink = gst::ElementFactory::make("fmp4ingestsink")
+        .property("location", "http://127.0.0.1:9/live.isml")
+        .build()
+        .unwrap();
+    let bus = gst::Bus::new();
+    sink.set_bus(Some(&bus));
+    use gst::prelude::*;
+    assert!(sink.set_state(gst::State::Ready).is_err());
+    let msg = bus.pop_filtered(&[gst::MessageType::Error]).expect("an error message");
+    let gst::MessageView::Error(e) = msg.view() else { unreachable!() };
+    assert!(e.error().to_string().contains("must end in /Streams(<id>)"), "{}", e.error());
+    let _ = sink.set_state(gst::State::Null);
+}
+
+#[test]
+fn a_probe_answered_500_is_an_error_too() {
+    let rx = Receiver::start_with(Behaviour { probe_status: 500, ..Behaviour::default() }, "127.0.0.1:0").unwrap();
+    let result = run_pipeline(&pipeline(&rx.url("live", "v")), Duration::from_secs(30));
+    let error = result.errors.join("\n");
+    assert!(error.contains("HTTP 500 Internal Server Error"), "{error}");
+}

@@ -1,0 +1,156 @@
+//! A small HTTP/1.1 server side: request heads, Content-Length and chunked bodies, responses.
+//!
+//! Hand-written rather than hyper, because the tests need to control the socket byte by byte
+//! (stop reading, reset, answer early) and to see exactly how the client framed its body.
+
+use std::io;
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Limits that keep a broken client from exhausting the receiver.
+pub const MAX_HEAD: usize = 64 * 1024;
+pub const MAX_HEADERS: usize = 100;
+
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    pub method: String,
+    pub path: String,
+    pub version: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestHead {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn is_chunked(&self) -> bool {
+        self.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    }
+
+    pub fn content_length(&self) -> Option<u64> {
+        self.header("content-length").and_then(|v| v.trim().parse().ok())
+    }
+}
+
+fn bad(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+/// Reads one line ending in CRLF (or LF), bounded.
+async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, limit: usize) -> io::Result<Option<String>> {
+    let mut buf = Vec::new();
+    let n = (&mut *r).take(limit as u64).read_until(b'\n', &mut buf).await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if !buf.ends_with(b"\n") {
+        return Err(bad("line too long or connection closed mid-line"));
+    }
+    while buf.last().is_some_and(|c| *c == b'\n' || *c == b'\r') {
+        buf.pop();
+    }
+    String::from_utf8(buf).map(Some).map_err(|_| bad("line is not UTF-8"))
+}
+
+/// Reads a request head; `Ok(None)` when the connection closed before a request.
+pub async fn read_head<R: AsyncBufRead + Unpin>(r: &mut R) -> io::Result<Option<RequestHead>> {
+    let Some(line) = read_line(r, MAX_HEAD).await? else { return Ok(None) };
+    let mut parts = line.split_whitespace();
+    let (Some(method), Some(path), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad(format!("bad request line: {line:?}")));
+    };
+    let mut head =
+        RequestHead { method: method.into(), path: path.into(), version: version.into(), headers: Vec::new() };
+    let mut total = line.len();
+    loop {
+        let line = read_line(r, MAX_HEAD).await?.ok_or_else(|| bad("closed in headers"))?;
+        total += line.len();
+        if line.is_empty() {
+            return Ok(Some(head));
+        }
+        if total > MAX_HEAD || head.headers.len() >= MAX_HEADERS {
+            return Err(bad("request head too large"));
+        }
+        let (n, v) = line.split_once(':').ok_or_else(|| bad(format!("bad header line: {line:?}")))?;
+        head.headers.push((n.trim().to_string(), v.trim().to_string()));
+    }
+}
+
+/// What the body reader hands to the consumer.
+pub enum BodyEvent<'a> {
+    /// Body bytes; for a chunked body, `chunk` is the chunk they came in.
+    Data { bytes: &'a [u8], chunk: u64 },
+    /// The body ended properly (Content-Length reached, or the zero-length chunk).
+    End,
+}
+
+/// Reads a chunked body, calling `on` for each chunk. Errors on a connection that closes
+/// before the last chunk.
+pub async fn read_chunked<R, F>(r: &mut R, mut on: F) -> io::Result<()>
+where
+    R: AsyncBufRead + Unpin,
+    F: FnMut(BodyEvent<'_>),
+{
+    let mut chunk_no = 0u64;
+    let mut buf = Vec::new();
+    loop {
+        let line = read_line(r, 1024).await?.ok_or_else(|| bad("closed before the last chunk"))?;
+        let size_text = line.split(';').next().unwrap_or("").trim();
+        let size = u64::from_str_radix(size_text, 16).map_err(|_| bad(format!("bad chunk size line {line:?}")))?;
+        if size == 0 {
+            // Trailers, then the empty line.
+            loop {
+                let t = read_line(r, MAX_HEAD).await?.ok_or_else(|| bad("closed in trailers"))?;
+                if t.is_empty() {
+                    break;
+                }
+            }
+            on(BodyEvent::End);
+            return Ok(());
+        }
+        chunk_no += 1;
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(256 * 1024) as usize;
+            buf.resize(n, 0);
+            r.read_exact(&mut buf).await?;
+            on(BodyEvent::Data { bytes: &buf, chunk: chunk_no });
+            left -= n as u64;
+        }
+        let crlf = read_line(r, 2).await?.ok_or_else(|| bad("closed after chunk data"))?;
+        if !crlf.is_empty() {
+            return Err(bad("chunk data not followed by CRLF"));
+        }
+    }
+}
+
+/// Reads a Content-Length body.
+pub async fn read_sized<R, F>(r: &mut R, len: u64, mut on: F) -> io::Result<()>
+where
+    R: AsyncBufRead + Unpin,
+    F: FnMut(BodyEvent<'_>),
+{
+    let mut left = len;
+    let mut buf = Vec::new();
+    while left > 0 {
+        let n = left.min(256 * 1024) as usize;
+        buf.resize(n, 0);
+        r.read_exact(&mut buf).await?;
+        on(BodyEvent::Data { bytes: &buf, chunk: 0 });
+        left -= n as u64;
+    }
+    on(BodyEvent::End);
+    Ok(())
+}
+
+/// Writes a complete response and flushes it.
+pub async fn respond<W: AsyncWrite + Unpin>(w: &mut W, status: u16, reason: &str, body: &[u8]) -> io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    w.write_all(head.as_bytes()).await?;
+    w.write_all(body).await?;
+    w.flush().await
+}
