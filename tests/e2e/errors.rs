@@ -29,8 +29,11 @@ fn a_refused_probe_is_an_error_with_url_and_status() {
 
 #[test]
 fn a_refused_connection_is_an_error_that_says_so_without_credentials() {
-    // A port nobody listens on: bind, note it, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // A port that is bound but not listening: connections are refused, and no other test can
+    // take the port while this socket holds it.
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = held.local_addr().unwrap().port();
     let url = format!("http://ingestuser:s3cret-pw@127.0.0.1:{port}/live.isml/Streams(video)");
     let result = run_pipeline(&pipeline(&url), Duration::from_secs(30));
     assert!(!result.eos, "{result:?}");
@@ -39,6 +42,7 @@ fn a_refused_connection_is_an_error_that_says_so_without_credentials() {
     assert!(error.contains(&format!("http://***@127.0.0.1:{port}/live.isml/Streams(video)")), "{error}");
     assert!(!error.contains("s3cret-pw") && !error.contains("ingestuser"), "{error}");
     assert!(error.to_lowercase().contains("refused"), "{error}");
+    drop(held);
 }
 
 #[test]

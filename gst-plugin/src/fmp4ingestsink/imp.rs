@@ -108,12 +108,10 @@ impl Fmp4IngestSink {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Called from the uploader's task with what the session did.
-    fn on_report(&self, report: Report) {
-        let url = match &*self.lock_state() {
-            State::Started(s) => s.url.redacted(),
-            State::Stopped => return,
-        };
+    /// Called from the uploader's task with what the session did. It may come before
+    /// `start()` has stored its state (a refused connection is reported at once), so it
+    /// depends on nothing but its arguments.
+    fn on_report(&self, url: &str, report: Report) {
         match report.event {
             SessionEvent::ProbeAccepted { status } => {
                 gst::info!(CAT, imp = self, "probe of {url} answered {status}");
@@ -135,7 +133,7 @@ impl Fmp4IngestSink {
             SessionEvent::Failed(failure) => {
                 self.failed.store(true, Ordering::SeqCst);
                 let detail = report.detail.unwrap_or_default();
-                self.post_failure(&url, &failure, &detail);
+                self.post_failure(url, &failure, &detail);
                 // Wake a streaming thread waiting at EOS.
                 self.canceller.notify.notify_waiters();
             }
@@ -441,9 +439,10 @@ impl BaseSinkImpl for Fmp4IngestSink {
         let session = SessionConfig { probe_timeout: connect_timeout, final_response_timeout: final_timeout };
         let http = HttpConfig { url: url.clone(), connect_timeout, user_agent: s.user_agent.clone() };
         let weak = self.obj().downgrade();
+        let shown_url = url.redacted();
         let report = std::sync::Arc::new(move |r: Report| {
             if let Some(obj) = weak.upgrade() {
-                obj.imp().on_report(r);
+                obj.imp().on_report(&shown_url, r);
             }
         });
         self.failed.store(false, Ordering::SeqCst);
