@@ -185,3 +185,66 @@ pub fn write_fragment(tf: &TrackFragment, sequence: u32, timing: FragmentTiming,
         payload: tf.data.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hex::parse_hex;
+    use crate::track_fragment::{SAMPLE_FLAGS_SYNC, Sample, TrackFragment};
+    use alloc::vec;
+
+    #[test]
+    fn audio_fragment_is_byte_exact() {
+        // Two AAC frames of 1024 ticks at 48 kHz, 10 and 12 bytes, all sync.
+        let mut data = Payload::new();
+        data.push(Bytes::from(vec![0xAA; 22]));
+        let tf = TrackFragment {
+            track_id: 2,
+            decode_time: 48000,
+            samples: vec![
+                Sample { duration: 1024, size: 10, flags: SAMPLE_FLAGS_SYNC, cto: 0 },
+                Sample { duration: 1024, size: 12, flags: SAMPLE_FLAGS_SYNC, cto: 0 },
+            ],
+            data,
+        };
+        let timing = FragmentTiming { time: 48000, duration: 2048, decode_time: 48000, index: None };
+        let f = write_fragment(&tf, 1, timing, FragmentOptions::default());
+        let expected = parse_hex(
+            "00000098 6D6F6F66
+               00000010 6D666864 00000000 00000001
+               00000080 74726166
+                 00000014 74666864 00000020 00000002 02000000
+                 00000014 74666474 01000000 00000000 0000BB80
+                 00000024 7472756E 00000301 00000002 000000A0 00000400 0000000A 00000400 0000000C
+                 0000002C 75756964 6D1D9B05 42D544E6 80E2141D AFF757B2 01000000 00000000 0000BB80 00000000 00000800
+             0000001E 6D646174",
+        );
+        assert_eq!(f.head.to_vec(), expected);
+        assert_eq!(f.wire_len(), 152 + 30);
+    }
+
+    #[test]
+    fn video_fragment_uses_first_sample_flags_and_signed_offsets_when_needed() {
+        let mut data = Payload::new();
+        data.push(Bytes::from(vec![0; 6]));
+        let s = |flags, cto| Sample { duration: 100, size: 2, flags, cto };
+        let tf = TrackFragment {
+            track_id: 1,
+            decode_time: 0,
+            samples: vec![s(SAMPLE_FLAGS_SYNC, 0), s(0x0101_0000, -100), s(0x0101_0000, 100)],
+            data,
+        };
+        let timing = FragmentTiming { time: 0, duration: 300, decode_time: 0, index: None };
+        let f = write_fragment(&tf, 9, timing, FragmentOptions { tfdt: false, ..FragmentOptions::default() });
+        let moof = crate::bmff::Boxes::new(&f.head).next().unwrap().unwrap();
+        let traf = moof.require(codes::TRAF).unwrap();
+        assert!(traf.child(codes::TFDT).unwrap().is_none());
+        let mut r = traf.require(codes::TRUN).unwrap().reader();
+        // version 1 for the negative offset; data offset, first-sample-flags, duration, size, CTO
+        assert_eq!(r.full_box().unwrap(), (1, 0x0B05));
+        let mut r = traf.require(codes::TFHD).unwrap().reader();
+        assert_eq!(r.full_box().unwrap(), (0, 0x20));
+        r.u32("track").unwrap();
+        assert_eq!(r.u32("default flags").unwrap(), 0x0101_0000);
+    }
+}
