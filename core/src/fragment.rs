@@ -42,6 +42,25 @@ pub struct FragmentTiming {
     pub decode_time: u64,
     /// tfxd v2 fragment_index.
     pub index: Option<u64>,
+    /// Ticks per second of the times above (the track's mdhd timescale).
+    pub timescale: u32,
+}
+
+impl FragmentTiming {
+    /// Ticks to nanoseconds, without overflow for any 64-bit tick count.
+    pub fn ticks_to_ns(&self, ticks: u64) -> u64 {
+        let ns = u128::from(ticks) * 1_000_000_000 / u128::from(self.timescale.max(1));
+        u64::try_from(ns).unwrap_or(u64::MAX)
+    }
+
+    /// Presentation time of the fragment in nanoseconds on the track's timeline.
+    pub fn start_ns(&self) -> u64 {
+        self.ticks_to_ns(self.time)
+    }
+
+    pub fn duration_ns(&self) -> u64 {
+        self.ticks_to_ns(self.duration)
+    }
 }
 
 /// One output fragment, ready for the wire.
@@ -207,7 +226,7 @@ mod tests {
             ],
             data,
         };
-        let timing = FragmentTiming { time: 48000, duration: 2048, decode_time: 48000, index: None };
+        let timing = FragmentTiming { time: 48000, duration: 2048, decode_time: 48000, index: None, timescale: 48000 };
         let f = write_fragment(&tf, 1, timing, FragmentOptions::default());
         let expected = parse_hex(
             "00000098 6D6F6F66
@@ -234,7 +253,7 @@ mod tests {
             samples: vec![s(SAMPLE_FLAGS_SYNC, 0), s(0x0101_0000, -100), s(0x0101_0000, 100)],
             data,
         };
-        let timing = FragmentTiming { time: 0, duration: 300, decode_time: 0, index: None };
+        let timing = FragmentTiming { time: 0, duration: 300, decode_time: 0, index: None, timescale: 3000 };
         let f = write_fragment(&tf, 9, timing, FragmentOptions { tfdt: false, ..FragmentOptions::default() });
         let moof = crate::bmff::Boxes::new(&f.head).next().unwrap().unwrap();
         let traf = moof.require(codes::TRAF).unwrap();

@@ -247,9 +247,10 @@ impl IngestStream {
     fn emit_fragment(&mut self, tf: TrackFragment) -> Result<()> {
         let time = tf.presentation_time()?;
         let duration = tf.duration();
-        let hevc = self.movie.as_ref().and_then(|m| m.track(tf.track_id)).is_some_and(|t| t.codec == Codec::Hevc);
-        let is_video =
-            self.movie.as_ref().and_then(|m| m.track(tf.track_id)).is_some_and(|t| t.kind == TrackKind::Video);
+        let track = self.movie.as_ref().and_then(|m| m.track(tf.track_id));
+        let hevc = track.is_some_and(|t| t.codec == Codec::Hevc);
+        let is_video = track.is_some_and(|t| t.kind == TrackKind::Video);
+        let timescale = track.map_or(1, |t| t.timescale);
         if is_video && !tf.starts_with_sync() {
             self.out.push_back(StreamOutput::Notice(Notice::NoSyncSampleAtStart { track_id: tf.track_id, time }));
         }
@@ -268,7 +269,7 @@ impl IngestStream {
         }
         let mut opts = self.config.fragment;
         opts.default_base_is_moof |= hevc;
-        let timing = FragmentTiming { time, duration, decode_time: tf.decode_time, index: None };
+        let timing = FragmentTiming { time, duration, decode_time: tf.decode_time, index: None, timescale };
         let frag = write_fragment(&tf, self.sequence, timing, opts);
         self.sequence = self.sequence.wrapping_add(1);
         self.out.push_back(StreamOutput::Fragment(frag));

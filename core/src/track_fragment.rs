@@ -311,7 +311,8 @@ mod tests {
         let v = samples(5, 50, 3000, true);
         let frag = muxer_fragment(&[(1, 6000, vec![RunSpec { samples: v.clone(), payload_start: 0 }])], &payload);
         let tf = read_all(&muxer_stream(&[frag])).remove(0);
-        let timing = FragmentTiming { time: 6000, duration: tf.duration(), decode_time: 6000, index: None };
+        let timing =
+            FragmentTiming { time: 6000, duration: tf.duration(), decode_time: 6000, index: None, timescale: 3000 };
         let out = write_fragment(&tf, 7, timing, FragmentOptions::default());
         // The payload of the output is the input's memory, not a copy.
         assert_eq!(out.payload.chunks()[0].as_ptr(), tf.data.chunks()[0].as_ptr());

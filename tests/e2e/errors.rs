@@ -1,5 +1,6 @@
 //! How the element fails: a refused connection, a refused probe, a bad location. Each must be
-//! a clear element error naming the URL (without credentials) and the status (issue 2).
+//! a clear element error naming the URL (without credentials) and the status (issue 2). With
+//! `max-retries=0` the first failure is final; retrying is covered in failover.rs.
 
 mod common;
 
@@ -9,7 +10,10 @@ use common::{run_pipeline, video_source};
 use fmp4ingest_receiver::{Behaviour, Receiver};
 
 fn pipeline(url: &str) -> String {
-    format!("{} ! isofmp4mux fragment-duration=2000000000 ! fmp4ingestsink location=\"{url}\"", video_source(6, 60))
+    format!(
+        "{} ! isofmp4mux fragment-duration=2000000000 ! fmp4ingestsink max-retries=0 location=\"{url}\"",
+        video_source(6, 60)
+    )
 }
 
 #[test]

@@ -77,71 +77,67 @@ pub async fn read_head<R: AsyncBufRead + Unpin>(r: &mut R) -> io::Result<Option<
     }
 }
 
-/// What the body reader hands to the consumer.
-pub enum BodyEvent<'a> {
-    /// Body bytes; for a chunked body, `chunk` is the chunk they came in.
-    Data { bytes: &'a [u8], chunk: u64 },
-    /// The body ended properly (Content-Length reached, or the zero-length chunk).
-    End,
+/// A request body read piece by piece, so that the server decides when (and whether) to read
+/// on: Content-Length or chunked.
+pub struct IncomingBody {
+    chunked: bool,
+    /// Bytes left in the current chunk (chunked) or in the body (Content-Length).
+    left: u64,
+    chunk_no: u64,
+    done: bool,
+    buf: Vec<u8>,
 }
 
-/// Reads a chunked body, calling `on` for each chunk. Errors on a connection that closes
-/// before the last chunk.
-pub async fn read_chunked<R, F>(r: &mut R, mut on: F) -> io::Result<()>
-where
-    R: AsyncBufRead + Unpin,
-    F: FnMut(BodyEvent<'_>),
-{
-    let mut chunk_no = 0u64;
-    let mut buf = Vec::new();
-    loop {
-        let line = read_line(r, 1024).await?.ok_or_else(|| bad("closed before the last chunk"))?;
-        let size_text = line.split(';').next().unwrap_or("").trim();
-        let size = u64::from_str_radix(size_text, 16).map_err(|_| bad(format!("bad chunk size line {line:?}")))?;
-        if size == 0 {
-            // Trailers, then the empty line.
-            loop {
-                let t = read_line(r, MAX_HEAD).await?.ok_or_else(|| bad("closed in trailers"))?;
-                if t.is_empty() {
-                    break;
+impl IncomingBody {
+    pub fn new(head: &RequestHead) -> Self {
+        let chunked = head.is_chunked();
+        let left = if chunked { 0 } else { head.content_length().unwrap_or(0) };
+        IncomingBody { chunked, left, chunk_no: 0, done: !chunked && left == 0, buf: Vec::new() }
+    }
+
+    /// Chunks seen so far (0 for a Content-Length body).
+    pub fn chunks(&self) -> u64 {
+        self.chunk_no
+    }
+
+    /// The next at most `max` body bytes; `Ok(None)` once the body ended properly (the last
+    /// chunk, or Content-Length reached). An error when the connection closes before that.
+    pub async fn next<R: AsyncBufRead + Unpin>(&mut self, r: &mut R, max: usize) -> io::Result<Option<&[u8]>> {
+        if self.done {
+            return Ok(None);
+        }
+        if self.chunked && self.left == 0 {
+            if self.chunk_no > 0 {
+                let crlf = read_line(r, 2).await?.ok_or_else(|| bad("closed after chunk data"))?;
+                if !crlf.is_empty() {
+                    return Err(bad("chunk data not followed by CRLF"));
                 }
             }
-            on(BodyEvent::End);
-            return Ok(());
+            let line = read_line(r, 1024).await?.ok_or_else(|| bad("closed before the last chunk"))?;
+            let size_text = line.split(';').next().unwrap_or("").trim();
+            let size = u64::from_str_radix(size_text, 16).map_err(|_| bad(format!("bad chunk size line {line:?}")))?;
+            if size == 0 {
+                loop {
+                    let t = read_line(r, MAX_HEAD).await?.ok_or_else(|| bad("closed in trailers"))?;
+                    if t.is_empty() {
+                        break;
+                    }
+                }
+                self.done = true;
+                return Ok(None);
+            }
+            self.chunk_no += 1;
+            self.left = size;
         }
-        chunk_no += 1;
-        let mut left = size;
-        while left > 0 {
-            let n = left.min(256 * 1024) as usize;
-            buf.resize(n, 0);
-            r.read_exact(&mut buf).await?;
-            on(BodyEvent::Data { bytes: &buf, chunk: chunk_no });
-            left -= n as u64;
+        let n = self.left.min(max.max(1) as u64) as usize;
+        self.buf.resize(n, 0);
+        r.read_exact(&mut self.buf).await?;
+        self.left -= n as u64;
+        if !self.chunked && self.left == 0 {
+            self.done = true;
         }
-        let crlf = read_line(r, 2).await?.ok_or_else(|| bad("closed after chunk data"))?;
-        if !crlf.is_empty() {
-            return Err(bad("chunk data not followed by CRLF"));
-        }
+        Ok(Some(&self.buf))
     }
-}
-
-/// Reads a Content-Length body.
-pub async fn read_sized<R, F>(r: &mut R, len: u64, mut on: F) -> io::Result<()>
-where
-    R: AsyncBufRead + Unpin,
-    F: FnMut(BodyEvent<'_>),
-{
-    let mut left = len;
-    let mut buf = Vec::new();
-    while left > 0 {
-        let n = left.min(256 * 1024) as usize;
-        buf.resize(n, 0);
-        r.read_exact(&mut buf).await?;
-        on(BodyEvent::Data { bytes: &buf, chunk: 0 });
-        left -= n as u64;
-    }
-    on(BodyEvent::End);
-    Ok(())
 }
 
 /// Writes a complete response and flushes it.

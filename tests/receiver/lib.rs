@@ -5,6 +5,7 @@
 //! request what a strict receiver would check: probe, framing, header order, the manifest and
 //! the moov, every fragment's tfxd. Tests assert on those records; the demo prints them.
 
+pub mod faults;
 pub mod http;
 pub mod mp4;
 pub mod record;
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 
+pub use faults::{Fault, FaultKind, Times};
 pub use mp4::{FragmentInfo, MoovTrack, SmilTrack};
 pub use record::PostRecord;
 
@@ -29,17 +31,35 @@ pub struct Behaviour {
     pub probe_status: u16,
     /// Largest box the receiver buffers.
     pub max_box: usize,
+    /// A fixed socket receive buffer (SO_RCVBUF) instead of the kernel's autotuning.
+    pub recv_buffer: Option<u32>,
 }
 
 impl Default for Behaviour {
     fn default() -> Self {
-        Behaviour { probe_status: 200, max_box: 256 << 20 }
+        Behaviour { probe_status: 200, max_box: 256 << 20, recv_buffer: None }
     }
+}
+
+/// Listens on `addr`; accepted sockets inherit the receive buffer size.
+fn listen(addr: SocketAddr, recv_buffer: Option<u32>) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 #[derive(Debug, Default)]
 struct State {
     posts: Vec<PostRecord>,
+    faults: Vec<Fault>,
+    /// Per stream, the (track, time) of every fragment received so far.
+    seen: std::collections::HashMap<String, std::collections::HashSet<(u32, u64)>>,
+    /// Bumped by a simulated restart: connections of an older generation are reset.
+    generation: u64,
     /// Requests refused (wrong method or path), with the reason.
     rejected: Vec<String>,
     connections: u64,
@@ -49,6 +69,8 @@ struct Shared {
     state: Mutex<State>,
     changed: Condvar,
     behaviour: Mutex<Behaviour>,
+    /// Asks the accept loop to stop listening for a while.
+    refuse: tokio::sync::mpsc::UnboundedSender<Duration>,
 }
 
 impl Shared {
@@ -78,22 +100,69 @@ impl Receiver {
             .thread_name("receiver")
             .enable_all()
             .build()?;
-        let listener = runtime.block_on(TcpListener::bind(bind))?;
+        let recv_buffer = behaviour.recv_buffer;
+        let bind: SocketAddr = bind.parse().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let listener = runtime.block_on(async { listen(bind, recv_buffer) })?;
         let addr = listener.local_addr()?;
-        let shared =
-            Arc::new(Shared { state: Mutex::default(), changed: Condvar::new(), behaviour: Mutex::new(behaviour) });
+        let (refuse_tx, mut refuse_rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+        let shared = Arc::new(Shared {
+            state: Mutex::default(),
+            changed: Condvar::new(),
+            behaviour: Mutex::new(behaviour),
+            refuse: refuse_tx,
+        });
         let s = shared.clone();
         runtime.spawn(async move {
+            let mut listener = Some(listener);
             loop {
-                let Ok((sock, _)) = listener.accept().await else { continue };
-                let s = s.clone();
-                s.update(|st| st.connections += 1);
-                tokio::spawn(async move {
-                    let _ = serve(sock, s).await;
-                });
+                let l = match listener.take() {
+                    Some(l) => l,
+                    // Back from a simulated restart: listen on the same port again.
+                    None => match listen(addr, recv_buffer) {
+                        Ok(l) => l,
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                };
+                loop {
+                    tokio::select! {
+                        accepted = l.accept() => {
+                            let Ok((sock, _)) = accepted else { continue };
+                            let s = s.clone();
+                            s.update(|st| st.connections += 1);
+                            tokio::spawn(async move {
+                                let _ = serve(sock, s).await;
+                            });
+                        }
+                        Some(down) = refuse_rx.recv() => {
+                            // Closing the listener makes new connections fail with "refused".
+                            drop(l);
+                            tokio::time::sleep(down).await;
+                            break;
+                        }
+                    }
+                }
             }
         });
         Ok(Receiver { addr, shared, runtime: Some(runtime) })
+    }
+
+    /// Adds a fault for the requests that start from now on.
+    pub fn inject(&self, fault: Fault) {
+        self.shared.update(|s| s.faults.push(fault));
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.update(|s| s.faults.clear());
+    }
+
+    /// Simulates a server restart: open connections are reset, and new ones are refused for
+    /// `down_for`.
+    pub fn restart(&self, down_for: Duration) {
+        self.shared.update(|s| s.generation += 1);
+        let _ = self.shared.refuse.send(down_for);
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -164,7 +233,16 @@ pub fn stream_id_of(path: &str) -> Option<String> {
     (close + 1 == rest.len() && close > 0).then(|| rest[..close].to_string())
 }
 
+/// How the receiver ended a request, when it did on purpose.
+fn note_end(shared: &Shared, index: usize, how: &str) {
+    shared.update(|st| {
+        st.posts[index].ended_by_receiver = Some(how.to_string());
+        st.posts[index].fault_at = Some(Instant::now());
+    });
+}
+
 async fn serve(sock: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
+    let generation = shared.state.lock().unwrap_or_else(|e| e.into_inner()).generation;
     let (rd, mut wr) = sock.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let Some(head) = http::read_head(&mut rd).await? else { return Ok(()) };
@@ -174,45 +252,102 @@ async fn serve(sock: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
         shared.update(|s| s.rejected.push(why));
         return http::respond(&mut wr, 404, "Not Found", b"unknown publishing point or stream\n").await;
     };
-    let index = {
+    let probe = head.content_length() == Some(0) && !head.is_chunked();
+    let (index, plan) = {
         let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
         let index = st.posts.len();
+        let plan = faults::Plan::choose(&mut st.faults, &stream_id, index, probe);
         st.posts.push(PostRecord::new(
             index,
-            stream_id,
+            stream_id.clone(),
             head.path.clone(),
             head.headers.clone(),
             head.is_chunked(),
             head.content_length(),
         ));
         shared.changed.notify_all();
-        index
+        (index, plan)
     };
     let mut reader = BodyReader::new(behaviour.max_box);
-    let on_body = |ev: http::BodyEvent<'_>| {
-        shared.update(|st| {
+    let mut body = http::IncomingBody::new(&head);
+    let started = Instant::now();
+    let mut read_total = 0u64;
+    let mut new_fragments = 0usize;
+    let result: std::io::Result<()> = loop {
+        let max = plan.bytes_per_second.map_or(256 * 1024, |bps| (bps / 20).max(1) as usize);
+        let piece = match body.next(&mut rd, max).await {
+            Ok(Some(p)) => p.to_vec(),
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        read_total += piece.len() as u64;
+        let chunks = body.chunks();
+        let fragments = {
+            let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            let restarted = st.generation != generation;
             let rec = &mut st.posts[index];
-            match ev {
-                http::BodyEvent::Data { bytes, chunk } => {
-                    rec.bytes += bytes.len() as u64;
-                    rec.chunks = rec.chunks.max(chunk);
-                    reader.push(bytes, rec);
+            rec.bytes += piece.len() as u64;
+            rec.chunks = chunks;
+            let before = rec.fragments.len();
+            reader.push(&piece, rec);
+            let arrived: Vec<(u32, u64)> =
+                rec.fragments[before..].iter().filter_map(|f| f.time().map(|t| (f.track_id, t))).collect();
+            let seen = st.seen.entry(stream_id.clone()).or_default();
+            new_fragments += arrived.into_iter().filter(|k| seen.insert(*k)).count();
+            shared.changed.notify_all();
+            if restarted { None } else { Some(new_fragments) }
+        };
+        let Some(fragments) = fragments else {
+            note_end(&shared, index, "restart");
+            return reset(rd, wr);
+        };
+        if let Some((after, reset_it)) = plan.abort_after {
+            if fragments >= after {
+                note_end(&shared, index, if reset_it { "abort-reset" } else { "abort-fin" });
+                return if reset_it { reset(rd, wr) } else { Ok(()) };
+            }
+        }
+        if let Some((after, status)) = plan.error_after {
+            if fragments >= after {
+                note_end(&shared, index, "error-status");
+                return http::respond(&mut wr, status, "Refused", b"").await;
+            }
+        }
+        if let Some((after, duration, until_new_post, discard)) = plan.stall {
+            if fragments >= after {
+                note_end(&shared, index, "stall");
+                let deadline = Instant::now() + duration;
+                while Instant::now() < deadline {
+                    let newer = until_new_post && {
+                        let st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                        st.posts.iter().skip(index + 1).any(|p| p.stream_id == stream_id && !p.is_probe())
+                    };
+                    if newer {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                http::BodyEvent::End => {
-                    rec.complete = true;
-                    reader.end(rec);
+                if discard {
+                    return reset(rd, wr);
                 }
             }
-        });
+        }
+        if let Some(bps) = plan.bytes_per_second {
+            let due = Duration::from_secs_f64(read_total as f64 / bps as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
     };
-    let result = if head.is_chunked() {
-        http::read_chunked(&mut rd, on_body).await
-    } else {
-        http::read_sized(&mut rd, head.content_length().unwrap_or(0), on_body).await
-    };
-    let probe = head.content_length() == Some(0) && !head.is_chunked();
+    if result.is_ok() {
+        let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let rec = &mut st.posts[index];
+        rec.complete = true;
+        reader.end(rec);
+        shared.changed.notify_all();
+    }
     let status = match &result {
-        Ok(()) if probe => behaviour.probe_status,
+        Ok(()) if probe => plan.probe_status.unwrap_or(behaviour.probe_status),
         Ok(()) => 200,
         Err(_) => 400,
     };
@@ -225,8 +360,16 @@ async fn serve(sock: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
         rec.status = Some(status);
     });
     if result.is_ok() {
-        http::respond(&mut wr, status, if status == 200 { "OK" } else { "Refused" }, b"").await?;
+        http::respond(&mut wr, status, if (200..300).contains(&status) { "OK" } else { "Refused" }, b"").await?;
     }
+    Ok(())
+}
+
+/// Drops a connection with a TCP reset: whatever the socket buffers hold is lost.
+fn reset(rd: BufReader<tokio::net::tcp::OwnedReadHalf>, wr: tokio::net::tcp::OwnedWriteHalf) -> std::io::Result<()> {
+    let sock = rd.into_inner().reunite(wr).map_err(|e| std::io::Error::other(e.to_string()))?;
+    sock.set_zero_linger()?;
+    drop(sock);
     Ok(())
 }
 

@@ -32,6 +32,9 @@ pub struct PostRecord {
     pub violations: Vec<String>,
     /// Status the receiver answered with, once it did.
     pub status: Option<u16>,
+    /// How the receiver ended the request on purpose (an injected fault), if it did, and when.
+    pub ended_by_receiver: Option<String>,
+    pub fault_at: Option<Instant>,
     pub started: Instant,
     pub ended: Option<Instant>,
 }
@@ -64,6 +67,8 @@ impl PostRecord {
             other_boxes: Vec::new(),
             violations: Vec::new(),
             status: None,
+            ended_by_receiver: None,
+            fault_at: None,
             started: Instant::now(),
             ended: None,
         }

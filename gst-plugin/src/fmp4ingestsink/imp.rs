@@ -1,8 +1,9 @@
-//! The element: properties, the streaming-thread side of the media path, EOS and errors.
+//! The element: properties, the streaming-thread side of the media path, EOS, messages, errors.
 //!
-//! `render()` hands each buffer, unmapped-copy-free, to the core's [`IngestStream`]; what comes
-//! out (the header, Smooth fragments) goes to the [`Uploader`], which never makes `render()`
-//! wait on the network. EOS ends the chunked body and waits for the server's final answer.
+//! `render()` hands each buffer, without copying it, to the core's [`IngestStream`]; what
+//! comes out (the header, Smooth fragments) goes to the [`Uploader`], which never makes
+//! `render()` wait on the network: while the server is away, fragments wait in the session's
+//! bounded forward buffer. EOS ends the chunked body and waits for the server's final answer.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex};
@@ -10,9 +11,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fmp4ingest_core::fragment::FragmentOptions;
+use fmp4ingest_core::ingest_header::IngestTrack;
 use fmp4ingest_core::ingest_stream::{IngestStream, Notice, StreamConfig, StreamOutput};
 use fmp4ingest_core::ingest_url::IngestUrl;
-use fmp4ingest_core::session::{Failure, SessionConfig, SessionEvent, TransportError};
+use fmp4ingest_core::session::{Failure, SessionConfig, SessionEvent, StreamStats};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -20,18 +22,30 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use tokio::sync::Notify;
 
+use super::reporting::{self, describe_failure};
 use super::uploader::{HttpConfig, Report, Uploader, WaitOutcome};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new("fmp4ingestsink", gst::DebugColorFlags::empty(), Some("Fragmented MP4 live ingest sink"))
 });
 
-const DEFAULT_CONNECT_TIMEOUT: u64 = 10 * gst::ClockTime::SECOND.nseconds();
-const DEFAULT_FINAL_RESPONSE_TIMEOUT: u64 = 10 * gst::ClockTime::SECOND.nseconds();
+const SECOND: u64 = gst::ClockTime::SECOND.nseconds();
+const DEFAULT_CONNECT_TIMEOUT: u64 = 10 * SECOND;
+const DEFAULT_FINAL_RESPONSE_TIMEOUT: u64 = 10 * SECOND;
+const DEFAULT_SEND_TIMEOUT: u64 = 0;
+const DEFAULT_MAX_RETRIES: i32 = -1;
+const DEFAULT_RETRY_TIMEOUT: u64 = 0;
+const DEFAULT_RETRY_DELAY: u64 = SECOND / 2;
+const DEFAULT_RETRY_DELAY_MAX: u64 = 4 * SECOND;
+const DEFAULT_REPROBE: bool = true;
+const DEFAULT_FORWARD_BUFFER_DURATION: u64 = 30 * SECOND;
+const DEFAULT_FORWARD_BUFFER_SIZE: u64 = 64 << 20;
+const DEFAULT_CATCH_UP_RATE: f64 = 2.0;
+const DEFAULT_EOS_TIMEOUT: u64 = 30 * SECOND;
 const DEFAULT_TFDT: bool = true;
 static DEFAULT_USER_AGENT: LazyLock<String> = LazyLock::new(|| format!("fmp4ingestsink/{}", env!("CARGO_PKG_VERSION")));
 const MIN_TIMEOUT: u64 = gst::ClockTime::MSECOND.nseconds();
-const MAX_TIMEOUT: u64 = 3600 * gst::ClockTime::SECOND.nseconds();
+const MAX_TIMEOUT: u64 = 3600 * SECOND;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -40,6 +54,16 @@ struct Settings {
     audio_bitrate: u32,
     connect_timeout: u64,
     final_response_timeout: u64,
+    send_timeout: u64,
+    max_retries: i32,
+    retry_timeout: u64,
+    retry_delay: u64,
+    retry_delay_max: u64,
+    reprobe: bool,
+    forward_buffer_duration: u64,
+    forward_buffer_size: u64,
+    catch_up_rate: f64,
+    eos_timeout: u64,
     user_agent: String,
     tfdt: bool,
 }
@@ -52,8 +76,44 @@ impl Default for Settings {
             audio_bitrate: 0,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             final_response_timeout: DEFAULT_FINAL_RESPONSE_TIMEOUT,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
+            max_retries: DEFAULT_MAX_RETRIES,
+            retry_timeout: DEFAULT_RETRY_TIMEOUT,
+            retry_delay: DEFAULT_RETRY_DELAY,
+            retry_delay_max: DEFAULT_RETRY_DELAY_MAX,
+            reprobe: DEFAULT_REPROBE,
+            forward_buffer_duration: DEFAULT_FORWARD_BUFFER_DURATION,
+            forward_buffer_size: DEFAULT_FORWARD_BUFFER_SIZE,
+            catch_up_rate: DEFAULT_CATCH_UP_RATE,
+            eos_timeout: DEFAULT_EOS_TIMEOUT,
             user_agent: DEFAULT_USER_AGENT.clone(),
             tfdt: DEFAULT_TFDT,
+        }
+    }
+}
+
+impl Settings {
+    fn session_config(&self) -> SessionConfig {
+        let ns = Duration::from_nanos;
+        // Jitter must differ between encoders that fail together; it needs no quality.
+        let seed =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+                ^ (self as *const Settings as u64);
+        SessionConfig {
+            connect_timeout: ns(self.connect_timeout),
+            send_timeout: (self.send_timeout > 0).then(|| ns(self.send_timeout)),
+            final_response_timeout: ns(self.final_response_timeout),
+            max_retries: u32::try_from(self.max_retries).ok(),
+            retry_limit: (self.retry_timeout > 0).then(|| ns(self.retry_timeout)),
+            retry_delay: ns(self.retry_delay),
+            retry_delay_max: ns(self.retry_delay_max),
+            reprobe: self.reprobe,
+            forward_buffer_duration: ns(self.forward_buffer_duration),
+            forward_buffer_bytes: self.forward_buffer_size,
+            catch_up_rate: self.catch_up_rate,
+            eos_timeout: ns(self.eos_timeout),
+            jitter_seed: seed,
+            ..SessionConfig::default()
         }
     }
 }
@@ -63,6 +123,8 @@ struct Started {
     url: IngestUrl,
     stream: IngestStream,
     uploader: Uploader,
+    /// The tracks as the header declared them, for `stats`.
+    tracks: Vec<IngestTrack>,
     /// How long EOS may wait for the session to finish.
     eos_wait: Duration,
     /// A video fragment without a sync sample was already reported.
@@ -88,7 +150,7 @@ pub struct Fmp4IngestSink {
     settings: Mutex<Settings>,
     state: Mutex<State>,
     canceller: Canceller,
-    /// Set by the uploader when the session failed; the error is already posted.
+    /// Set when the session gave up mid-stream; the error is already posted.
     failed: AtomicBool,
 }
 
@@ -108,70 +170,105 @@ impl Fmp4IngestSink {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn post_element_message(&self, s: gst::Structure) {
+        let obj = self.obj();
+        let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
+    }
+
     /// Called from the uploader's task with what the session did. It may come before
     /// `start()` has stored its state (a refused connection is reported at once), so it
     /// depends on nothing but its arguments.
     fn on_report(&self, url: &str, report: Report) {
+        let detail = report.detail.unwrap_or_default();
         match report.event {
-            SessionEvent::ProbeAccepted { status } => {
-                gst::info!(CAT, imp = self, "probe of {url} answered {status}");
+            SessionEvent::ProbeAccepted { status } => gst::info!(CAT, imp = self, "probe of {url} answered {status}"),
+            SessionEvent::Connected { connection } => {
+                gst::info!(CAT, imp = self, "streaming to {url} (connection {connection})");
+                self.post_element_message(reporting::connected(url, connection));
             }
-            SessionEvent::Connected => {
-                gst::info!(CAT, imp = self, "streaming to {url}");
+            SessionEvent::Resent { fragments } => {
+                gst::info!(CAT, imp = self, "resending {} fragments", fragments.len());
+                self.post_element_message(reporting::resent(url, &fragments));
             }
-            SessionEvent::Finished { status } => {
-                gst::info!(CAT, imp = self, "{url} answered {status} to the end of the stream");
+            SessionEvent::Disconnected { reason } => {
+                let (_, _, text) = describe_failure(&reason);
+                gst::warning!(CAT, imp = self, "{url}: {text} {detail}");
+                self.post_element_message(reporting::disconnected(url, &reason, &detail));
             }
-            SessionEvent::FinishedWithoutResponse => {
+            SessionEvent::Reconnecting { attempt, delay } => {
+                gst::info!(CAT, imp = self, "reconnecting to {url} in {delay:?} (attempt {attempt})");
+                self.post_element_message(reporting::reconnecting(url, attempt, delay));
+            }
+            SessionEvent::Dropped { fragments } => {
+                let media: u64 = fragments.iter().map(|f| f.duration_ns).sum();
                 gst::element_imp_warning!(
                     self,
                     gst::ResourceError::Write,
-                    ("No final response from the ingest server"),
-                    ["{url} did not answer within the final-response-timeout after the stream ended"]
+                    ("The forward buffer is full: {} fragments dropped", fragments.len()),
+                    [
+                        "{url} has been unreachable too long; {:.3} s of media is lost and the timeline has a gap. \
+                         forward-buffer-duration and forward-buffer-size set how much may wait.",
+                        media as f64 / 1e9
+                    ]
                 );
+                self.post_element_message(reporting::dropped(url, &fragments));
             }
-            SessionEvent::Failed(failure) => {
+            SessionEvent::Finished { status } => {
+                gst::info!(CAT, imp = self, "{url} answered {status} to the end of the stream")
+            }
+            SessionEvent::FinishedWithoutResponse => gst::element_imp_warning!(
+                self,
+                gst::ResourceError::Write,
+                ("No final response from the ingest server"),
+                ["{url} did not answer within the final-response-timeout after the stream ended"]
+            ),
+            SessionEvent::GaveUp { reason: Failure::EosTimeout, undelivered } => {
+                let media: u64 = undelivered.iter().map(|f| f.duration_ns).sum();
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::Write,
+                    ("{} fragments could not be delivered before the end of the stream", undelivered.len()),
+                    [
+                        "{url} could not be reached within the eos-timeout after EOS; {:.3} s of media was not \
+                         delivered. Last failure: {detail}",
+                        media as f64 / 1e9
+                    ]
+                );
+                self.post_element_message(reporting::dropped(url, &undelivered));
+            }
+            SessionEvent::GaveUp { reason, undelivered } => {
                 self.failed.store(true, Ordering::SeqCst);
-                let detail = report.detail.unwrap_or_default();
-                self.post_failure(url, &failure, &detail);
+                self.post_gave_up(url, &reason, &detail, undelivered.len());
                 // Wake a streaming thread waiting at EOS.
                 self.canceller.notify.notify_waiters();
             }
         }
     }
 
-    fn post_failure(&self, url: &str, failure: &Failure, detail: &str) {
+    fn post_gave_up(&self, url: &str, failure: &Failure, detail: &str, undelivered: usize) {
+        let (_, _, text) = describe_failure(failure);
+        let lost = format!("{undelivered} fragments were not delivered.");
         match failure {
             Failure::ProbeRefused { status } => gst::element_imp_error!(
                 self,
                 gst::ResourceError::OpenWrite,
-                ("The ingest server refused the stream: HTTP {} {}", status, reason(*status)),
-                ["The probe POST to {url} was answered with HTTP {status}. Check the URL (publishing point and \
-                     Streams() id), that the channel is running, and the credentials."]
+                ("The ingest server refused the stream: HTTP {} {}", status, reporting::reason(*status)),
+                ["The probe POST to {url} was answered with HTTP {status}; gave up after the retry limit. \
+                     Check the URL (publishing point and Streams() id), that the channel is running, and the \
+                     credentials. {lost}"]
             ),
-            Failure::ProbeTimeout => gst::element_imp_error!(
-                self,
-                gst::ResourceError::OpenWrite,
-                ("The ingest server did not answer the probe"),
-                ["No answer from {url} within the connect-timeout. Check that the server is reachable."]
-            ),
-            Failure::Transport { error: TransportError::Connect | TransportError::Timeout } => gst::element_imp_error!(
+            Failure::Transport { .. } | Failure::ProbeTimeout | Failure::ConnectTimeout => gst::element_imp_error!(
                 self,
                 gst::ResourceError::OpenWrite,
                 ("Could not connect to the ingest server"),
-                ["{url}: {detail}. Check that the server is running and that the URL's host and port are right."]
+                ["{url}: {text}: {detail}. Gave up after the retry limit (max-retries, retry-timeout). Check that \
+                     the server is running and that the URL's host and port are right. {lost}"]
             ),
-            Failure::Transport { error } => gst::element_imp_error!(
+            _ => gst::element_imp_error!(
                 self,
                 gst::ResourceError::Write,
-                ("The connection to the ingest server failed"),
-                ["{url}: {error:?} {detail}"]
-            ),
-            Failure::ServerAbort { status } => gst::element_imp_error!(
-                self,
-                gst::ResourceError::Write,
-                ("The ingest server ended the stream: HTTP {} {}", status, reason(*status)),
-                ["{url} answered HTTP {status} before the stream ended."]
+                ("The ingest server stopped taking the stream"),
+                ["{url}: {text} {detail}. Gave up after the retry limit (max-retries, retry-timeout). {lost}"]
             ),
         }
     }
@@ -194,6 +291,7 @@ impl Fmp4IngestSink {
                             t.bitrate
                         );
                     }
+                    started.tracks = h.tracks.clone();
                     started.uploader.set_header(h.bytes.clone());
                 }
                 StreamOutput::Fragment(f) => {
@@ -226,14 +324,12 @@ impl Fmp4IngestSink {
                     ["Ignoring tracks {}", list.join(", ")]
                 );
             }
-            Notice::MeasuredBitrate { track_id, bitrate } => {
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "track {track_id} declares no bitrate; announcing {bitrate} b/s measured on its first fragment \
-                     (set video-bitrate/audio-bitrate to choose)"
-                );
-            }
+            Notice::MeasuredBitrate { track_id, bitrate } => gst::info!(
+                CAT,
+                imp = self,
+                "track {track_id} declares no bitrate; announcing {bitrate} b/s measured on its first fragment \
+                 (set video-bitrate/audio-bitrate to choose)"
+            ),
             Notice::NoSyncSampleAtStart { track_id, time } => {
                 if !started.warned_no_sync {
                     started.warned_no_sync = true;
@@ -247,7 +343,7 @@ impl Fmp4IngestSink {
                 }
             }
             Notice::Discontinuity { track_id, expected, actual } => {
-                gst::warning!(CAT, imp = self, "track {track_id}: fragment at {actual}, expected {expected}");
+                gst::warning!(CAT, imp = self, "track {track_id}: fragment at {actual}, expected {expected}")
             }
             Notice::RepeatedHeader => gst::debug!(CAT, imp = self, "muxer repeated its header"),
         }
@@ -269,25 +365,31 @@ impl Fmp4IngestSink {
             ]
         );
     }
+
+    fn stats(&self) -> gst::Structure {
+        let base = self.obj().stats();
+        match &*self.lock_state() {
+            State::Started(s) => {
+                let (stats, now) = s.uploader.stats();
+                reporting::stats_structure(s.url.stream_id(), &s.url.redacted(), &stats, now, &s.tracks, Some(&base))
+            }
+            State::Stopped => {
+                let stopped = StreamStats { state: "Stopped", ..StreamStats::default() };
+                reporting::stats_structure("", "", &stopped, Duration::ZERO, &[], Some(&base))
+            }
+        }
+    }
 }
 
-/// Reason phrase of common statuses, for error texts.
-fn reason(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        412 => "Precondition Failed",
-        415 => "Unsupported Media Type",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "",
-    }
+fn ns_property(name: &str, nick: &str, blurb: &str, min: u64, default: u64) -> glib::ParamSpec {
+    glib::ParamSpecUInt64::builder(name)
+        .nick(nick)
+        .blurb(blurb)
+        .minimum(min)
+        .maximum(MAX_TIMEOUT)
+        .default_value(default)
+        .mutable_ready()
+        .build()
 }
 
 impl ObjectImpl for Fmp4IngestSink {
@@ -317,22 +419,93 @@ impl ObjectImpl for Fmp4IngestSink {
                     .default_value(0)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt64::builder("connect-timeout")
-                    .nick("Connect timeout")
-                    .blurb("Time (ns) allowed to establish a connection and to answer the probe")
-                    .minimum(MIN_TIMEOUT)
-                    .maximum(MAX_TIMEOUT)
-                    .default_value(DEFAULT_CONNECT_TIMEOUT)
+                ns_property(
+                    "connect-timeout",
+                    "Connect timeout",
+                    "Time (ns) allowed to connect and for the probe to be answered",
+                    MIN_TIMEOUT,
+                    DEFAULT_CONNECT_TIMEOUT,
+                ),
+                ns_property(
+                    "send-timeout",
+                    "Send timeout",
+                    "Time (ns) without progress while data waits before the connection is abandoned and reopened; \
+                     0 = 1.5 x the fragment duration",
+                    0,
+                    DEFAULT_SEND_TIMEOUT,
+                ),
+                ns_property(
+                    "final-response-timeout",
+                    "Final response timeout",
+                    "Time (ns) to wait for the server's response after the last chunk at end of stream",
+                    MIN_TIMEOUT,
+                    DEFAULT_FINAL_RESPONSE_TIMEOUT,
+                ),
+                glib::ParamSpecInt::builder("max-retries")
+                    .nick("Maximum retries")
+                    .blurb("Consecutive failed attempts before giving up with an error; -1 = retry forever")
+                    .minimum(-1)
+                    .default_value(DEFAULT_MAX_RETRIES)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt64::builder("final-response-timeout")
-                    .nick("Final response timeout")
-                    .blurb("Time (ns) to wait for the server's response after the last chunk at end of stream")
-                    .minimum(MIN_TIMEOUT)
-                    .maximum(MAX_TIMEOUT)
-                    .default_value(DEFAULT_FINAL_RESPONSE_TIMEOUT)
+                ns_property(
+                    "retry-timeout",
+                    "Retry timeout",
+                    "Time (ns) without a working connection before giving up with an error; 0 = never give up",
+                    0,
+                    DEFAULT_RETRY_TIMEOUT,
+                ),
+                ns_property(
+                    "retry-delay",
+                    "Retry delay",
+                    "Backoff (ns) before the second retry, doubling after each failure up to retry-delay-max, \
+                     with +-25% jitter; the first retry is at once",
+                    0,
+                    DEFAULT_RETRY_DELAY,
+                ),
+                ns_property(
+                    "retry-delay-max",
+                    "Maximum retry delay",
+                    "Cap (ns) of the backoff between retries",
+                    0,
+                    DEFAULT_RETRY_DELAY_MAX,
+                ),
+                glib::ParamSpecBoolean::builder("reprobe")
+                    .nick("Probe on reconnect")
+                    .blurb("Send the empty probe POST again before every reconnect")
+                    .default_value(DEFAULT_REPROBE)
                     .mutable_ready()
                     .build(),
+                ns_property(
+                    "forward-buffer-duration",
+                    "Forward buffer duration",
+                    "Media time (ns) that may wait while the server is unreachable; beyond it the oldest fragments \
+                     are dropped",
+                    0,
+                    DEFAULT_FORWARD_BUFFER_DURATION,
+                ),
+                glib::ParamSpecUInt64::builder("forward-buffer-size")
+                    .nick("Forward buffer size")
+                    .blurb("Bytes that may wait while the server is unreachable; beyond it the oldest fragments are dropped")
+                    .minimum(0)
+                    .default_value(DEFAULT_FORWARD_BUFFER_SIZE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecDouble::builder("catch-up-rate")
+                    .nick("Catch-up rate")
+                    .blurb("After an outage the backlog goes out at most this many times faster than real time; 0 = unpaced")
+                    .minimum(0.0)
+                    .maximum(100.0)
+                    .default_value(DEFAULT_CATCH_UP_RATE)
+                    .mutable_ready()
+                    .build(),
+                ns_property(
+                    "eos-timeout",
+                    "EOS timeout",
+                    "At end of stream, time (ns) to keep trying to deliver what is left before giving up with a warning",
+                    0,
+                    DEFAULT_EOS_TIMEOUT,
+                ),
                 glib::ParamSpecString::builder("user-agent")
                     .nick("User agent")
                     .blurb("User-Agent header of every request")
@@ -345,6 +518,8 @@ impl ObjectImpl for Fmp4IngestSink {
                     .default_value(DEFAULT_TFDT)
                     .mutable_ready()
                     .build(),
+                // BaseSink has a `stats` property already; ours adds the stream's and the tracks'.
+                glib::ParamSpecOverride::for_class::<gst_base::BaseSink>("stats"),
             ]
         });
         PROPERTIES.as_ref()
@@ -352,28 +527,52 @@ impl ObjectImpl for Fmp4IngestSink {
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = self.settings.lock().unwrap_or_else(|e| e.into_inner());
+        let v = value;
         match pspec.name() {
-            "location" => s.location = value.get().expect("type checked upstream"),
-            "video-bitrate" => s.video_bitrate = value.get().expect("type checked upstream"),
-            "audio-bitrate" => s.audio_bitrate = value.get().expect("type checked upstream"),
-            "connect-timeout" => s.connect_timeout = value.get().expect("type checked upstream"),
-            "final-response-timeout" => s.final_response_timeout = value.get().expect("type checked upstream"),
+            "location" => s.location = v.get().expect("type checked upstream"),
+            "video-bitrate" => s.video_bitrate = v.get().expect("type checked upstream"),
+            "audio-bitrate" => s.audio_bitrate = v.get().expect("type checked upstream"),
+            "connect-timeout" => s.connect_timeout = v.get().expect("type checked upstream"),
+            "send-timeout" => s.send_timeout = v.get().expect("type checked upstream"),
+            "final-response-timeout" => s.final_response_timeout = v.get().expect("type checked upstream"),
+            "max-retries" => s.max_retries = v.get().expect("type checked upstream"),
+            "retry-timeout" => s.retry_timeout = v.get().expect("type checked upstream"),
+            "retry-delay" => s.retry_delay = v.get().expect("type checked upstream"),
+            "retry-delay-max" => s.retry_delay_max = v.get().expect("type checked upstream"),
+            "reprobe" => s.reprobe = v.get().expect("type checked upstream"),
+            "forward-buffer-duration" => s.forward_buffer_duration = v.get().expect("type checked upstream"),
+            "forward-buffer-size" => s.forward_buffer_size = v.get().expect("type checked upstream"),
+            "catch-up-rate" => s.catch_up_rate = v.get().expect("type checked upstream"),
+            "eos-timeout" => s.eos_timeout = v.get().expect("type checked upstream"),
             "user-agent" => {
-                s.user_agent = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default()
+                s.user_agent = v.get::<Option<String>>().expect("type checked upstream").unwrap_or_default()
             }
-            "tfdt" => s.tfdt = value.get().expect("type checked upstream"),
+            "tfdt" => s.tfdt = v.get().expect("type checked upstream"),
             other => gst::warning!(CAT, imp = self, "unknown property {other}"),
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if pspec.name() == "stats" {
+            return self.stats().to_value();
+        }
         let s = self.settings();
         match pspec.name() {
             "location" => s.location.to_value(),
             "video-bitrate" => s.video_bitrate.to_value(),
             "audio-bitrate" => s.audio_bitrate.to_value(),
             "connect-timeout" => s.connect_timeout.to_value(),
+            "send-timeout" => s.send_timeout.to_value(),
             "final-response-timeout" => s.final_response_timeout.to_value(),
+            "max-retries" => s.max_retries.to_value(),
+            "retry-timeout" => s.retry_timeout.to_value(),
+            "retry-delay" => s.retry_delay.to_value(),
+            "retry-delay-max" => s.retry_delay_max.to_value(),
+            "reprobe" => s.reprobe.to_value(),
+            "forward-buffer-duration" => s.forward_buffer_duration.to_value(),
+            "forward-buffer-size" => s.forward_buffer_size.to_value(),
+            "catch-up-rate" => s.catch_up_rate.to_value(),
+            "eos-timeout" => s.eos_timeout.to_value(),
             "user-agent" => s.user_agent.to_value(),
             "tfdt" => s.tfdt.to_value(),
             _ => glib::Value::from_type(pspec.value_type()),
@@ -434,10 +633,12 @@ impl BaseSinkImpl for Fmp4IngestSink {
             fragment: FragmentOptions { tfdt: s.tfdt, ..FragmentOptions::default() },
             ..StreamConfig::default()
         });
-        let connect_timeout = Duration::from_nanos(s.connect_timeout);
-        let final_timeout = Duration::from_nanos(s.final_response_timeout);
-        let session = SessionConfig { probe_timeout: connect_timeout, final_response_timeout: final_timeout };
-        let http = HttpConfig { url: url.clone(), connect_timeout, user_agent: s.user_agent.clone() };
+        let session = s.session_config();
+        let http =
+            HttpConfig { url: url.clone(), connect_timeout: session.connect_timeout, user_agent: s.user_agent.clone() };
+        // Enough for a last outage (eos-timeout), a connection and the final response.
+        let eos_wait =
+            session.eos_timeout + session.connect_timeout + session.final_response_timeout + Duration::from_secs(5);
         let weak = self.obj().downgrade();
         let shown_url = url.redacted();
         let report = std::sync::Arc::new(move |r: Report| {
@@ -453,9 +654,8 @@ impl BaseSinkImpl for Fmp4IngestSink {
             url,
             stream,
             uploader,
-            // Enough for the probe or a connection, the final response, and a margin to send
-            // what is queued.
-            eos_wait: connect_timeout + final_timeout + Duration::from_secs(10),
+            tracks: Vec::new(),
+            eos_wait,
             warned_no_sync: false,
         }));
         Ok(())
@@ -539,8 +739,7 @@ impl Fmp4IngestSink {
         drop(state);
         let cancelled = || self.canceller.flushing.load(Ordering::SeqCst) || self.failed.load(Ordering::SeqCst);
         match waiter.wait(wait, &self.canceller.notify, cancelled) {
-            WaitOutcome::Done => !self.failed.load(Ordering::SeqCst),
-            WaitOutcome::Cancelled => !self.failed.load(Ordering::SeqCst),
+            WaitOutcome::Done | WaitOutcome::Cancelled => !self.failed.load(Ordering::SeqCst),
             WaitOutcome::TimedOut => {
                 gst::element_imp_warning!(
                     self,

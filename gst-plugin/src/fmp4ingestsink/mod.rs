@@ -10,6 +10,8 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod reporting;
+mod tcp_watch;
 mod uploader;
 
 glib::wrapper! {

@@ -1,26 +1,46 @@
-//! Drives an [`IngestSession`] over HTTP with reqwest, as a task on the shared runtime.
+//! Drives an [`IngestSession`] over HTTP with reqwest, as tasks on the shared runtime.
 //!
-//! The session decides; the uploader only performs its actions (probe, open the chunked POST,
-//! write bytes, end the body, close) and reports back what the network did. The element talks
-//! to it through [`Uploader`]: it hands over the header and fragments, never waits on a
-//! socket, and hears about what happened through a callback.
+//! The session decides; the uploader performs its actions (probe, open the chunked POST, close)
+//! and reports what the network did. The POST body is pulled from the session by hyper itself
+//! ([`BodyStream`]): the session hands over bytes only when the connection can take them, so
+//! it always knows what was written, and the fragments wait in its forward buffer rather than
+//! in a channel. While a POST is up, the kernel's acknowledgement counters ([`TcpWatch`]) are
+//! reported so that the session knows what the server cannot have received.
+//!
+//! The element never waits on a socket: it hands over the header and fragments, and hears
+//! about what happened through a callback.
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fmp4ingest_core::fragment::Fragment;
 use fmp4ingest_core::ingest_url::IngestUrl;
 use fmp4ingest_core::session::{
-    Action, ConnectionId, IngestSession, Input, SessionConfig, SessionEvent, TransportError,
+    Action, ConnectionId, IngestSession, Input, SessionConfig, SessionEvent, StreamStats, Transmit, TransportError,
 };
 use futures_util::Stream;
 use tokio::sync::{Notify, mpsc, watch};
 
+use super::tcp_watch::{ConnectionLog, ConnectionTap, TcpWatch};
 use crate::runtime::RUNTIME;
+
+static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::new(|| {
+    gst::DebugCategory::new("fmp4ingesthttp", gst::DebugColorFlags::empty(), Some("fmp4ingestsink HTTP transport"))
+});
+
+/// How often the kernel's counters are read while a POST is up.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Most body bytes hyper can hold before writing them to the socket: its write buffer limit
+/// (8 KiB + 100 x 4 KiB in hyper 1.x), rounded up; plus one chunk of any size.
+const HYPER_BUFFER_BOUND: u64 = 512 * 1024;
+/// Most plaintext rustls buffers before writing records, rounded up.
+const TLS_BUFFER_BOUND: u64 = 80 * 1024;
 
 /// How the HTTP client is set up.
 #[derive(Debug, Clone)]
@@ -42,8 +62,10 @@ pub type ReportFn = Arc<dyn Fn(Report) + Send + Sync>;
 
 struct Shared {
     session: Mutex<IngestSession>,
-    /// Wakes the driver task after the element changed the session.
+    /// Wakes the driver task.
     wake: Notify,
+    /// POST bodies waiting for data, by connection (an abandoned one may still be polled).
+    body_wakers: Mutex<HashMap<ConnectionId, Waker>>,
     epoch: Instant,
     done: watch::Sender<bool>,
 }
@@ -53,14 +75,22 @@ impl Shared {
         self.epoch.elapsed()
     }
 
+    /// Runs `f` on the session, then wakes whoever may have something new to do.
     fn with_session<R>(&self, f: impl FnOnce(&mut IngestSession, Duration) -> R) -> R {
         let now = self.now();
-        let mut s = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut s, now)
+        let r = {
+            let mut s = self.session.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut s, now)
+        };
+        self.wake.notify_one();
+        for (_, w) in self.body_wakers.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+            w.wake();
+        }
+        r
     }
 }
 
-/// Handle of a running upload.
+/// Handle of a running upload. Dropping it closes every connection.
 pub struct Uploader {
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
@@ -71,6 +101,7 @@ impl Uploader {
     /// Builds the client and starts the session (the probe goes out at once).
     pub fn start(http: HttpConfig, session: SessionConfig, report: ReportFn) -> Result<Uploader, String> {
         crate::runtime::install_crypto_provider();
+        let log = ConnectionLog::default();
         let client = reqwest::Client::builder()
             .http1_only()
             .connect_timeout(http.connect_timeout)
@@ -81,41 +112,65 @@ impl Uploader {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(http.user_agent.clone())
             .tcp_nodelay(true)
+            .connector_layer(ConnectionTap { log: log.clone() })
             .build()
             .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
         let (done_tx, done_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             session: Mutex::new(IngestSession::new(session)),
             wake: Notify::new(),
+            body_wakers: Mutex::new(HashMap::new()),
             epoch: Instant::now(),
             done: done_tx,
         });
         shared.with_session(|s, now| s.start(now));
-        let driver =
-            Driver { shared: shared.clone(), client, url: http.url, report, conns: HashMap::new(), last_detail: None };
+        // Bound on the request head: request line, Host, User-Agent, Transfer-Encoding.
+        let head_bound = 512 + 2 * http.url.as_str().len() as u64 + http.user_agent.len() as u64;
+        let driver = Driver {
+            shared: shared.clone(),
+            client,
+            url: http.url.clone(),
+            tls: http.url.is_tls(),
+            head_bound,
+            report,
+            log,
+            conns: HashMap::new(),
+            last_detail: None,
+        };
         let task = RUNTIME.spawn(driver.run());
         Ok(Uploader { shared, task, done: done_rx })
     }
 
     pub fn set_header(&self, header: Bytes) {
         self.shared.with_session(|s, now| s.set_header(header, now));
-        self.shared.wake.notify_one();
     }
 
     pub fn push_fragment(&self, fragment: Fragment) {
         self.shared.with_session(|s, now| s.push_fragment(fragment, now));
-        self.shared.wake.notify_one();
     }
 
     /// Asks for the graceful end: the rest of the queue, the last chunk, the final response.
     pub fn finish(&self) {
         self.shared.with_session(|s, now| s.finish(now));
-        self.shared.wake.notify_one();
+    }
+
+    /// The session's figures now, and the driver's clock for them.
+    pub fn stats(&self) -> (StreamStats, Duration) {
+        let now = self.shared.now();
+        let mut s = self.shared.session.lock().unwrap_or_else(|e| e.into_inner());
+        (s.stats(now), now)
     }
 
     /// Something to wait on for the end of the session, usable without holding the uploader.
     pub fn waiter(&self) -> DoneWaiter {
         DoneWaiter { done: self.done.clone() }
+    }
+}
+
+impl Drop for Uploader {
+    fn drop(&mut self) {
+        // Dropping the task drops every connection it holds.
+        self.task.abort();
     }
 }
 
@@ -160,57 +215,86 @@ impl DoneWaiter {
     }
 }
 
-impl Drop for Uploader {
-    fn drop(&mut self) {
-        // Dropping the task drops every connection it holds.
-        self.task.abort();
-    }
+/// What the request tasks tell the driver.
+enum NetEvent {
+    /// hyper started pulling the body of this POST: its connection is up.
+    BodyStarted(ConnectionId),
+    /// The probe was answered or failed.
+    Probe(ConnectionId, Result<u16, (TransportError, String)>),
+    /// The POST was answered or failed.
+    Post(ConnectionId, Result<u16, (TransportError, String)>),
 }
 
-/// One open POST.
-struct PostConnection {
-    /// Feeds the chunked body; dropping it ends the body.
-    body: Option<mpsc::UnboundedSender<Bytes>>,
+/// Body bytes and chunks handed to hyper on one POST.
+#[derive(Debug, Default)]
+struct BodyCounters {
+    bytes: AtomicU64,
+    /// Exact chunked framing of what was handed over: hex size, CRLF, CRLF per chunk.
+    framing: AtomicU64,
+    chunks: AtomicU64,
+    largest_chunk: AtomicU64,
+}
+
+/// One request in flight.
+struct RequestTask {
     task: tokio::task::JoinHandle<()>,
+    body: Option<Arc<BodyCounters>>,
+    watch: Option<TcpWatch>,
+    /// Largest receive window the peer advertised: its socket buffer with nothing unread.
+    max_window: AtomicU64,
 }
 
 struct Driver {
     shared: Arc<Shared>,
     client: reqwest::Client,
     url: IngestUrl,
+    tls: bool,
+    head_bound: u64,
     report: ReportFn,
-    conns: HashMap<ConnectionId, PostConnection>,
+    log: ConnectionLog,
+    conns: HashMap<ConnectionId, RequestTask>,
     /// The transport's words for the last failure, for reports.
     last_detail: Option<String>,
 }
 
 impl Driver {
     async fn run(mut self) {
-        let (net_tx, mut net_rx) = mpsc::unbounded_channel::<(Input, Option<String>)>();
+        let (net_tx, mut net_rx) = mpsc::unbounded_channel::<NetEvent>();
+        let mut next_progress = Instant::now() + PROGRESS_INTERVAL;
         loop {
-            // Perform everything the session asked for, then tell the element what happened.
-            let (actions, events, timeout, done) = self.shared.with_session(|s, _| {
+            let (actions, events, timeout, done) = {
+                let mut s = self.shared.session.lock().unwrap_or_else(|e| e.into_inner());
                 let actions: Vec<Action> = std::iter::from_fn(|| s.poll_action()).collect();
                 let events: Vec<SessionEvent> = std::iter::from_fn(|| s.poll_event()).collect();
                 (actions, events, s.poll_timeout(), s.is_done())
-            });
+            };
             for a in actions {
                 self.perform(a, &net_tx);
             }
             for event in events {
                 let detail = match &event {
-                    SessionEvent::Failed(_) => self.last_detail.clone(),
+                    SessionEvent::Disconnected { .. } | SessionEvent::GaveUp { .. } => self.last_detail.clone(),
                     _ => None,
                 };
                 (self.report)(Report { event, detail });
             }
             if done {
                 let _ = self.shared.done.send(true);
-                // Keep going: the last connection may still be closing. The element drops us.
             }
+            if Instant::now() >= next_progress {
+                next_progress = Instant::now() + PROGRESS_INTERVAL;
+                self.report_progress();
+            }
+            let watching = self.conns.values().any(|c| c.watch.is_some());
+            let wake_at = match (timeout.map(|t| self.shared.epoch + t), watching) {
+                (Some(t), true) => Some(t.min(next_progress)),
+                (Some(t), false) => Some(t),
+                (None, true) => Some(next_progress),
+                (None, false) => None,
+            };
             let sleep = async {
-                match timeout {
-                    Some(t) => tokio::time::sleep(t.saturating_sub(self.shared.now())).await,
+                match wake_at {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
                     None => std::future::pending().await,
                 }
             };
@@ -219,17 +303,106 @@ impl Driver {
                 _ = sleep => {
                     self.shared.with_session(|s, now| s.handle_timeout(now));
                 }
-                Some((input, detail)) = net_rx.recv() => {
-                    if detail.is_some() {
-                        self.last_detail = detail;
-                    }
-                    self.shared.with_session(|s, now| s.handle_input(input, now));
-                }
+                Some(ev) = net_rx.recv() => self.on_net(ev),
             }
         }
     }
 
-    fn perform(&mut self, action: Action, net: &mpsc::UnboundedSender<(Input, Option<String>)>) {
+    /// Body bytes the peer has certainly received on `conn`, the kernel's raw count of
+    /// acknowledged bytes, and the bytes in its send queue.
+    ///
+    /// Two lower bounds, the larger wins: what the kernel acknowledged minus the most that can
+    /// be framing (request head, chunk headers, TLS records) — exact for plain HTTP, drifting
+    /// with TLS; and what was handed over minus what can still sit in the send queue and in
+    /// hyper's and rustls' buffers — never drifting, but coarse. Then what the server has not
+    /// read yet comes off: acknowledged bytes still in its socket buffer, the difference
+    /// between the largest window it advertised (an empty buffer) and the current one. A server
+    /// that stops reading and drops its connection loses those.
+    fn acked_body(&self, conn: ConnectionId) -> Option<(u64, u64, u64)> {
+        let c = self.conns.get(&conn)?;
+        let counters = c.watch.as_ref()?.counters()?;
+        let body = c.body.as_ref()?;
+        let chunks = body.chunks.load(Ordering::Relaxed);
+        let bytes = body.bytes.load(Ordering::Relaxed);
+        let mut overhead = self.head_bound + body.framing.load(Ordering::Relaxed);
+        let mut buffered = HYPER_BUFFER_BOUND + body.largest_chunk.load(Ordering::Relaxed);
+        if self.tls {
+            overhead += 16 * 1024 + chunks * 32 + (bytes / 16384 + 1) * 32;
+            buffered += TLS_BUFFER_BOUND;
+        }
+        let by_acks = counters.bytes_acked.saturating_sub(overhead);
+        let by_queue = bytes.saturating_sub(counters.unacked + buffered);
+        let unread = match counters.peer_window {
+            Some(window) => {
+                let max = c.max_window.fetch_max(window, Ordering::Relaxed).max(window);
+                max - window
+            }
+            None => 0,
+        };
+        let delivered = by_acks.max(by_queue).saturating_sub(unread);
+        Some((delivered, counters.bytes_acked, counters.unacked))
+    }
+
+    fn report_progress(&mut self) {
+        let open: Vec<ConnectionId> = self.conns.iter().filter(|(_, c)| c.watch.is_some()).map(|(id, _)| *id).collect();
+        for conn in open {
+            if let Some((acked, wire_acked, unacked)) = self.acked_body(conn) {
+                gst::trace!(CAT, "POST {conn:?}: {acked} body bytes acknowledged, {unacked} in the send queue");
+                let input = Input::Progress { connection: conn, acked, wire_acked, unacked };
+                self.shared.with_session(|s, now| s.handle_input(input, now));
+            }
+        }
+    }
+
+    /// Ends the driver's record of a connection, returning the final acknowledged count.
+    fn end(&mut self, conn: ConnectionId) -> Option<u64> {
+        let acked = self.acked_body(conn).map(|(a, _, _)| a);
+        if let Some(c) = self.conns.remove(&conn) {
+            c.task.abort();
+        }
+        self.shared.body_wakers.lock().unwrap_or_else(|e| e.into_inner()).remove(&conn);
+        acked
+    }
+
+    fn on_net(&mut self, ev: NetEvent) {
+        match ev {
+            NetEvent::BodyStarted(conn) => {
+                let addresses = self.log.take_newest();
+                let watch = addresses.and_then(|(local, remote)| TcpWatch::find(local, remote));
+                let observes_acks = watch.is_some();
+                gst::debug!(CAT, "POST {conn:?} connected {addresses:?}; kernel counters: {observes_acks}");
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.watch = watch;
+                }
+                self.shared
+                    .with_session(|s, now| s.handle_input(Input::Connected { connection: conn, observes_acks }, now));
+            }
+            NetEvent::Probe(conn, result) => {
+                self.conns.remove(&conn);
+                let input = match result {
+                    Ok(status) => Input::ProbeResponse { connection: conn, status },
+                    Err((error, detail)) => {
+                        self.last_detail = Some(detail);
+                        Input::Failed { connection: conn, error, acked: None }
+                    }
+                };
+                self.shared.with_session(|s, now| s.handle_input(input, now));
+            }
+            NetEvent::Post(conn, result) => {
+                let acked = self.end(conn);
+                let input = match result {
+                    Ok(status) => Input::Response { connection: conn, status, acked },
+                    Err((error, detail)) => {
+                        self.last_detail = Some(detail);
+                        Input::Failed { connection: conn, error, acked }
+                    }
+                };
+                self.shared.with_session(|s, now| s.handle_input(input, now));
+            }
+        }
+    }
+
+    fn perform(&mut self, action: Action, net: &mpsc::UnboundedSender<NetEvent>) {
         match action {
             Action::SendProbe { connection } => {
                 let req = self
@@ -237,44 +410,29 @@ impl Driver {
                     .post(self.url.as_str())
                     .header(reqwest::header::CONTENT_LENGTH, "0")
                     .body(Vec::<u8>::new());
-                let task = spawn_request(req, connection, net, |connection, status| Input::ProbeResponse {
-                    connection,
-                    status,
-                });
-                self.conns.insert(connection, PostConnection { body: None, task });
+                let task = spawn_request(req, connection, net, NetEvent::Probe);
+                self.conns
+                    .insert(connection, RequestTask { task, body: None, watch: None, max_window: AtomicU64::new(0) });
             }
             Action::OpenPost { connection } => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                let connected = net.clone();
+                let counters = Arc::new(BodyCounters::default());
                 let body = BodyStream {
-                    rx,
-                    on_first_poll: Some(Box::new(move || {
-                        let _ = connected.send((Input::Connected { connection }, None));
-                    })),
+                    shared: self.shared.clone(),
+                    conn: connection,
+                    net: net.clone(),
+                    started: false,
+                    counters: counters.clone(),
                 };
                 let req = self.client.post(self.url.as_str()).body(reqwest::Body::wrap_stream(body));
-                let task =
-                    spawn_request(req, connection, net, |connection, status| Input::Response { connection, status });
-                self.conns.insert(connection, PostConnection { body: Some(tx), task });
-            }
-            Action::Send { connection, chunks, .. } => {
-                if let Some(c) = self.conns.get(&connection) {
-                    if let Some(body) = &c.body {
-                        for chunk in chunks {
-                            let _ = body.send(chunk);
-                        }
-                    }
-                }
-            }
-            Action::EndBody { connection } => {
-                if let Some(c) = self.conns.get_mut(&connection) {
-                    c.body = None;
-                }
+                let task = spawn_request(req, connection, net, NetEvent::Post);
+                self.conns.insert(
+                    connection,
+                    RequestTask { task, body: Some(counters), watch: None, max_window: AtomicU64::new(0) },
+                );
             }
             Action::Close { connection } => {
-                if let Some(c) = self.conns.remove(&connection) {
-                    c.task.abort();
-                }
+                let acked = self.end(connection);
+                self.shared.with_session(|s, now| s.handle_input(Input::Closed { connection, acked }, now));
             }
         }
     }
@@ -288,10 +446,30 @@ impl Drop for Driver {
     }
 }
 
-/// The chunked POST body: whatever the driver sends, one HTTP chunk per slice.
+/// Sends a request on the runtime and reports its answer or failure as `wrap(...)`.
+fn spawn_request(
+    req: reqwest::RequestBuilder,
+    connection: ConnectionId,
+    net: &mpsc::UnboundedSender<NetEvent>,
+    wrap: fn(ConnectionId, Result<u16, (TransportError, String)>) -> NetEvent,
+) -> tokio::task::JoinHandle<()> {
+    let net = net.clone();
+    RUNTIME.spawn(async move {
+        let result = match req.send().await {
+            Ok(resp) => Ok(resp.status().as_u16()),
+            Err(e) => Err((classify(&e), describe(e))),
+        };
+        let _ = net.send(wrap(connection, result));
+    })
+}
+
+/// The chunked POST body, pulled from the session: one HTTP chunk per slice it hands over.
 struct BodyStream {
-    rx: mpsc::UnboundedReceiver<Bytes>,
-    on_first_poll: Option<Box<dyn FnOnce() + Send>>,
+    shared: Arc<Shared>,
+    conn: ConnectionId,
+    net: mpsc::UnboundedSender<NetEvent>,
+    started: bool,
+    counters: Arc<BodyCounters>,
 }
 
 impl Stream for BodyStream {
@@ -299,28 +477,32 @@ impl Stream for BodyStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         // hyper reads the body only once the connection is up and the request head is out.
-        if let Some(f) = self.on_first_poll.take() {
-            f();
+        if !self.started {
+            self.started = true;
+            let _ = self.net.send(NetEvent::BodyStarted(self.conn));
         }
-        self.rx.poll_recv(cx).map(|o| o.map(Ok))
+        // Register before asking, so that data arriving in between wakes us.
+        self.shared.body_wakers.lock().unwrap_or_else(|e| e.into_inner()).insert(self.conn, cx.waker().clone());
+        let now = self.shared.now();
+        let t = self.shared.session.lock().unwrap_or_else(|e| e.into_inner()).poll_transmit(self.conn, now);
+        match t {
+            Transmit::Data(b) => {
+                let len = b.len() as u64;
+                // hyper frames each chunk as "<hex size>\r\n<data>\r\n".
+                let hex_digits = u64::from((64 - len.leading_zeros()).div_ceil(4).max(1));
+                self.counters.bytes.fetch_add(len, Ordering::Relaxed);
+                self.counters.framing.fetch_add(hex_digits + 4, Ordering::Relaxed);
+                self.counters.chunks.fetch_add(1, Ordering::Relaxed);
+                self.counters.largest_chunk.fetch_max(len, Ordering::Relaxed);
+                Poll::Ready(Some(Ok(b)))
+            }
+            Transmit::End => {
+                self.shared.wake.notify_one();
+                Poll::Ready(None)
+            }
+            Transmit::Wait => Poll::Pending,
+        }
     }
-}
-
-/// Sends a request on the runtime and reports its answer (through `answered`) or its failure.
-fn spawn_request(
-    req: reqwest::RequestBuilder,
-    connection: ConnectionId,
-    net: &mpsc::UnboundedSender<(Input, Option<String>)>,
-    answered: fn(ConnectionId, u16) -> Input,
-) -> tokio::task::JoinHandle<()> {
-    let net = net.clone();
-    RUNTIME.spawn(async move {
-        let msg = match req.send().await {
-            Ok(resp) => (answered(connection, resp.status().as_u16()), None),
-            Err(e) => (Input::Failed { connection, error: classify(&e) }, Some(describe(e))),
-        };
-        let _ = net.send(msg);
-    })
 }
 
 fn classify(e: &reqwest::Error) -> TransportError {
@@ -335,7 +517,7 @@ fn classify(e: &reqwest::Error) -> TransportError {
     }
 }
 
-/// The error and its causes in one line, with any credentials in URLs removed.
+/// The error and its causes in one line, without the URL (it may carry credentials).
 fn describe(e: reqwest::Error) -> String {
     let e = e.without_url();
     let mut text = e.to_string();

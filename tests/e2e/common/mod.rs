@@ -19,12 +19,25 @@ pub fn init() {
 }
 
 /// How a pipeline run ended.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct RunResult {
     pub eos: bool,
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
+    /// Element messages of the sink, in order.
+    pub messages: Vec<gst::Structure>,
     pub elapsed: Duration,
+    /// Longest wall-clock pause between two buffers reaching the element named `sink`.
+    pub max_buffer_gap: Duration,
+    /// The sink's `stats` just before the pipeline stopped.
+    pub final_stats: Option<gst::Structure>,
+}
+
+impl RunResult {
+    /// Element messages with this name.
+    pub fn messages_named(&self, name: &str) -> Vec<&gst::Structure> {
+        self.messages.iter().filter(|m| m.name() == name).collect()
+    }
 }
 
 /// Runs a gst-launch description until EOS, an error, or `timeout`.
@@ -35,11 +48,26 @@ pub fn run_pipeline(description: &str, timeout: Duration) -> RunResult {
     run(&pipeline, timeout)
 }
 
+/// The same on another thread, so that the test can act on the receiver meanwhile.
+pub fn spawn_pipeline(description: &str, timeout: Duration) -> std::thread::JoinHandle<RunResult> {
+    let d = description.to_string();
+    std::thread::spawn(move || run_pipeline(&d, timeout))
+}
+
 pub fn run(pipeline: &gst::Pipeline, timeout: Duration) -> RunResult {
     let start = std::time::Instant::now();
     let bus = pipeline.bus().expect("bus");
+    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::<std::time::Instant>::new()));
+    let sink = pipeline.by_name("sink");
+    if let Some(pad) = sink.as_ref().and_then(|s| s.static_pad("sink")) {
+        let a = arrivals.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, move |_, _| {
+            a.lock().unwrap().push(std::time::Instant::now());
+            gst::PadProbeReturn::Ok
+        });
+    }
     pipeline.set_state(gst::State::Playing).expect("to PLAYING");
-    let mut result = RunResult { eos: false, errors: Vec::new(), warnings: Vec::new(), elapsed: Duration::ZERO };
+    let mut result = RunResult::default();
     while let Some(left) = timeout.checked_sub(start.elapsed()) {
         let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(left.as_nanos() as u64)) else { break };
         match msg.view() {
@@ -52,10 +80,19 @@ pub fn run(pipeline: &gst::Pipeline, timeout: Duration) -> RunResult {
                 break;
             }
             gst::MessageView::Warning(w) => result.warnings.push(format!("{} ({:?})", w.error(), w.debug())),
+            gst::MessageView::Element(e) => {
+                if let Some(s) = e.structure().filter(|s| s.name().starts_with("fmp4ingestsink-")) {
+                    result.messages.push(s.to_owned());
+                }
+            }
             _ => {}
         }
     }
     result.elapsed = start.elapsed();
+    result.final_stats = sink.as_ref().map(|s| s.property::<gst::Structure>("stats"));
+    let a = arrivals.lock().unwrap();
+    result.max_buffer_gap = a.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
+    drop(a);
     pipeline.set_state(gst::State::Null).expect("to NULL");
     result
 }

@@ -1,0 +1,297 @@
+//! The session's fragment store: the forward buffer, what each connection carried, and what
+//! must be sent again after a failure (ingest-spec §1.3 rule 7, §1.6, §3.1).
+//!
+//! Every fragment stays here until it is known to be delivered — the peer's TCP acknowledged
+//! its last byte — and is no longer one of the last two delivered fragments of its track.
+//! When a connection ends, everything it carried that was not delivered, and the last two
+//! delivered fragments of every track, become pending again: the next connection sends them
+//! first, in production order, then what was produced meanwhile.
+//!
+//! "Delivered" rather than "written": the kernel takes bytes long before the server reads
+//! them, and a server that stops reading still acknowledges what fits in its socket buffer.
+//! The last two acknowledged fragments are the ones most likely to sit unread there.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use bytes::Bytes;
+
+use super::ConnectionId;
+use crate::fragment::Fragment;
+
+/// Where a stored fragment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// To be sent on the next connection (never sent, or to be resent).
+    Pending,
+    /// Its bytes are being handed to the transport: `next` chunks taken so far.
+    Sending { conn: ConnectionId, start: u64, next: usize },
+    /// All its bytes were taken by the transport: body bytes `[start, end)` of `conn`.
+    Written { conn: ConnectionId, start: u64, end: u64 },
+    /// The peer acknowledged it; kept only as one of the last two of its track.
+    Delivered,
+}
+
+#[derive(Debug, Clone)]
+struct Item {
+    seq: u64,
+    fragment: Fragment,
+    start_ns: u64,
+    duration_ns: u64,
+    stage: Stage,
+    /// How many times all its bytes were handed to a transport.
+    sends: u32,
+    /// The peer acknowledged it at least once.
+    delivered: bool,
+}
+
+/// A fragment given up on because the forward buffer was full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DroppedFragment {
+    pub track_id: u32,
+    pub time: u64,
+    pub start_ns: u64,
+    pub duration_ns: u64,
+}
+
+/// A fragment that goes out again on a new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResentFragment {
+    pub track_id: u32,
+    pub time: u64,
+}
+
+/// What a connection's next chunk of body is.
+#[derive(Debug, Clone)]
+pub enum Chunk {
+    /// Bytes of a fragment (of `track_id`, at tfxd `time`); `last` when they complete it.
+    Data { bytes: Bytes, track_id: u32, time: u64, last: bool },
+    /// Nothing pending.
+    None,
+}
+
+#[derive(Debug, Default)]
+pub struct Backlog {
+    items: VecDeque<Item>,
+    next_seq: u64,
+    /// Per track, the sequence numbers of its last two delivered fragments.
+    last_delivered: Vec<(u32, VecDeque<u64>)>,
+    resend_depth: usize,
+}
+
+impl Backlog {
+    pub fn new(resend_depth: usize) -> Self {
+        Backlog { resend_depth: resend_depth.max(1), ..Default::default() }
+    }
+
+    pub fn push(&mut self, fragment: Fragment) {
+        let start_ns = fragment.timing.start_ns();
+        let duration_ns = fragment.timing.duration_ns();
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.items.push_back(Item {
+            seq,
+            fragment,
+            start_ns,
+            duration_ns,
+            stage: Stage::Pending,
+            sends: 0,
+            delivered: false,
+        });
+    }
+
+    fn pending(&self) -> impl Iterator<Item = &Item> {
+        self.items.iter().filter(|i| i.stage == Stage::Pending)
+    }
+
+    /// Fragments, bytes and media duration (ns) of what waits to be sent.
+    pub fn pending_size(&self) -> (usize, u64, u64) {
+        let mut n = 0;
+        let mut bytes = 0;
+        let mut first = u64::MAX;
+        let mut last = 0;
+        for i in self.pending() {
+            n += 1;
+            bytes += i.fragment.wire_len();
+            first = first.min(i.start_ns);
+            last = last.max(i.start_ns.saturating_add(i.duration_ns));
+        }
+        (n, bytes, last.saturating_sub(if n == 0 { last } else { first }))
+    }
+
+    /// Fragments held in memory, whatever their stage.
+    pub fn held(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Media start (ns) of the first pending fragment, if any.
+    pub fn first_pending_start(&self) -> Option<u64> {
+        self.pending().map(|i| i.start_ns).next()
+    }
+
+    /// Whether the fragment being handed over, or else the next pending one, may start now:
+    /// `allowed_until_ns` is the pacing limit on media time.
+    pub fn next_is_allowed(&self, conn: ConnectionId, allowed_until_ns: u64) -> bool {
+        if self.items.iter().any(|i| matches!(i.stage, Stage::Sending { conn: c, .. } if c == conn)) {
+            return true;
+        }
+        self.pending().next().is_some_and(|i| i.start_ns <= allowed_until_ns)
+    }
+
+    /// Start (ns) of the next pending fragment, for the pacing timer.
+    pub fn next_pending_start(&self) -> Option<u64> {
+        self.first_pending_start()
+    }
+
+    /// The next chunk of body for `conn`, whose body so far is `offset` bytes long.
+    pub fn next_chunk(&mut self, conn: ConnectionId, offset: u64) -> Chunk {
+        let idx = match self.items.iter().position(|i| matches!(i.stage, Stage::Sending { conn: c, .. } if c == conn)) {
+            Some(i) => i,
+            None => match self.items.iter().position(|i| i.stage == Stage::Pending) {
+                Some(i) => {
+                    self.items[i].stage = Stage::Sending { conn, start: offset, next: 0 };
+                    i
+                }
+                None => return Chunk::None,
+            },
+        };
+        let item = &mut self.items[idx];
+        let Stage::Sending { start, next, .. } = item.stage else { return Chunk::None };
+        let chunks = 1 + item.fragment.payload.chunks().len();
+        let bytes =
+            if next == 0 { item.fragment.head.clone() } else { item.fragment.payload.chunks()[next - 1].clone() };
+        let last = next + 1 == chunks;
+        let track_id = item.fragment.track_id;
+        let time = item.fragment.timing.time;
+        if last {
+            let end = offset + bytes.len() as u64;
+            item.stage = Stage::Written { conn, start, end };
+            item.sends += 1;
+        } else {
+            item.stage = Stage::Sending { conn, start, next: next + 1 };
+        }
+        Chunk::Data { bytes, track_id, time, last }
+    }
+
+    /// Puts a delivered fragment in its track's ring; returns those that left the ring.
+    fn note_delivered(&mut self, track_id: u32, seq: u64) -> Vec<u64> {
+        let depth = self.resend_depth;
+        let ring = match self.last_delivered.iter_mut().find(|(t, _)| *t == track_id) {
+            Some((_, r)) => r,
+            None => {
+                self.last_delivered.push((track_id, VecDeque::new()));
+                &mut self.last_delivered.last_mut().expect("just pushed").1
+            }
+        };
+        ring.retain(|s| *s != seq);
+        // Keep the ring in production order even when acknowledgements are reported late.
+        let at = ring.iter().position(|s| *s > seq).unwrap_or(ring.len());
+        ring.insert(at, seq);
+        let mut left = Vec::new();
+        while ring.len() > depth {
+            if let Some(old) = ring.pop_front() {
+                left.push(old);
+            }
+        }
+        left
+    }
+
+    fn ring(&self) -> Vec<u64> {
+        self.last_delivered.iter().flat_map(|(_, r)| r.iter().copied()).collect()
+    }
+
+    /// Marks fragments of `conn` acknowledged up to `acked` as delivered and frees those no
+    /// longer needed.
+    fn deliver(&mut self, conn: ConnectionId, acked: u64) {
+        let mut newly = Vec::new();
+        for i in self.items.iter_mut() {
+            if matches!(i.stage, Stage::Written { conn: c, end, .. } if c == conn && end <= acked) {
+                i.stage = Stage::Delivered;
+                i.delivered = true;
+                newly.push((i.fragment.track_id, i.seq));
+            }
+        }
+        for (track, seq) in newly {
+            self.note_delivered(track, seq);
+        }
+        let ring = self.ring();
+        self.items.retain(|i| !(i.stage == Stage::Delivered && !ring.contains(&i.seq)));
+    }
+
+    /// The peer acknowledged the body of `conn` up to `acked` bytes.
+    pub fn acknowledge(&mut self, conn: ConnectionId, acked: u64) {
+        self.deliver(conn, acked);
+    }
+
+    /// `conn` ended; the peer acknowledged `acked` body bytes of it. Returns what will be sent
+    /// again on the next connection, in order.
+    pub fn connection_ended(&mut self, conn: ConnectionId, acked: u64) -> Vec<ResentFragment> {
+        self.deliver(conn, acked);
+        let ring = self.ring();
+        let mut resent = Vec::new();
+        for i in self.items.iter_mut() {
+            let again = match i.stage {
+                // Partly handed over: its bytes are useless, the whole fragment goes again.
+                Stage::Sending { conn: c, .. } | Stage::Written { conn: c, .. } => c == conn,
+                Stage::Delivered => ring.contains(&i.seq),
+                Stage::Pending => false,
+            };
+            if again {
+                i.stage = Stage::Pending;
+                if i.sends > 0 {
+                    resent.push(ResentFragment { track_id: i.fragment.track_id, time: i.fragment.timing.time });
+                }
+            }
+        }
+        resent
+    }
+
+    /// Drops the oldest pending fragments while what waits exceeds `max_ns` of media or
+    /// `max_bytes`.
+    pub fn enforce_bound(&mut self, max_ns: u64, max_bytes: u64) -> Vec<DroppedFragment> {
+        let mut dropped = Vec::new();
+        loop {
+            let (n, bytes, duration) = self.pending_size();
+            if n <= 1 || (duration <= max_ns && bytes <= max_bytes) {
+                break;
+            }
+            let Some(idx) = self.items.iter().position(|i| i.stage == Stage::Pending) else { break };
+            let Some(item) = self.items.remove(idx) else { break };
+            for (_, r) in self.last_delivered.iter_mut() {
+                r.retain(|s| *s != item.seq);
+            }
+            dropped.push(DroppedFragment {
+                track_id: item.fragment.track_id,
+                time: item.fragment.timing.time,
+                start_ns: item.start_ns,
+                duration_ns: item.duration_ns,
+            });
+        }
+        dropped
+    }
+
+    /// Removes everything not yet handed over (the session gave up) and returns what of it
+    /// the peer never acknowledged.
+    pub fn abandon_pending(&mut self) -> Vec<DroppedFragment> {
+        let mut out = Vec::new();
+        self.items.retain(|i| {
+            let waiting = matches!(i.stage, Stage::Pending | Stage::Sending { .. });
+            if waiting && !i.delivered {
+                out.push(DroppedFragment {
+                    track_id: i.fragment.track_id,
+                    time: i.fragment.timing.time,
+                    start_ns: i.start_ns,
+                    duration_ns: i.duration_ns,
+                });
+            }
+            !waiting
+        });
+        out
+    }
+
+    /// Whether anything is still to be handed to `conn`.
+    pub fn has_work_for(&self, conn: ConnectionId) -> bool {
+        self.items
+            .iter()
+            .any(|i| i.stage == Stage::Pending || matches!(i.stage, Stage::Sending { conn: c, .. } if c == conn))
+    }
+}

@@ -1,0 +1,791 @@
+//! The POST session of one stream, as a sans-IO state machine (ingest-spec §1.3, §1.6, §3).
+//!
+//! Probe (an empty POST) → open the long-running chunked POST → stream the header and every
+//! fragment → on any failure (refused probe, connection error, early response, send timeout):
+//! close, back off with jitter, probe again, open a new connection to the same URL, send the
+//! same header bytes, the last two fully written fragments of every track and whatever was not
+//! delivered, then what was produced meanwhile, paced → at the end, the zero-length chunk and
+//! the final response.
+//!
+//! The session does no IO and reads no clock. The driver:
+//! - performs [`Action`]s (probe, open, close) and reports what the network did as [`Input`]s;
+//! - pulls body bytes for an open POST with [`IngestSession::poll_transmit`] whenever its
+//!   transport can take more (so the session always knows exactly what was handed over);
+//! - calls [`IngestSession::handle_timeout`] at [`IngestSession::poll_timeout`].
+//!
+//! Every method takes the current time as a [`Duration`] since an epoch the driver chooses.
+
+mod backlog;
+mod backoff;
+mod stats;
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use bytes::Bytes;
+use core::time::Duration;
+
+pub use backlog::{DroppedFragment, ResentFragment};
+pub use stats::{StreamStats, TrackStats, WINDOW as STATS_WINDOW};
+
+use crate::fragment::Fragment;
+use backlog::{Backlog, Chunk};
+use backoff::Backoff;
+use stats::StatsKeeper;
+
+/// Identifies one connection the session asked for, so that late events of an abandoned
+/// connection are recognised and ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnectionId(pub u64);
+
+/// Timers, limits and policies, with the spec's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionConfig {
+    /// Time to connect, and for the probe to be answered (spec §1.6 rule 1: 10 s).
+    pub connect_timeout: Duration,
+    /// Time without progress while data waits before the connection is abandoned; `None` is
+    /// 1.5 × the fragment duration (spec §1.6 rule 2: between N and 2N).
+    pub send_timeout: Option<Duration>,
+    /// Time to wait for the server's answer after the last chunk.
+    pub final_response_timeout: Duration,
+    /// Consecutive failed attempts before giving up; `None` retries forever (spec §1.6 rule 4).
+    pub max_retries: Option<u32>,
+    /// Time without a working connection before giving up; `None` is forever.
+    pub retry_limit: Option<Duration>,
+    /// First backoff delay (the first retry is at once) and the cap.
+    pub retry_delay: Duration,
+    pub retry_delay_max: Duration,
+    /// Probe again before each reconnect.
+    pub reprobe: bool,
+    /// What may wait while disconnected, in media time and bytes; the oldest goes beyond.
+    pub forward_buffer_duration: Duration,
+    pub forward_buffer_bytes: u64,
+    /// A backlog goes out at no more than this multiple of real time; 0 disables pacing.
+    pub catch_up_rate: f64,
+    /// After `finish()`, how long to keep trying to deliver what is left.
+    pub eos_timeout: Duration,
+    /// Fully written fragments per track sent again on every new connection (spec: 2).
+    pub resend_depth: usize,
+    /// Body bytes taken to be still in flight when the transport cannot see acknowledgements.
+    pub unobserved_in_flight: u64,
+    /// Seed of the backoff jitter.
+    pub jitter_seed: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            connect_timeout: Duration::from_secs(10),
+            send_timeout: None,
+            final_response_timeout: Duration::from_secs(10),
+            max_retries: None,
+            retry_limit: None,
+            retry_delay: Duration::from_millis(500),
+            retry_delay_max: Duration::from_secs(4),
+            reprobe: true,
+            forward_buffer_duration: Duration::from_secs(30),
+            forward_buffer_bytes: 64 << 20,
+            catch_up_rate: 2.0,
+            eos_timeout: Duration::from_secs(30),
+            resend_depth: 2,
+            unobserved_in_flight: 8 << 20,
+            jitter_seed: 0x9E37_79B9_7F4A_7C15,
+        }
+    }
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// POST an empty body (`Content-Length: 0`) to the stream URL on a new connection.
+    SendProbe { connection: ConnectionId },
+    /// Start the long-running POST with `Transfer-Encoding: chunked` on a new connection and
+    /// pull its body with [`IngestSession::poll_transmit`].
+    OpenPost { connection: ConnectionId },
+    /// Abandon the connection without ending its body, then report [`Input::Closed`].
+    Close { connection: ConnectionId },
+}
+
+/// The next piece of a POST body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transmit {
+    /// Send these bytes.
+    Data(Bytes),
+    /// End the body with the zero-length chunk and wait for the response.
+    End,
+    /// Nothing now; ask again when woken.
+    Wait,
+}
+
+/// Why the transport failed, as the driver saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportError {
+    /// The TCP (or TLS) connection could not be established.
+    Connect,
+    /// Connecting took longer than the connect timeout.
+    Timeout,
+    /// Writing the body failed.
+    Write,
+    /// The connection closed before a response arrived.
+    Closed,
+    /// Anything else.
+    Other,
+}
+
+/// What happened, as the driver reports it. Every connection ends with exactly one of
+/// `ProbeResponse`, `Response`, `Failed` or `Closed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The probe was answered.
+    ProbeResponse { connection: ConnectionId, status: u16 },
+    /// The POST is connected and its body is being pulled. `observes_acks` says whether
+    /// [`Input::Progress`] will report acknowledgements.
+    Connected { connection: ConnectionId, observes_acks: bool },
+    /// The peer acknowledged at least `acked` body bytes; `wire_acked` is the kernel's raw
+    /// count of acknowledged bytes (framing included; only its movement matters), and
+    /// `unacked` wire bytes wait in the kernel's send queue.
+    Progress { connection: ConnectionId, acked: u64, wire_acked: u64, unacked: u64 },
+    /// The server answered the POST. Before the body ended, that is a server abort.
+    Response { connection: ConnectionId, status: u16, acked: Option<u64> },
+    /// The connection failed; `acked` is what the peer acknowledged, when known.
+    Failed { connection: ConnectionId, error: TransportError, acked: Option<u64> },
+    /// The connection the session asked to close is closed.
+    Closed { connection: ConnectionId, acked: Option<u64> },
+}
+
+/// Why a connection ended or an attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The probe got a non-2xx answer.
+    ProbeRefused { status: u16 },
+    /// The probe got no answer within the connect timeout.
+    ProbeTimeout,
+    /// The POST did not connect within the connect timeout.
+    ConnectTimeout,
+    /// A connection failed.
+    Transport { error: TransportError },
+    /// The server answered before the body ended.
+    ServerAbort { status: u16 },
+    /// Nothing moved for the send timeout while data waited.
+    SendTimeout,
+    /// The stream ended (EOS) and what was left could not be delivered in time.
+    EosTimeout,
+}
+
+/// What the application should know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    ProbeAccepted {
+        status: u16,
+    },
+    /// A POST is up; `connection` counts connections of this session from 1.
+    Connected {
+        connection: u64,
+    },
+    /// Fragments sent again on the new connection.
+    Resent {
+        fragments: Vec<ResentFragment>,
+    },
+    /// A connection or attempt failed.
+    Disconnected {
+        reason: Failure,
+    },
+    /// The next attempt, after `delay`.
+    Reconnecting {
+        attempt: u32,
+        delay: Duration,
+    },
+    /// The forward buffer was full: these fragments are lost, the timeline has a gap.
+    Dropped {
+        fragments: Vec<DroppedFragment>,
+    },
+    /// The body ended and the server answered.
+    Finished {
+        status: u16,
+    },
+    /// The final response did not come in time; the connection was closed.
+    FinishedWithoutResponse,
+    /// The session stopped trying; `undelivered` never reached the server.
+    GaveUp {
+        reason: Failure,
+        undelivered: Vec<DroppedFragment>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Waiting for `start()`.
+    Idle,
+    Probing {
+        conn: ConnectionId,
+        deadline: Duration,
+    },
+    /// Probe accepted; the header is not there yet.
+    WaitingHeader,
+    Opening {
+        conn: ConnectionId,
+        deadline: Duration,
+    },
+    Streaming {
+        conn: ConnectionId,
+    },
+    /// Body ended; waiting for the final response.
+    Ending {
+        conn: ConnectionId,
+        deadline: Duration,
+    },
+    /// Abandoned after a send timeout; waiting for the driver's `Closed`.
+    Closing {
+        conn: ConnectionId,
+        deadline: Duration,
+    },
+    /// Waiting to retry.
+    Backoff {
+        until: Duration,
+    },
+    Done,
+}
+
+/// What the session knows of the open POST.
+#[derive(Debug, Clone)]
+struct Link {
+    conn: ConnectionId,
+    /// Body bytes handed to the transport.
+    pulled: u64,
+    /// Body bytes the peer acknowledged (a lower bound).
+    acked: u64,
+    /// The kernel's count of acknowledged wire bytes: when it moves, the link moves.
+    wire_acked: u64,
+    observes_acks: bool,
+    /// Wire bytes waiting in the kernel's send queue.
+    unacked: u64,
+    header_sent: bool,
+    /// Last time something moved (or the link was idle).
+    progress_at: Duration,
+    /// Pacing origin: (wall time, media time in ns).
+    pace: Option<(Duration, u64)>,
+}
+
+/// Lost time on the acknowledgement estimate when the driver cannot observe them.
+fn effective_acked(link: &Link, reported: Option<u64>, unobserved_in_flight: u64) -> u64 {
+    match (link.observes_acks, reported) {
+        (true, Some(a)) => a.max(link.acked).min(link.pulled),
+        (true, None) => link.acked,
+        (false, _) => link.pulled.saturating_sub(unobserved_in_flight),
+    }
+}
+
+/// The POST session of one `Streams(<id>)` URL.
+#[derive(Debug)]
+pub struct IngestSession {
+    config: SessionConfig,
+    state: State,
+    header: Option<Bytes>,
+    backlog: Backlog,
+    link: Option<Link>,
+    backoff: Backoff,
+    /// Consecutive failed attempts.
+    attempt: u32,
+    /// Since when no connection works.
+    outage_since: Option<Duration>,
+    /// Set by `finish()`: the end of the stream and the deadline to deliver it.
+    finishing: Option<Duration>,
+    /// Longest fragment seen, for the automatic send timeout.
+    nominal_fragment: Duration,
+    /// Fragments to announce as resent once the next connection is up.
+    resend_notice: Vec<ResentFragment>,
+    next_connection: u64,
+    connections: u64,
+    timescales: Vec<(u32, u32)>,
+    stats: StatsKeeper,
+    actions: VecDeque<Action>,
+    events: VecDeque<SessionEvent>,
+}
+
+impl IngestSession {
+    pub fn new(config: SessionConfig) -> Self {
+        let backoff = Backoff::new(config.retry_delay, config.retry_delay_max, config.jitter_seed);
+        let backlog = Backlog::new(config.resend_depth);
+        IngestSession {
+            config,
+            state: State::Idle,
+            header: None,
+            backlog,
+            link: None,
+            backoff,
+            attempt: 0,
+            outage_since: None,
+            finishing: None,
+            nominal_fragment: Duration::from_secs(2),
+            resend_notice: Vec::new(),
+            next_connection: 0,
+            connections: 0,
+            timescales: Vec::new(),
+            stats: StatsKeeper::default(),
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Starts with the probe.
+    pub fn start(&mut self, now: Duration) {
+        if self.state == State::Idle {
+            self.probe(now);
+        }
+    }
+
+    /// The header boxes (ftyp, manifest, moov), identical for every connection.
+    pub fn set_header(&mut self, header: Bytes, now: Duration) {
+        if self.header.is_none() {
+            self.header = Some(header);
+            if self.state == State::WaitingHeader {
+                self.open(now);
+            }
+        }
+    }
+
+    /// A fragment ready to go out. Never blocks: beyond the forward buffer's bound the oldest
+    /// waiting fragments are dropped (and reported).
+    pub fn push_fragment(&mut self, fragment: Fragment, now: Duration) {
+        if self.state == State::Done {
+            return;
+        }
+        let t = &fragment.timing;
+        self.timescales.retain(|(id, _)| *id != fragment.track_id);
+        self.timescales.push((fragment.track_id, t.timescale));
+        self.nominal_fragment =
+            self.nominal_fragment.max(Duration::from_nanos(t.duration_ns()).min(Duration::from_secs(10)));
+        self.stats.produced(fragment.track_id, t.timescale, t.time, t.duration);
+        self.note_idle(now);
+        self.backlog.push(fragment);
+        self.enforce_bound();
+    }
+
+    /// The application has nothing more to send: end the body once the rest is delivered, or
+    /// give up `eos_timeout` from now.
+    pub fn finish(&mut self, now: Duration) {
+        if self.finishing.is_none() {
+            self.finishing = Some(now + self.config.eos_timeout);
+        }
+        if self.header.is_none() && matches!(self.state, State::Idle | State::WaitingHeader | State::Probing { .. }) {
+            // Nothing was ever produced: there is no stream to send.
+            if let State::Probing { conn, .. } = self.state {
+                self.actions.push_back(Action::Close { connection: conn });
+            }
+            self.state = State::Done;
+            self.events.push_back(SessionEvent::FinishedWithoutResponse);
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// The next body bytes of POST `connection`, if the transport can take them now.
+    pub fn poll_transmit(&mut self, connection: ConnectionId, now: Duration) -> Transmit {
+        let State::Streaming { conn } = self.state else { return Transmit::Wait };
+        if conn != connection {
+            return Transmit::Wait;
+        }
+        let Some(link) = self.link.as_mut() else { return Transmit::Wait };
+        if !link.header_sent {
+            if let Some(h) = &self.header {
+                link.header_sent = true;
+                link.pulled += h.len() as u64;
+                // Bytes taken into a buffer are progress only when nothing better is known:
+                // with acknowledgements observed, only acknowledgements are.
+                if !link.observes_acks {
+                    link.progress_at = now;
+                }
+                return Transmit::Data(h.clone());
+            }
+        }
+        let allowed = Self::pace_limit(link, self.config.catch_up_rate, now);
+        if self.backlog.next_is_allowed(conn, allowed) {
+            if let Chunk::Data { bytes, track_id, time, last } = self.backlog.next_chunk(conn, link.pulled) {
+                link.pulled += bytes.len() as u64;
+                if !link.observes_acks {
+                    link.progress_at = now;
+                }
+                let timescale = self.timescale(track_id);
+                self.stats.written(track_id, timescale, time, bytes.len() as u64, last, now);
+                return Transmit::Data(bytes);
+            }
+        }
+        if self.finishing.is_some() && !self.backlog.has_work_for(conn) {
+            self.state = State::Ending { conn, deadline: now + self.config.final_response_timeout };
+            return Transmit::End;
+        }
+        self.note_idle(now);
+        Transmit::Wait
+    }
+
+    fn timescale(&self, track_id: u32) -> u32 {
+        self.timescales.iter().find(|(id, _)| *id == track_id).map_or(1, |(_, ts)| *ts)
+    }
+
+    pub fn handle_input(&mut self, input: Input, now: Duration) {
+        match (self.state, input) {
+            (State::Probing { conn, .. }, Input::ProbeResponse { connection, status }) if conn == connection => {
+                if (200..300).contains(&status) {
+                    self.events.push_back(SessionEvent::ProbeAccepted { status });
+                    self.open(now);
+                } else {
+                    self.fail(Failure::ProbeRefused { status }, None, now);
+                }
+            }
+            (State::Probing { conn, .. }, Input::Failed { connection, error, .. }) if conn == connection => {
+                self.fail(Failure::Transport { error }, None, now);
+            }
+            (State::Opening { conn, .. }, Input::Connected { connection, observes_acks }) if conn == connection => {
+                self.connections += 1;
+                self.attempt = 0;
+                self.outage_since = None;
+                let pace = self.backlog.first_pending_start().map(|m| (now, m));
+                self.link = Some(Link {
+                    conn,
+                    pulled: 0,
+                    acked: 0,
+                    wire_acked: 0,
+                    observes_acks,
+                    unacked: 0,
+                    header_sent: false,
+                    progress_at: now,
+                    pace,
+                });
+                self.state = State::Streaming { conn };
+                self.events.push_back(SessionEvent::Connected { connection: self.connections });
+                let resent = core::mem::take(&mut self.resend_notice);
+                if !resent.is_empty() {
+                    self.stats.stream.fragments_resent += resent.len() as u64;
+                    self.events.push_back(SessionEvent::Resent { fragments: resent });
+                }
+            }
+            (_, Input::Progress { connection, acked, wire_acked, unacked }) => {
+                if let Some(link) = self.link.as_mut().filter(|l| l.conn == connection) {
+                    if wire_acked > link.wire_acked {
+                        link.wire_acked = wire_acked;
+                        link.progress_at = now;
+                    }
+                    if acked > link.acked {
+                        link.acked = acked.min(link.pulled);
+                        self.backlog.acknowledge(connection, link.acked);
+                    }
+                    link.unacked = unacked;
+                    self.note_idle(now);
+                }
+            }
+            (
+                State::Opening { conn, .. } | State::Streaming { conn },
+                Input::Response { connection, status, acked },
+            ) if conn == connection => {
+                self.fail(Failure::ServerAbort { status }, acked, now);
+            }
+            (
+                State::Opening { conn, .. } | State::Streaming { conn } | State::Ending { conn, .. },
+                Input::Failed { connection, error, acked },
+            ) if conn == connection => {
+                self.fail(Failure::Transport { error }, acked, now);
+            }
+            (State::Ending { conn, .. }, Input::Response { connection, status, acked }) if conn == connection => {
+                if let (Some(a), Some(link)) = (acked, self.link.as_ref()) {
+                    self.backlog.acknowledge(conn, a.min(link.pulled));
+                }
+                self.link = None;
+                self.state = State::Done;
+                self.events.push_back(if (200..300).contains(&status) {
+                    SessionEvent::Finished { status }
+                } else {
+                    SessionEvent::GaveUp { reason: Failure::ServerAbort { status }, undelivered: Vec::new() }
+                });
+            }
+            (State::Closing { conn, .. }, Input::Closed { connection, acked }) if conn == connection => {
+                self.connection_lost(acked);
+                self.retry(now);
+            }
+            // Events of connections the session no longer uses.
+            _ => {}
+        }
+    }
+
+    /// The driver's timer fired.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        match self.state {
+            State::Probing { conn, deadline } if now >= deadline => {
+                self.actions.push_back(Action::Close { connection: conn });
+                self.fail(Failure::ProbeTimeout, None, now);
+            }
+            State::Opening { deadline, .. } if now >= deadline => {
+                self.fail(Failure::ConnectTimeout, None, now);
+            }
+            State::Streaming { conn } => {
+                if let Some(t) = self.stall_deadline() {
+                    if now >= t {
+                        self.events.push_back(SessionEvent::Disconnected { reason: Failure::SendTimeout });
+                        self.actions.push_back(Action::Close { connection: conn });
+                        // Wait for the driver's final acknowledgement count before resending.
+                        self.state = State::Closing { conn, deadline: now + Duration::from_secs(1) };
+                    }
+                }
+            }
+            State::Closing { deadline, .. } if now >= deadline => {
+                self.connection_lost(None);
+                self.retry(now);
+            }
+            State::Ending { conn, deadline } if now >= deadline => {
+                self.actions.push_back(Action::Close { connection: conn });
+                self.link = None;
+                self.state = State::Done;
+                self.events.push_back(SessionEvent::FinishedWithoutResponse);
+            }
+            State::Backoff { until } if now >= until => {
+                if self.give_up_if_over(now) {
+                    return;
+                }
+                if self.config.reprobe || self.header.is_none() {
+                    self.probe(now);
+                } else {
+                    self.open(now);
+                }
+            }
+            _ => {}
+        }
+        if !matches!(self.state, State::Ending { .. } | State::Done) {
+            self.give_up_if_over(now);
+        }
+    }
+
+    /// When the session wants [`IngestSession::handle_timeout`] called.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        let state = match self.state {
+            State::Probing { deadline, .. }
+            | State::Opening { deadline, .. }
+            | State::Ending { deadline, .. }
+            | State::Closing { deadline, .. } => Some(deadline),
+            State::Backoff { until } => Some(until),
+            State::Streaming { .. } => {
+                let stall = self.stall_deadline();
+                let pace = self.pace_wake();
+                match (stall, pace) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+            _ => None,
+        };
+        let give_up = match self.state {
+            State::Ending { .. } | State::Done => None,
+            // While connected only the end-of-stream limit applies.
+            State::Streaming { .. } => self.finishing,
+            _ => self.give_up_at(),
+        };
+        match (state, give_up) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    /// The stream's figures at `now`.
+    pub fn stats(&mut self, now: Duration) -> StreamStats {
+        self.stats.refresh(now);
+        let (n, bytes, duration) = self.backlog.pending_size();
+        let s = &mut self.stats.stream;
+        s.queue_fragments = n as u64;
+        s.queue_bytes = bytes;
+        s.queue_duration_ns = duration;
+        s.connections = self.connections;
+        s.reconnects = self.connections.saturating_sub(1);
+        s.connected = matches!(self.state, State::Streaming { .. } | State::Ending { .. });
+        s.state = match self.state {
+            State::Idle | State::Probing { .. } | State::WaitingHeader | State::Opening { .. }
+                if self.connections == 0 =>
+            {
+                "Connecting"
+            }
+            State::Streaming { .. } => "Running",
+            State::Ending { .. } => "Ending",
+            State::Done => "Stopped",
+            _ => "Reconnecting",
+        };
+        s.clone()
+    }
+
+    /// Fragments held in memory (waiting, in flight, or kept for resending).
+    pub fn held_fragments(&self) -> usize {
+        self.backlog.held()
+    }
+
+    fn new_connection(&mut self) -> ConnectionId {
+        self.next_connection += 1;
+        ConnectionId(self.next_connection)
+    }
+
+    fn probe(&mut self, now: Duration) {
+        let conn = self.new_connection();
+        self.state = State::Probing { conn, deadline: now + self.config.connect_timeout };
+        self.actions.push_back(Action::SendProbe { connection: conn });
+    }
+
+    fn open(&mut self, now: Duration) {
+        if self.header.is_none() {
+            self.state = State::WaitingHeader;
+            return;
+        }
+        let conn = self.new_connection();
+        self.state = State::Opening { conn, deadline: now + self.config.connect_timeout };
+        self.actions.push_back(Action::OpenPost { connection: conn });
+    }
+
+    /// A connection or attempt failed with `reason`; `acked` is the peer's final count.
+    fn fail(&mut self, reason: Failure, acked: Option<u64>, now: Duration) {
+        if let State::Opening { conn, .. } | State::Streaming { conn } | State::Ending { conn, .. } = self.state {
+            self.actions.push_back(Action::Close { connection: conn });
+        }
+        self.connection_lost(acked);
+        self.events.push_back(SessionEvent::Disconnected { reason });
+        self.retry(now);
+    }
+
+    /// Puts back what the lost connection may not have delivered.
+    fn connection_lost(&mut self, acked: Option<u64>) {
+        if let Some(link) = self.link.take() {
+            let acked = effective_acked(&link, acked, self.config.unobserved_in_flight);
+            let resent = self.backlog.connection_ended(link.conn, acked);
+            for r in resent {
+                if !self.resend_notice.contains(&r) {
+                    self.resend_notice.push(r);
+                }
+            }
+        }
+    }
+
+    fn retry(&mut self, now: Duration) {
+        self.attempt = self.attempt.saturating_add(1);
+        self.outage_since.get_or_insert(now);
+        if self.give_up_if_over(now) {
+            return;
+        }
+        let delay = self.backoff.delay(self.attempt);
+        self.events.push_back(SessionEvent::Reconnecting { attempt: self.attempt, delay });
+        self.state = State::Backoff { until: now + delay };
+        self.enforce_bound();
+    }
+
+    /// When the session will give up if nothing works by then.
+    fn give_up_at(&self) -> Option<Duration> {
+        let limit = match (self.outage_since, self.config.retry_limit) {
+            (Some(since), Some(limit)) => Some(since + limit),
+            _ => None,
+        };
+        match (limit, self.finishing) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn give_up_if_over(&mut self, now: Duration) -> bool {
+        let over_retries = self.config.max_retries.is_some_and(|m| self.attempt > m);
+        let limit = self.outage_since.zip(self.config.retry_limit).is_some_and(|(since, l)| now >= since + l);
+        let eos = self.finishing.is_some_and(|d| now >= d) && !matches!(self.state, State::Ending { .. });
+        if !(over_retries || limit || eos) || self.state == State::Done {
+            return false;
+        }
+        let reason = if eos && !(over_retries || limit) {
+            Failure::EosTimeout
+        } else {
+            self.events
+                .iter()
+                .rev()
+                .find_map(|e| match e {
+                    SessionEvent::Disconnected { reason } => Some(*reason),
+                    _ => None,
+                })
+                .unwrap_or(Failure::Transport { error: TransportError::Other })
+        };
+        match self.state {
+            State::Probing { conn, .. }
+            | State::Opening { conn, .. }
+            | State::Streaming { conn }
+            | State::Closing { conn, .. } => self.actions.push_back(Action::Close { connection: conn }),
+            _ => {}
+        }
+        self.link = None;
+        let undelivered = self.backlog.abandon_pending();
+        self.state = State::Done;
+        self.events.push_back(SessionEvent::GaveUp { reason, undelivered });
+        true
+    }
+
+    fn enforce_bound(&mut self) {
+        let max_ns = u64::try_from(self.config.forward_buffer_duration.as_nanos()).unwrap_or(u64::MAX);
+        let dropped = self.backlog.enforce_bound(max_ns, self.config.forward_buffer_bytes);
+        if !dropped.is_empty() {
+            for d in &dropped {
+                let ts = self.timescale(d.track_id);
+                self.stats.dropped(d.track_id, ts);
+            }
+            self.events.push_back(SessionEvent::Dropped { fragments: dropped });
+        }
+    }
+
+    fn send_timeout(&self) -> Duration {
+        self.config.send_timeout.unwrap_or(self.nominal_fragment.mul_f64(1.5))
+    }
+
+    /// Whether something is waiting on the open link: data to hand over, or bytes the peer
+    /// has not acknowledged.
+    fn outstanding(&self) -> bool {
+        let Some(link) = &self.link else { return false };
+        let allowed = Self::pace_limit(link, self.config.catch_up_rate, link.progress_at);
+        let data = !link.header_sent || self.backlog.next_is_allowed(link.conn, allowed);
+        data || (link.observes_acks && link.unacked > 0)
+    }
+
+    /// An idle link (nothing waiting) restarts the stall clock.
+    fn note_idle(&mut self, now: Duration) {
+        if !self.outstanding() {
+            if let Some(link) = self.link.as_mut() {
+                link.progress_at = now;
+            }
+        }
+    }
+
+    fn stall_deadline(&self) -> Option<Duration> {
+        let link = self.link.as_ref()?;
+        self.outstanding().then(|| link.progress_at + self.send_timeout())
+    }
+
+    /// Media time (ns) up to which fragments may be sent at `now`.
+    fn pace_limit(link: &Link, rate: f64, now: Duration) -> u64 {
+        match link.pace {
+            Some((wall, media)) if rate > 0.0 => {
+                let elapsed = now.saturating_sub(wall).mul_f64(rate);
+                media.saturating_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
+            }
+            _ => u64::MAX,
+        }
+    }
+
+    /// When the next paced fragment may go, if pacing holds it back.
+    fn pace_wake(&self) -> Option<Duration> {
+        let link = self.link.as_ref()?;
+        let (wall, media) = link.pace?;
+        let rate = self.config.catch_up_rate;
+        if rate <= 0.0 {
+            return None;
+        }
+        let next = self.backlog.next_pending_start()?;
+        let ahead = next.checked_sub(media)?;
+        Some(wall + Duration::from_nanos(ahead).div_f64(rate))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,617 @@
+//! Every transition of the session on a fake clock: nothing sleeps, years of behaviour run in
+//! milliseconds.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::*;
+use crate::fragment::FragmentTiming;
+use crate::payload::Payload;
+
+const HEADER: &[u8] = b"ftyp+lsm+moov";
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+/// A fragment of `track` starting at `time_ms` (timescale 1000), 2 s long, whose bytes name it.
+fn frag(track: u32, time_ms: u64) -> Fragment {
+    let mut payload = Payload::new();
+    payload.push(Bytes::from(format!("<{track}@{time_ms}>").into_bytes()));
+    Fragment {
+        track_id: track,
+        sequence: 0,
+        timing: FragmentTiming { time: time_ms, duration: 2000, decode_time: time_ms, index: None, timescale: 1000 },
+        sample_count: 1,
+        starts_with_sync: true,
+        head: Bytes::from_static(b"moof"),
+        payload,
+    }
+}
+
+/// Names the fragments in pulled bytes, in order: "1@0", "2@0", ...
+fn names(chunks: &[Bytes]) -> Vec<String> {
+    chunks
+        .iter()
+        .filter_map(|c| {
+            let s = core::str::from_utf8(c).ok()?;
+            s.strip_prefix('<').and_then(|s| s.strip_suffix('>')).map(String::from)
+        })
+        .collect()
+}
+
+struct Harness {
+    s: IngestSession,
+    now: Duration,
+}
+
+impl Harness {
+    fn new(config: SessionConfig) -> Self {
+        Harness { s: IngestSession::new(config), now: Duration::ZERO }
+    }
+
+    fn at(&mut self, t: Duration) {
+        self.now = t;
+        self.s.handle_timeout(t);
+    }
+
+    fn actions(&mut self) -> Vec<Action> {
+        core::iter::from_fn(|| self.s.poll_action()).collect()
+    }
+
+    fn events(&mut self) -> Vec<SessionEvent> {
+        core::iter::from_fn(|| self.s.poll_event()).collect()
+    }
+
+    fn input(&mut self, i: Input) {
+        self.s.handle_input(i, self.now);
+    }
+
+    /// Pulls until the session has nothing more now; returns the chunks and whether it ended.
+    fn pull(&mut self, conn: ConnectionId) -> (Vec<Bytes>, bool) {
+        let mut out = Vec::new();
+        loop {
+            match self.s.poll_transmit(conn, self.now) {
+                Transmit::Data(b) => out.push(b),
+                Transmit::End => return (out, true),
+                Transmit::Wait => return (out, false),
+            }
+        }
+    }
+
+    /// Start, probe answered 200, header set, POST connected: returns the POST's id.
+    fn connect_first(&mut self, observes_acks: bool) -> ConnectionId {
+        self.s.start(self.now);
+        let Some(Action::SendProbe { connection: probe }) = self.s.poll_action() else { panic!() };
+        self.input(Input::ProbeResponse { connection: probe, status: 200 });
+        self.s.set_header(Bytes::from_static(HEADER), self.now);
+        self.expect_open(observes_acks)
+    }
+
+    fn expect_open(&mut self, observes_acks: bool) -> ConnectionId {
+        let open = self.actions();
+        let Some(Action::OpenPost { connection }) = open.last().cloned() else { panic!("{open:?}") };
+        self.input(Input::Connected { connection, observes_acks });
+        connection
+    }
+
+    /// After a failure: wait out the backoff, answer the probe, connect.
+    fn reconnect(&mut self, observes_acks: bool) -> ConnectionId {
+        let until = self.s.poll_timeout().expect("a backoff timer");
+        self.at(until);
+        let a = self.actions();
+        let probe = a
+            .iter()
+            .find_map(|a| if let Action::SendProbe { connection } = a { Some(*connection) } else { None })
+            .unwrap_or_else(|| panic!("{a:?}"));
+        self.input(Input::ProbeResponse { connection: probe, status: 200 });
+        self.expect_open(observes_acks)
+    }
+}
+
+#[test]
+fn probe_post_stream_and_graceful_end() {
+    let mut h = Harness::new(SessionConfig::default());
+    h.s.start(h.now);
+    assert_eq!(h.actions(), [Action::SendProbe { connection: ConnectionId(1) }]);
+    h.s.push_fragment(frag(1, 0), h.now);
+    h.input(Input::ProbeResponse { connection: ConnectionId(1), status: 200 });
+    // No header yet: nothing opens.
+    assert!(h.actions().is_empty());
+    h.s.set_header(Bytes::from_static(HEADER), h.now);
+    assert_eq!(h.actions(), [Action::OpenPost { connection: ConnectionId(2) }]);
+    h.input(Input::Connected { connection: ConnectionId(2), observes_acks: true });
+    let (chunks, ended) = h.pull(ConnectionId(2));
+    assert!(!ended);
+    assert_eq!(chunks[0], HEADER);
+    assert_eq!(names(&chunks), ["1@0"]);
+    h.s.push_fragment(frag(2, 0), h.now);
+    assert_eq!(names(&h.pull(ConnectionId(2)).0), ["2@0"]);
+    h.s.finish(ms(3000));
+    h.now = ms(3000);
+    let (chunks, ended) = h.pull(ConnectionId(2));
+    assert!(chunks.is_empty() && ended);
+    assert_eq!(h.s.poll_timeout(), Some(ms(13_000)));
+    h.input(Input::Response { connection: ConnectionId(2), status: 200, acked: Some(100) });
+    assert!(h.s.is_done());
+    assert_eq!(
+        h.events(),
+        [
+            SessionEvent::ProbeAccepted { status: 200 },
+            SessionEvent::Connected { connection: 1 },
+            SessionEvent::Finished { status: 200 }
+        ]
+    );
+}
+
+#[test]
+fn refused_probe_is_retried_with_growing_jittered_delays() {
+    let mut h = Harness::new(SessionConfig::default());
+    h.s.start(h.now);
+    let mut delays = Vec::new();
+    for round in 0..6 {
+        let a = h.actions();
+        let Some(Action::SendProbe { connection }) = a.first().cloned() else { panic!("{a:?}") };
+        h.input(Input::ProbeResponse { connection, status: [403, 404, 500][round % 3] });
+        let ev = h.events();
+        assert!(matches!(ev[0], SessionEvent::Disconnected { reason: Failure::ProbeRefused { .. } }), "{ev:?}");
+        let SessionEvent::Reconnecting { attempt, delay } = ev[1] else { panic!("{ev:?}") };
+        assert_eq!(attempt as usize, round + 1);
+        delays.push(delay);
+        let t = h.s.poll_timeout().unwrap();
+        assert_eq!(t, h.now + delay);
+        h.at(t);
+    }
+    assert_eq!(delays[0], Duration::ZERO);
+    assert!(delays[1] >= ms(375) && delays[1] <= ms(625), "{delays:?}");
+    assert!(delays[2] > delays[1]);
+    assert!(delays.iter().all(|d| *d <= Duration::from_secs(4)));
+    assert!(!h.s.is_done());
+}
+
+#[test]
+fn reconnect_resends_header_last_two_acknowledged_per_track_and_everything_unacknowledged() {
+    let mut h = Harness::new(SessionConfig { catch_up_rate: 0.0, ..SessionConfig::default() });
+    let c1 = h.connect_first(true);
+    let mut body = Vec::new();
+    for t in [0, 2000, 4000] {
+        h.s.push_fragment(frag(1, t), h.now);
+        h.s.push_fragment(frag(2, t), h.now);
+        body.extend(h.pull(c1).0);
+    }
+    assert_eq!(names(&body), ["1@0", "2@0", "1@2000", "2@2000", "1@4000", "2@4000"]);
+    // The peer acknowledged the header and the first two fragments only.
+    let through_2_at_0: u64 = body.iter().take(5).map(|b| b.len() as u64).sum();
+    h.input(Input::Progress { connection: c1, acked: through_2_at_0, wire_acked: through_2_at_0, unacked: 50 });
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: None });
+    let ev = h.events();
+    assert!(ev.contains(&SessionEvent::Disconnected { reason: Failure::Transport { error: TransportError::Closed } }));
+    // Produced while down.
+    h.s.push_fragment(frag(1, 6000), h.now);
+    let c2 = h.reconnect(true);
+    let (chunks, _) = h.pull(c2);
+    assert_eq!(chunks[0], HEADER, "the same header bytes on every connection");
+    // 1@0 and 2@0 are the last (only) acknowledged fragments of their tracks; everything
+    // after them was not acknowledged; then what was produced meanwhile.
+    assert_eq!(names(&chunks), ["1@0", "2@0", "1@2000", "2@2000", "1@4000", "2@4000", "1@6000"]);
+    let ev = h.events();
+    let resent =
+        ev.iter().find_map(|e| if let SessionEvent::Resent { fragments } = e { Some(fragments.clone()) } else { None });
+    assert_eq!(resent.unwrap().len(), 6);
+}
+
+#[test]
+fn unacknowledged_fragments_beyond_the_last_two_are_resent_too() {
+    let mut h = Harness::new(SessionConfig { catch_up_rate: 0.0, ..SessionConfig::default() });
+    let c1 = h.connect_first(true);
+    for t in (0..10_000).step_by(2000) {
+        h.s.push_fragment(frag(1, t), h.now);
+    }
+    let (body, _) = h.pull(c1);
+    assert_eq!(names(&body).len(), 5);
+    // Only the header is acknowledged: the kernel still holds all five fragments.
+    h.input(Input::Failed { connection: c1, error: TransportError::Write, acked: Some(HEADER.len() as u64) });
+    let c2 = h.reconnect(true);
+    assert_eq!(names(&h.pull(c2).0), ["1@0", "1@2000", "1@4000", "1@6000", "1@8000"]);
+}
+
+#[test]
+fn without_acknowledgements_the_assumed_in_flight_bytes_are_resent() {
+    let config = SessionConfig { catch_up_rate: 0.0, unobserved_in_flight: 0, ..SessionConfig::default() };
+    let mut h = Harness::new(config);
+    let c1 = h.connect_first(false);
+    for t in (0..10_000).step_by(2000) {
+        h.s.push_fragment(frag(1, t), h.now);
+    }
+    h.pull(c1);
+    h.input(Input::Failed { connection: c1, error: TransportError::Write, acked: None });
+    let c2 = h.reconnect(false);
+    // Everything counts as delivered: only the last two go again.
+    assert_eq!(names(&h.pull(c2).0), ["1@6000", "1@8000"]);
+    // Fragments no longer needed are freed.
+    assert_eq!(h.s.held_fragments(), 2);
+}
+
+#[test]
+fn a_partly_written_fragment_is_sent_whole_again() {
+    let mut h = Harness::new(SessionConfig { catch_up_rate: 0.0, ..SessionConfig::default() });
+    let c1 = h.connect_first(true);
+    h.s.push_fragment(frag(1, 0), h.now);
+    // Header, then only the moof of the fragment.
+    assert!(matches!(h.s.poll_transmit(c1, h.now), Transmit::Data(_)));
+    assert!(matches!(h.s.poll_transmit(c1, h.now), Transmit::Data(ref b) if b == "moof"));
+    h.input(Input::Failed { connection: c1, error: TransportError::Write, acked: Some(0) });
+    let c2 = h.reconnect(true);
+    let (chunks, _) = h.pull(c2);
+    assert_eq!(chunks.len(), 3, "header, moof, payload");
+    assert_eq!(names(&chunks), ["1@0"]);
+}
+
+#[test]
+fn a_send_timeout_abandons_a_stalled_connection() {
+    let mut h = Harness::new(SessionConfig { catch_up_rate: 0.0, ..SessionConfig::default() });
+    let c1 = h.connect_first(true);
+    h.pull(c1);
+    h.s.push_fragment(frag(1, 0), h.now);
+    // The transport takes nothing: 1.5 × the 2 s fragment duration later, the link is dead.
+    assert_eq!(h.s.poll_timeout(), Some(ms(3000)));
+    h.at(ms(2999));
+    assert!(h.actions().is_empty());
+    h.at(ms(3000));
+    assert_eq!(h.actions(), [Action::Close { connection: c1 }]);
+    assert!(h.events().contains(&SessionEvent::Disconnected { reason: Failure::SendTimeout }));
+    // The driver confirms the close with the final count; then the retry starts.
+    h.input(Input::Closed { connection: c1, acked: Some(HEADER.len() as u64) });
+    let c2 = h.reconnect(true);
+    assert_eq!(names(&h.pull(c2).0), ["1@0"]);
+}
+
+#[test]
+fn unacknowledged_bytes_that_do_not_move_are_a_stall_and_an_idle_link_is_not() {
+    let mut h = Harness::new(SessionConfig { catch_up_rate: 0.0, ..SessionConfig::default() });
+    let c1 = h.connect_first(true);
+    h.s.push_fragment(frag(1, 0), h.now);
+    let (body, _) = h.pull(c1);
+    let all: u64 = body.iter().map(|b| b.len() as u64).sum();
+    // Everything acknowledged: idle, no timer.
+    h.input(Input::Progress { connection: c1, acked: all, wire_acked: all, unacked: 0 });
+    assert_eq!(h.s.poll_timeout(), None);
+    h.at(ms(60_000));
+    assert!(h.actions().is_empty());
+    // Next fragment is taken by the transport, but the peer stops acknowledging.
+    h.s.push_fragment(frag(1, 2000), h.now);
+    h.pull(c1);
+    h.input(Input::Progress { connection: c1, acked: all, wire_acked: all, unacked: 400 });
+    assert_eq!(h.s.poll_timeout(), Some(ms(63_000)));
+    h.now = ms(62_000);
+    h.input(Input::Progress { connection: c1, acked: all, wire_acked: all, unacked: 400 });
+    h.at(ms(63_000));
+    assert_eq!(h.actions(), [Action::Close { connection: c1 }]);
+}
+
+#[test]
+fn the_forward_buffer_drops_the_oldest_beyond_its_bound_and_memory_stays_flat() {
+    let config = SessionConfig {
+        forward_buffer_duration: Duration::from_secs(30),
+        max_retries: None,
+        ..SessionConfig::default()
+    };
+    let mut h = Harness::new(config);
+    h.s.start(h.now);
+    let a = h.actions();
+    let Some(Action::SendProbe { connection }) = a.first().cloned() else { panic!() };
+    h.input(Input::Failed { connection, error: TransportError::Connect, acked: None });
+    h.events();
+    // Ten minutes of outage, fragments every 2 s on two tracks.
+    let mut dropped = 0;
+    let mut max_held = 0;
+    for k in 0..300u64 {
+        h.now = Duration::from_secs(2 * k);
+        h.s.push_fragment(frag(1, 2000 * k), h.now);
+        h.s.push_fragment(frag(2, 2000 * k), h.now);
+        for e in h.events() {
+            if let SessionEvent::Dropped { fragments } = e {
+                dropped += fragments.len();
+            }
+        }
+        max_held = max_held.max(h.s.held_fragments());
+        // Keep failing every attempt.
+        h.s.handle_timeout(h.now);
+        for a in h.actions() {
+            if let Action::SendProbe { connection } = a {
+                h.input(Input::Failed { connection, error: TransportError::Connect, acked: None });
+            }
+        }
+    }
+    let stats = h.s.stats(h.now);
+    assert!(stats.queue_duration_ns <= 30_000_000_000, "{}", stats.queue_duration_ns);
+    assert!(max_held <= 32, "{max_held}");
+    assert_eq!(dropped as u64, stats.fragments_dropped);
+    assert!(dropped >= 2 * 300 - 32);
+    assert!(stats.tracks.iter().all(|t| t.discontinuity_count > 0));
+}
+
+#[test]
+fn a_backlog_goes_out_paced_at_the_catch_up_rate() {
+    let mut h = Harness::new(SessionConfig::default()); // rate 2
+    let c1 = h.connect_first(true);
+    h.pull(c1);
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: None });
+    // 10 s of media produced during the outage.
+    for t in (0..10_000).step_by(2000) {
+        h.s.push_fragment(frag(1, t), h.now);
+    }
+    let c2 = h.reconnect(true);
+    let start = h.now;
+    let mut sent_at = Vec::new();
+    for _ in 0..40 {
+        for n in names(&h.pull(c2).0) {
+            sent_at.push((n, h.now - start));
+        }
+        match h.s.poll_timeout() {
+            Some(t) if t > h.now => h.at(t),
+            _ => break,
+        }
+    }
+    let when = |name: &str| sent_at.iter().find(|(n, _)| n == name).map(|(_, t)| *t).unwrap();
+    assert_eq!(when("1@0"), Duration::ZERO);
+    // Media at 8 s goes out 4 s after the start, not before.
+    assert!(when("1@8000") >= ms(4000) && when("1@8000") <= ms(4100), "{sent_at:?}");
+    assert!(when("1@4000") >= ms(2000), "{sent_at:?}");
+}
+
+#[test]
+fn gives_up_after_the_retry_limit_and_reports_what_was_lost() {
+    let config = SessionConfig { max_retries: Some(3), ..SessionConfig::default() };
+    let mut h = Harness::new(config);
+    h.s.start(h.now);
+    h.s.push_fragment(frag(1, 0), h.now);
+    for _ in 0..10 {
+        for a in h.actions() {
+            if let Action::SendProbe { connection } = a {
+                h.input(Input::Failed { connection, error: TransportError::Connect, acked: None });
+            }
+        }
+        if h.s.is_done() {
+            break;
+        }
+        let t = h.s.poll_timeout().unwrap();
+        h.at(t);
+    }
+    assert!(h.s.is_done());
+    let ev = h.events();
+    let gave_up = ev.iter().find_map(|e| {
+        if let SessionEvent::GaveUp { reason, undelivered } = e { Some((*reason, undelivered.len())) } else { None }
+    });
+    assert_eq!(gave_up, Some((Failure::Transport { error: TransportError::Connect }, 1)));
+    assert_eq!(ev.iter().filter(|e| matches!(e, SessionEvent::Reconnecting { .. })).count(), 3);
+}
+
+#[test]
+fn gives_up_after_the_retry_time_limit() {
+    let config = SessionConfig { retry_limit: Some(Duration::from_secs(20)), ..SessionConfig::default() };
+    let mut h = Harness::new(config);
+    h.s.start(h.now);
+    let mut guard = 0;
+    while !h.s.is_done() && guard < 1000 {
+        guard += 1;
+        for a in h.actions() {
+            if let Action::SendProbe { connection } = a {
+                h.input(Input::Failed { connection, error: TransportError::Connect, acked: None });
+            }
+        }
+        if let Some(t) = h.s.poll_timeout() {
+            h.at(t);
+        }
+    }
+    assert!(h.s.is_done());
+    assert_eq!(h.now, Duration::from_secs(20));
+}
+
+#[test]
+fn eos_during_an_outage_delivers_when_the_server_returns() {
+    let mut h = Harness::new(SessionConfig { catch_up_rate: 0.0, ..SessionConfig::default() });
+    let c1 = h.connect_first(true);
+    h.pull(c1);
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: Some(0) });
+    h.s.push_fragment(frag(1, 0), h.now);
+    h.s.finish(h.now);
+    // Two refused attempts, then the server is back.
+    for _ in 0..2 {
+        let t = h.s.poll_timeout().unwrap();
+        h.at(t);
+        for a in h.actions() {
+            if let Action::SendProbe { connection } = a {
+                h.input(Input::Failed { connection, error: TransportError::Connect, acked: None });
+            }
+        }
+    }
+    let c2 = h.reconnect(true);
+    let (chunks, ended) = h.pull(c2);
+    assert_eq!(names(&chunks), ["1@0"]);
+    assert!(ended);
+    h.input(Input::Response { connection: c2, status: 200, acked: None });
+    assert!(h.events().contains(&SessionEvent::Finished { status: 200 }));
+}
+
+#[test]
+fn eos_during_an_outage_gives_up_at_the_eos_timeout_with_the_undelivered_list() {
+    let mut h = Harness::new(SessionConfig { eos_timeout: Duration::from_secs(15), ..SessionConfig::default() });
+    let c1 = h.connect_first(true);
+    h.pull(c1);
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: Some(0) });
+    h.s.push_fragment(frag(1, 0), h.now);
+    h.s.push_fragment(frag(2, 0), h.now);
+    h.s.finish(h.now);
+    while !h.s.is_done() {
+        for a in h.actions() {
+            if let Action::SendProbe { connection } = a {
+                h.input(Input::Failed { connection, error: TransportError::Connect, acked: None });
+            }
+        }
+        let t = h.s.poll_timeout().unwrap();
+        h.at(t);
+    }
+    assert_eq!(h.now, Duration::from_secs(15));
+    let ev = h.events();
+    let undelivered = ev.iter().find_map(|e| match e {
+        SessionEvent::GaveUp { reason: Failure::EosTimeout, undelivered } => Some(undelivered.len()),
+        _ => None,
+    });
+    assert_eq!(undelivered, Some(2));
+}
+
+#[test]
+fn an_early_response_is_a_server_abort_and_is_retried() {
+    let mut h = Harness::new(SessionConfig::default());
+    let c1 = h.connect_first(true);
+    h.input(Input::Response { connection: c1, status: 503, acked: None });
+    let ev = h.events();
+    assert!(ev.contains(&SessionEvent::Disconnected { reason: Failure::ServerAbort { status: 503 } }));
+    assert!(ev.iter().any(|e| matches!(e, SessionEvent::Reconnecting { attempt: 1, .. })));
+    assert!(h.actions().contains(&Action::Close { connection: c1 }));
+    // Late events of the old connection change nothing.
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: None });
+    assert!(h.events().is_empty());
+}
+
+#[test]
+fn a_post_that_does_not_connect_in_time_is_retried() {
+    let mut h = Harness::new(SessionConfig::default());
+    h.s.start(h.now);
+    let Some(Action::SendProbe { connection }) = h.s.poll_action() else { panic!() };
+    h.input(Input::ProbeResponse { connection, status: 200 });
+    h.s.set_header(Bytes::from_static(HEADER), h.now);
+    assert!(matches!(h.actions()[..], [Action::OpenPost { .. }]));
+    h.at(Duration::from_secs(10));
+    assert!(h.events().contains(&SessionEvent::Disconnected { reason: Failure::ConnectTimeout }));
+}
+
+#[test]
+fn a_probe_without_answer_times_out() {
+    let mut h = Harness::new(SessionConfig::default());
+    h.s.start(h.now);
+    h.actions();
+    h.at(Duration::from_secs(10));
+    assert_eq!(h.actions(), [Action::Close { connection: ConnectionId(1) }]);
+    assert!(h.events().contains(&SessionEvent::Disconnected { reason: Failure::ProbeTimeout }));
+}
+
+#[test]
+fn without_reprobe_the_reconnect_opens_the_post_directly() {
+    let mut h = Harness::new(SessionConfig { reprobe: false, ..SessionConfig::default() });
+    let c1 = h.connect_first(true);
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: None });
+    let t = h.s.poll_timeout().unwrap();
+    h.at(t);
+    assert!(h.actions().iter().any(|a| matches!(a, Action::OpenPost { .. })));
+}
+
+#[test]
+fn a_missing_final_response_ends_the_session_after_its_timeout() {
+    let mut h = Harness::new(SessionConfig::default());
+    let c1 = h.connect_first(true);
+    h.s.finish(h.now);
+    assert!(h.pull(c1).1);
+    h.at(Duration::from_secs(10));
+    assert!(h.s.is_done());
+    assert_eq!(h.actions(), [Action::Close { connection: c1 }]);
+    assert!(h.events().contains(&SessionEvent::FinishedWithoutResponse));
+}
+
+#[test]
+fn a_connection_lost_while_ending_is_retried_and_the_rest_delivered() {
+    let mut h = Harness::new(SessionConfig { catch_up_rate: 0.0, ..SessionConfig::default() });
+    let c1 = h.connect_first(true);
+    h.s.push_fragment(frag(1, 0), h.now);
+    h.s.finish(h.now);
+    assert!(h.pull(c1).1);
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: Some(0) });
+    let c2 = h.reconnect(true);
+    let (chunks, ended) = h.pull(c2);
+    assert_eq!(names(&chunks), ["1@0"]);
+    assert!(ended);
+}
+
+#[test]
+fn stats_follow_the_stream() {
+    let mut h = Harness::new(SessionConfig { catch_up_rate: 0.0, ..SessionConfig::default() });
+    assert_eq!(h.s.stats(h.now).state, "Connecting");
+    let c1 = h.connect_first(true);
+    h.s.push_fragment(frag(1, 0), h.now);
+    h.s.push_fragment(frag(1, 2000), h.now);
+    h.pull(c1);
+    let s = h.s.stats(h.now);
+    assert_eq!((s.state, s.connections, s.fragments_sent), ("Running", 1, 2));
+    assert_eq!(s.tracks[0].last_timestamp, Some(2000));
+    assert!(s.healthy(&s.tracks[0]));
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: None });
+    let s = h.s.stats(h.now);
+    assert_eq!(s.state, "Reconnecting");
+    assert!(!s.healthy(&s.tracks[0]));
+    let c2 = h.reconnect(true);
+    h.pull(c2);
+    let s = h.s.stats(h.now);
+    assert_eq!((s.connections, s.reconnects, s.fragments_resent), (2, 1, 2));
+}
+
+#[test]
+fn eos_on_a_connection_too_slow_to_deliver_gives_up_at_the_eos_timeout() {
+    let mut h = Harness::new(SessionConfig {
+        catch_up_rate: 0.0,
+        eos_timeout: Duration::from_secs(5),
+        send_timeout: Some(Duration::from_secs(60)),
+        ..SessionConfig::default()
+    });
+    let c1 = h.connect_first(true);
+    h.pull(c1);
+    h.s.push_fragment(frag(1, 0), h.now);
+    h.s.finish(h.now);
+    // The transport takes nothing more.
+    assert_eq!(h.s.poll_timeout(), Some(Duration::from_secs(5)));
+    h.at(Duration::from_secs(5));
+    assert!(h.s.is_done());
+    assert!(h.actions().contains(&Action::Close { connection: c1 }));
+    assert!(h.events().iter().any(
+        |e| matches!(e, SessionEvent::GaveUp { reason: Failure::EosTimeout, undelivered } if undelivered.len() == 1)
+    ));
+}
+
+#[test]
+fn pulls_into_a_kernel_buffer_that_never_drains_are_not_progress() {
+    let mut h = Harness::new(SessionConfig { catch_up_rate: 0.0, ..SessionConfig::default() });
+    let c1 = h.connect_first(true);
+    h.pull(c1);
+    h.input(Input::Progress { connection: c1, acked: 10, wire_acked: 200, unacked: 0 });
+    // The receiver stopped reading: the kernel keeps taking bytes, acknowledgements stop.
+    for k in 0..10u64 {
+        h.now = ms(500 * k);
+        h.s.push_fragment(frag(1, 2000 * k), h.now);
+        h.pull(c1);
+        h.input(Input::Progress { connection: c1, acked: 10, wire_acked: 200, unacked: 1000 * (k + 1) });
+        h.s.handle_timeout(h.now);
+    }
+    // 1.5 x 2 s after the last movement (at 0 ms) the link is abandoned, although bytes
+    // were still being taken.
+    assert!(h.actions().contains(&Action::Close { connection: c1 }));
+    assert!(h.events().contains(&SessionEvent::Disconnected { reason: Failure::SendTimeout }));
+}
+
+#[test]
+fn with_everything_acknowledged_exactly_the_last_two_per_track_go_again() {
+    let mut h = Harness::new(SessionConfig { catch_up_rate: 0.0, ..SessionConfig::default() });
+    let c1 = h.connect_first(true);
+    let mut total = 0;
+    for t in (0..10_000).step_by(2000) {
+        h.s.push_fragment(frag(1, t), h.now);
+        h.s.push_fragment(frag(2, t), h.now);
+        total += h.pull(c1).0.iter().map(|b| b.len() as u64).sum::<u64>();
+    }
+    h.input(Input::Progress { connection: c1, acked: total, wire_acked: total, unacked: 0 });
+    // Fragments no longer needed for resending are freed as they are acknowledged.
+    assert_eq!(h.s.held_fragments(), 4);
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: Some(total) });
+    let c2 = h.reconnect(true);
+    assert_eq!(names(&h.pull(c2).0), ["1@6000", "2@6000", "1@8000", "2@8000"]);
+}

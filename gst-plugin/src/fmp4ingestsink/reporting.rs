@@ -1,0 +1,216 @@
+//! What the element tells the application: the element messages it posts for session events,
+//! and the structure of its `stats` property. The README documents both.
+//!
+//! Messages (all with `url`, the ingest URL without credentials):
+//! - `fmp4ingestsink-connected`: `connection` (guint64, 1 for the first POST);
+//! - `fmp4ingestsink-disconnected`: `reason` (string), `status` (guint, HTTP status or 0),
+//!   `detail` (string);
+//! - `fmp4ingestsink-reconnecting`: `attempt` (guint), `delay` (guint64 ns);
+//! - `fmp4ingestsink-resent`: `count` (guint), `track-ids` and `times` (arrays: the resent
+//!   fragments' tracks and tfxd times);
+//! - `fmp4ingestsink-dropped`: `count` (guint), `media-time` (guint64 ns, start of the first
+//!   dropped fragment), `media-duration` (guint64 ns), `track-ids`, `times`.
+
+use std::time::{Duration, SystemTime};
+
+use fmp4ingest_core::ingest_header::IngestTrack;
+use fmp4ingest_core::session::{DroppedFragment, Failure, ResentFragment, StreamStats, TransportError};
+use gst::prelude::*;
+
+pub const CONNECTED: &str = "fmp4ingestsink-connected";
+pub const DISCONNECTED: &str = "fmp4ingestsink-disconnected";
+pub const RECONNECTING: &str = "fmp4ingestsink-reconnecting";
+pub const RESENT: &str = "fmp4ingestsink-resent";
+pub const DROPPED: &str = "fmp4ingestsink-dropped";
+
+/// A short name of the reason, the HTTP status if any, and a sentence for humans.
+pub fn describe_failure(f: &Failure) -> (&'static str, u32, String) {
+    match f {
+        Failure::ProbeRefused { status } => {
+            ("probe-refused", u32::from(*status), format!("the probe was answered HTTP {status} {}", reason(*status)))
+        }
+        Failure::ProbeTimeout => ("probe-timeout", 0, "the probe got no answer within the connect-timeout".into()),
+        Failure::ConnectTimeout => ("connect-timeout", 0, "the POST did not connect within the connect-timeout".into()),
+        Failure::Transport { error } => {
+            let what = match error {
+                TransportError::Connect => "could not connect",
+                TransportError::Timeout => "connecting timed out",
+                TransportError::Write => "writing failed",
+                TransportError::Closed => "the server closed the connection",
+                TransportError::Other => "the connection failed",
+            };
+            ("transport", 0, what.into())
+        }
+        Failure::ServerAbort { status } => (
+            "server-abort",
+            u32::from(*status),
+            format!("the server answered HTTP {status} {} before the stream ended", reason(*status)),
+        ),
+        Failure::SendTimeout => ("send-timeout", 0, "nothing moved for the send-timeout while data waited".into()),
+        Failure::EosTimeout => ("eos-timeout", 0, "the rest could not be delivered within the eos-timeout".into()),
+    }
+}
+
+/// Reason phrase of common statuses, for texts.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        412 => "Precondition Failed",
+        415 => "Unsupported Media Type",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    }
+}
+
+fn track_arrays(items: impl Iterator<Item = (u32, u64)>) -> (gst::Array, gst::Array) {
+    let (ids, times): (Vec<u32>, Vec<u64>) = items.unzip();
+    (gst::Array::new(ids), gst::Array::new(times))
+}
+
+pub fn connected(url: &str, connection: u64) -> gst::Structure {
+    gst::Structure::builder(CONNECTED).field("url", url).field("connection", connection).build()
+}
+
+pub fn disconnected(url: &str, failure: &Failure, detail: &str) -> gst::Structure {
+    let (reason, status, _) = describe_failure(failure);
+    gst::Structure::builder(DISCONNECTED)
+        .field("url", url)
+        .field("reason", reason)
+        .field("status", status)
+        .field("detail", detail)
+        .build()
+}
+
+pub fn reconnecting(url: &str, attempt: u32, delay: Duration) -> gst::Structure {
+    gst::Structure::builder(RECONNECTING)
+        .field("url", url)
+        .field("attempt", attempt)
+        .field("delay", u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX))
+        .build()
+}
+
+pub fn resent(url: &str, fragments: &[ResentFragment]) -> gst::Structure {
+    let (ids, times) = track_arrays(fragments.iter().map(|f| (f.track_id, f.time)));
+    gst::Structure::builder(RESENT)
+        .field("url", url)
+        .field("count", fragments.len() as u32)
+        .field("track-ids", ids)
+        .field("times", times)
+        .build()
+}
+
+pub fn dropped(url: &str, fragments: &[DroppedFragment]) -> gst::Structure {
+    let (ids, times) = track_arrays(fragments.iter().map(|f| (f.track_id, f.time)));
+    gst::Structure::builder(DROPPED)
+        .field("url", url)
+        .field("count", fragments.len() as u32)
+        .field("media-time", fragments.iter().map(|f| f.start_ns).min().unwrap_or(0))
+        .field("media-duration", fragments.iter().map(|f| f.duration_ns).sum::<u64>())
+        .field("track-ids", ids)
+        .field("times", times)
+        .build()
+}
+
+/// ISO 8601 UTC with milliseconds, as the service writes `lastFragmentArrivalTime`.
+pub fn iso8601(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// The `stats` property: the stream's figures, BaseSink's own, and one structure per track
+/// with the field names of the service's ingest heartbeat.
+pub fn stats_structure(
+    stream_id: &str,
+    url: &str,
+    s: &StreamStats,
+    now: Duration,
+    tracks: &[IngestTrack],
+    base: Option<&gst::StructureRef>,
+) -> gst::Structure {
+    let wall_now = SystemTime::now();
+    let mut per_track = Vec::new();
+    for t in &s.tracks {
+        let declared = tracks.iter().find(|i| i.info.track_id == t.track_id);
+        let arrival = t
+            .last_fragment_sent_at
+            .map(|at| iso8601(wall_now.checked_sub(now.saturating_sub(at)).unwrap_or(wall_now)))
+            .unwrap_or_default();
+        per_track.push(
+            gst::Structure::builder("track")
+                .field("trackId", t.track_id)
+                .field("trackName", declared.map(|d| d.name.as_str()).unwrap_or(""))
+                .field("trackType", declared.map(|d| d.info.kind.as_str()).unwrap_or(""))
+                .field("bitrate", u64::from(declared.map_or(0, |d| d.bitrate)))
+                .field("incomingBitrate", t.incoming_bitrate)
+                .field("lastTimestamp", t.last_timestamp.unwrap_or(0))
+                .field("timescale", t.timescale)
+                .field("lastFragmentArrivalTime", arrival)
+                .field("discontinuityCount", t.discontinuity_count)
+                .field("overlapCount", t.overlap_count)
+                .field("nonincreasingCount", t.nonincreasing_count)
+                .field("state", s.state)
+                .field("healthy", s.healthy(t))
+                .build()
+                .to_send_value(),
+        );
+    }
+    let mut b = gst::Structure::builder("application/x-fmp4ingest-stats")
+        .field("stream-id", stream_id)
+        .field("url", url)
+        .field("state", s.state)
+        .field("connected", s.connected)
+        .field("connections", s.connections)
+        .field("reconnects", s.reconnects)
+        .field("bytes-sent", s.bytes_sent)
+        .field("fragments-sent", s.fragments_sent)
+        .field("fragments-resent", s.fragments_resent)
+        .field("fragments-dropped", s.fragments_dropped)
+        .field("queue-fragments", s.queue_fragments)
+        .field("queue-bytes", s.queue_bytes)
+        .field("queue-duration", s.queue_duration_ns)
+        .field("tracks", gst::Array::from_values(per_track));
+    if let Some(base) = base {
+        for (name, value) in base.iter() {
+            b = b.field(name, value.clone());
+        }
+    }
+    b.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_times_are_iso8601_with_milliseconds() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(iso8601(t), "2023-11-14T22:13:20.123Z");
+        assert_eq!(iso8601(SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,231 @@
+//! Failover that loses nothing (issue 3): live pipelines against a receiver that resets,
+//! stalls, restarts and refuses, checked on the receiver's deduplicated timeline.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{RunResult, audio_source, run_pipeline, spawn_pipeline, video_source};
+use fmp4ingest_receiver::{Behaviour, Fault, FaultKind, Receiver, StreamView};
+
+/// Video + audio through isofmp4mux (2 s fragments) into the sink, with extra sink properties.
+fn pipeline(url: &str, seconds: u32, props: &str) -> String {
+    format!(
+        "isofmp4mux name=mux fragment-duration=2000000000 ! fmp4ingestsink name=sink location=\"{url}\" {props} \
+         {} ! queue ! mux. {} ! queue ! mux.",
+        video_source(seconds, 60),
+        audio_source(seconds)
+    )
+}
+
+fn ok(r: &RunResult) {
+    assert!(r.eos && r.errors.is_empty(), "{:?} {:?}", r.errors, r.warnings);
+}
+
+/// Zero gaps on every track, and at least `min` fragments per track.
+fn gapless(view: &StreamView, min: usize) {
+    let tracks = view.track_ids();
+    assert_eq!(tracks.len(), 2, "{tracks:?}");
+    for t in tracks {
+        assert!(view.gaps(t).is_empty(), "track {t}: gaps {:?}", view.gaps(t));
+        assert!(view.timeline(t).len() >= min, "track {t}: {} fragments", view.timeline(t).len());
+    }
+    let violations = view.violations();
+    assert!(violations.iter().all(|v| v.contains("body: ")), "{violations:#?}");
+}
+
+fn u32_field(s: &gst::StructureRef, f: &str) -> u32 {
+    s.get::<u32>(f).unwrap_or_else(|e| panic!("{f}: {e} in {s}"))
+}
+
+fn u64_array(s: &gst::StructureRef, f: &str) -> Vec<u64> {
+    s.get::<gst::Array>(f).unwrap().iter().map(|v| v.get::<u64>().unwrap()).collect()
+}
+
+fn u32_array(s: &gst::StructureRef, f: &str) -> Vec<u32> {
+    s.get::<gst::Array>(f).unwrap().iter().map(|v| v.get::<u32>().unwrap()).collect()
+}
+
+#[test]
+fn abort_storm_loses_nothing_and_every_reconnect_resends_the_header_and_last_two_per_track() {
+    let rx = Receiver::start().unwrap();
+    rx.inject(Fault::new(FaultKind::Abort { min: 3, max: 4, reset: true }, Duration::from_secs(300)));
+    let r = run_pipeline(&pipeline(&rx.url("live", "storm"), 60, ""), Duration::from_secs(150));
+    ok(&r);
+    let view = rx.stream("storm");
+    gapless(&view, 29);
+    let media = view.media_posts();
+    assert!(media.len() >= 10, "{} POSTs", media.len());
+    assert!(media.iter().filter(|p| p.ended_by_receiver.as_deref() == Some("abort-reset")).count() >= 9);
+    // Byte-identical header boxes on every connection.
+    let header = &media[0].header_bytes;
+    assert!(!header.is_empty());
+    assert!(media.iter().all(|p| &p.header_bytes == header));
+    // Each reconnect announced what it resent, and the next POST starts with exactly that:
+    // at least the last two fragments of each track.
+    let resent = r.messages_named("fmp4ingestsink-resent");
+    assert_eq!(resent.len(), media.len() - 1);
+    for (k, m) in resent.iter().enumerate() {
+        let ids = u32_array(m, "track-ids");
+        let times = u64_array(m, "times");
+        assert_eq!(u32_field(m, "count") as usize, ids.len());
+        for t in [1, 2] {
+            assert!(ids.iter().filter(|i| **i == t).count() >= 2, "resend {k}: {ids:?}");
+        }
+        let post = media[k + 1];
+        let first: Vec<(u32, u64)> =
+            post.fragments.iter().take(ids.len()).map(|f| (f.track_id, f.time().unwrap())).collect();
+        let announced: Vec<(u32, u64)> = ids.into_iter().zip(times).collect();
+        assert_eq!(first, announced, "POST #{}", post.index);
+    }
+    let stats = r.final_stats.unwrap();
+    assert!(stats.get::<u64>("reconnects").unwrap() >= 9, "{stats}");
+    assert_eq!(stats.get::<u64>("fragments-dropped").unwrap(), 0);
+}
+
+#[test]
+fn a_server_down_for_20_s_leaves_no_gap_and_never_stalls_the_pipeline() {
+    let rx = Receiver::start().unwrap();
+    let run = spawn_pipeline(&pipeline(&rx.url("live", "down"), 42, ""), Duration::from_secs(150));
+    assert!(rx.wait_until(Duration::from_secs(30), |p| p.iter().map(|p| p.fragments.len()).sum::<usize>() >= 8));
+    rx.restart(Duration::from_secs(20));
+    let r = run.join().unwrap();
+    ok(&r);
+    let view = rx.stream("down");
+    gapless(&view, 19);
+    // The pipeline kept flowing through the outage: fragments reach the sink every ~2 s.
+    assert!(r.max_buffer_gap < Duration::from_millis(3500), "the sink blocked for {:?}", r.max_buffer_gap);
+    assert!(!r.messages_named("fmp4ingestsink-disconnected").is_empty());
+    assert!(r.messages_named("fmp4ingestsink-reconnecting").len() >= 3);
+    assert!(r.messages_named("fmp4ingestsink-connected").len() >= 2);
+    let stats = r.final_stats.unwrap();
+    assert_eq!(stats.get::<u64>("fragments-dropped").unwrap(), 0, "{stats}");
+}
+
+/// The receiver stops reading after 4 fragments until the sender opens a new POST; what its
+/// socket buffers held is still read (`discard` false) or lost with a reset (`discard` true).
+/// Its receive buffer is a fixed 16 KiB (32 KiB once Linux doubles it), so that how long the sender's bytes keep moving after
+/// the stall does not depend on the kernel's autotuning.
+fn stall(discard: bool, id: &str) {
+    let rx = Receiver::start_with(Behaviour { recv_buffer: Some(16 * 1024), ..Behaviour::default() }, "127.0.0.1:0")
+        .unwrap();
+    let stall = FaultKind::Stall { fragments: 4, duration: Duration::from_secs(40), until_new_post: true, discard };
+    rx.inject(Fault::new(stall, Duration::from_secs(300)).once());
+    let r = run_pipeline(&pipeline(&rx.url("live", id), 24, ""), Duration::from_secs(120));
+    ok(&r);
+    let view = rx.stream(id);
+    gapless(&view, 11);
+    let media = view.media_posts();
+    let stalled = media.iter().position(|p| p.ended_by_receiver.as_deref() == Some("stall")).expect("a stalled POST");
+    let next = media.get(stalled + 1).expect("a POST after the stall");
+    // The sender gave up on the stalled connection by its send timeout (1.5 x 2 s), counted
+    // from when its bytes stopped moving: the next fragment comes within 2 s of the stall,
+    // fills the small socket buffer at once, and 3 s later the connection is abandoned.
+    let reasons: Vec<String> =
+        r.messages_named("fmp4ingestsink-disconnected").iter().map(|m| m.get::<String>("reason").unwrap()).collect();
+    assert_eq!(reasons, ["send-timeout"]);
+    let waited = next.started - media[stalled].fault_at.unwrap();
+    assert!(waited < Duration::from_millis(6500), "reconnected {waited:?} after the stall began");
+}
+
+#[test]
+fn a_stalled_receiver_is_abandoned_within_the_send_timeout_and_nothing_is_lost() {
+    stall(false, "stall");
+}
+
+#[test]
+fn a_stalled_receiver_that_loses_its_socket_buffers_still_gets_a_gapless_timeline() {
+    stall(true, "stall-lost");
+}
+
+#[test]
+fn probes_refused_with_403_404_500_are_retried_with_backoff_and_reported() {
+    let rx = Receiver::start().unwrap();
+    for status in [403, 404, 500] {
+        rx.inject(Fault::new(FaultKind::ProbeStatus(status), Duration::from_secs(300)).once());
+    }
+    let r = run_pipeline(&pipeline(&rx.url("live", "refused"), 12, ""), Duration::from_secs(90));
+    ok(&r);
+    let view = rx.stream("refused");
+    gapless(&view, 5);
+    assert_eq!(
+        view.probes().iter().map(|p| p.status).collect::<Vec<_>>()[..4],
+        [Some(403), Some(404), Some(500), Some(200)]
+    );
+    let down = r.messages_named("fmp4ingestsink-disconnected");
+    let seen: Vec<(String, u32)> =
+        down.iter().map(|m| (m.get::<String>("reason").unwrap(), u32_field(m, "status"))).collect();
+    assert_eq!(
+        seen,
+        [("probe-refused".to_string(), 403), ("probe-refused".to_string(), 404), ("probe-refused".to_string(), 500)]
+    );
+    let retries: Vec<(u32, u64)> = r
+        .messages_named("fmp4ingestsink-reconnecting")
+        .iter()
+        .map(|m| (u32_field(m, "attempt"), m.get::<u64>("delay").unwrap()))
+        .collect();
+    assert_eq!(retries.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(retries[0].1, 0);
+    assert!((375_000_000..=625_000_000).contains(&retries[1].1), "{retries:?}");
+    assert!((750_000_000..=1_250_000_000).contains(&retries[2].1), "{retries:?}");
+}
+
+#[test]
+fn a_server_that_never_returns_gives_a_clear_error_at_the_retry_limit() {
+    // Bound but not listening: every connection is refused.
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let url = format!("http://127.0.0.1:{}/live.isml/Streams(gone)", held.local_addr().unwrap().port());
+    let start = Instant::now();
+    let r = run_pipeline(&pipeline(&url, 30, "max-retries=3 retry-delay=100000000"), Duration::from_secs(60));
+    assert!(!r.eos);
+    let error = r.errors.join("\n");
+    assert!(error.contains("Could not connect to the ingest server") && error.contains("Gave up"), "{error}");
+    assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
+    assert_eq!(r.messages_named("fmp4ingestsink-reconnecting").len(), 3);
+    drop(held);
+}
+
+#[test]
+fn a_retry_time_limit_also_ends_in_a_clear_error() {
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let url = format!("http://127.0.0.1:{}/live.isml/Streams(gone)", held.local_addr().unwrap().port());
+    let r = run_pipeline(&pipeline(&url, 30, "retry-timeout=3000000000"), Duration::from_secs(60));
+    assert!(!r.eos);
+    assert!(r.errors.join("\n").contains("Gave up"), "{:?}", r.errors);
+    assert!(r.elapsed < Duration::from_secs(8), "took {:?}", r.elapsed);
+    drop(held);
+}
+
+#[test]
+fn eos_during_an_outage_is_delivered_when_the_server_returns() {
+    let rx = Receiver::start().unwrap();
+    let run = spawn_pipeline(&pipeline(&rx.url("live", "eos"), 12, ""), Duration::from_secs(120));
+    assert!(rx.wait_until(Duration::from_secs(30), |p| p.iter().map(|p| p.fragments.len()).sum::<usize>() >= 4));
+    // Down across the end of the stream; back 15 s later, within the default eos-timeout.
+    rx.restart(Duration::from_secs(15));
+    let r = run.join().unwrap();
+    ok(&r);
+    let view = rx.stream("eos");
+    gapless(&view, 6);
+    let last = view.media_posts().last().cloned().unwrap();
+    assert!(last.complete && last.status == Some(200), "the last POST ended gracefully");
+    assert!(r.elapsed >= Duration::from_secs(15));
+}
+
+#[test]
+fn eos_during_an_outage_says_what_it_could_not_deliver_at_the_eos_timeout() {
+    let rx = Receiver::start().unwrap();
+    let run =
+        spawn_pipeline(&pipeline(&rx.url("live", "eos-lost"), 12, "eos-timeout=2000000000"), Duration::from_secs(90));
+    assert!(rx.wait_until(Duration::from_secs(30), |p| p.iter().map(|p| p.fragments.len()).sum::<usize>() >= 4));
+    rx.restart(Duration::from_secs(120));
+    let r = run.join().unwrap();
+    assert!(r.eos && r.errors.is_empty(), "EOS still goes through: {:?}", r.errors);
+    assert!(r.warnings.iter().any(|w| w.contains("could not be delivered")), "{:?}", r.warnings);
+    let lost = r.messages_named("fmp4ingestsink-dropped");
+    assert_eq!(lost.len(), 1);
+    assert!(u32_field(lost[0], "count") >= 2);
+    assert!(r.elapsed < Duration::from_secs(30), "took {:?}", r.elapsed);
+}

@@ -1,0 +1,120 @@
+//! Faults the receiver can inject, each bounded in time, to show what a sender does when the
+//! server misbehaves: resets, stalls, refusals, error answers, slow reading.
+
+use std::time::{Duration, Instant};
+
+/// What goes wrong. "Fragments" count the fragments of the stream a request brings for the
+/// first time: resent duplicates do not count, so that the stream advances between faults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultKind {
+    /// After `min..=max` fragments of a POST (varying per POST), drop the connection: with a
+    /// TCP reset (`reset`), or a plain close (FIN) without a response.
+    Abort { min: usize, max: usize, reset: bool },
+    /// After `fragments` fragments, stop reading for `duration`, or until the sender opens a
+    /// new POST for the same stream (it gave up) when `until_new_post`. Then `discard` drops
+    /// the connection with a reset, losing what the socket buffers held; otherwise reading
+    /// goes on.
+    Stall { fragments: usize, duration: Duration, until_new_post: bool, discard: bool },
+    /// Answer every probe with this status.
+    ProbeStatus(u16),
+    /// After `fragments` fragments, answer with `status` and close.
+    ErrorStatus { fragments: usize, status: u16 },
+    /// Read at most this many bytes per second.
+    SlowRead { bytes_per_second: u64 },
+}
+
+/// How often a fault fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Times {
+    Once,
+    Every,
+}
+
+/// A fault, for one stream id or all, active until a time.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub kind: FaultKind,
+    pub stream: Option<String>,
+    pub times: Times,
+    /// The fault is ignored after this instant.
+    pub until: Instant,
+    pub(crate) fired: u32,
+}
+
+impl Fault {
+    /// A fault for every stream, firing every time, active for `duration` from now.
+    pub fn new(kind: FaultKind, duration: Duration) -> Self {
+        Fault { kind, stream: None, times: Times::Every, until: Instant::now() + duration, fired: 0 }
+    }
+
+    pub fn once(mut self) -> Self {
+        self.times = Times::Once;
+        self
+    }
+
+    pub fn for_stream(mut self, id: &str) -> Self {
+        self.stream = Some(id.to_string());
+        self
+    }
+
+    pub(crate) fn applies(&self, stream: &str, now: Instant) -> bool {
+        now < self.until
+            && self.stream.as_deref().is_none_or(|s| s == stream)
+            && !(self.times == Times::Once && self.fired > 0)
+    }
+}
+
+/// The faults chosen for one request when it starts.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Abort after this many fragments, with a reset or not.
+    pub abort_after: Option<(usize, bool)>,
+    pub stall: Option<(usize, Duration, bool, bool)>,
+    pub error_after: Option<(usize, u16)>,
+    pub probe_status: Option<u16>,
+    pub bytes_per_second: Option<u64>,
+}
+
+impl Plan {
+    /// Picks the active faults for request number `index` of `stream`, marking them fired:
+    /// the first applicable fault of each kind, so that faults queue up in order.
+    pub fn choose(faults: &mut [Fault], stream: &str, index: usize, probe: bool) -> Plan {
+        let now = Instant::now();
+        let mut plan = Plan::default();
+        for f in faults.iter_mut().filter(|f| f.applies(stream, now)) {
+            let used = match &f.kind {
+                FaultKind::ProbeStatus(_) if plan.probe_status.is_some() => false,
+                FaultKind::Abort { .. } if plan.abort_after.is_some() => false,
+                FaultKind::Stall { .. } if plan.stall.is_some() => false,
+                FaultKind::ErrorStatus { .. } if plan.error_after.is_some() => false,
+                FaultKind::SlowRead { .. } if plan.bytes_per_second.is_some() => false,
+                FaultKind::ProbeStatus(s) if probe => {
+                    plan.probe_status = Some(*s);
+                    true
+                }
+                FaultKind::Abort { min, max, reset } if !probe => {
+                    let span = max.saturating_sub(*min) + 1;
+                    plan.abort_after = Some((min + index % span, *reset));
+                    true
+                }
+                FaultKind::Stall { fragments, duration, until_new_post, discard } if !probe => {
+                    plan.stall = Some((*fragments, *duration, *until_new_post, *discard));
+                    true
+                }
+                FaultKind::ErrorStatus { fragments, status } if !probe => {
+                    plan.error_after = Some((*fragments, *status));
+                    true
+                }
+                FaultKind::SlowRead { bytes_per_second } if !probe => {
+                    plan.bytes_per_second = Some(*bytes_per_second);
+                    true
+                }
+                _ => false,
+            };
+            if used {
+                f.fired += 1;
+            }
+        }
+        plan
+    }
+}
