@@ -244,28 +244,39 @@ impl IngestStream {
         Ok(())
     }
 
-    fn emit_fragment(&mut self, tf: TrackFragment) -> Result<()> {
-        let time = tf.presentation_time()?;
-        let duration = tf.duration();
+    fn emit_fragment(&mut self, mut tf: TrackFragment) -> Result<()> {
         let track = self.movie.as_ref().and_then(|m| m.track(tf.track_id));
         let hevc = track.is_some_and(|t| t.codec == Codec::Hevc);
         let is_video = track.is_some_and(|t| t.kind == TrackKind::Video);
         let timescale = track.map_or(1, |t| t.timescale);
+        let mut time = tf.presentation_time()?;
+        let expected = self.next_time.iter().find(|(id, _)| *id == tf.track_id).map(|(_, e)| *e);
+        if let Some(expected) = expected {
+            // Muxers round each sample's time to ticks, so a fragment may start a tick or two
+            // off where the previous one ended. Within half a sample that is rounding, not a
+            // gap: move the start onto the previous end (the first sample absorbs it), so that
+            // the timeline stays exactly contiguous (ingest-spec §9.1).
+            let delta = i128::from(expected) - i128::from(time);
+            let tolerance = i128::from(tf.shortest_sample() / 2);
+            if delta != 0 && delta.abs() <= tolerance && tf.shift_start(delta as i64) {
+                time = tf.presentation_time()?;
+            }
+            if time != expected {
+                self.out.push_back(StreamOutput::Notice(Notice::Discontinuity {
+                    track_id: tf.track_id,
+                    expected,
+                    actual: time,
+                }));
+            }
+        }
+        let duration = tf.duration();
         if is_video && !tf.starts_with_sync() {
             self.out.push_back(StreamOutput::Notice(Notice::NoSyncSampleAtStart { track_id: tf.track_id, time }));
         }
+        let end = time.saturating_add(duration);
         match self.next_time.iter_mut().find(|(id, _)| *id == tf.track_id) {
-            Some((_, expected)) => {
-                if *expected != time {
-                    self.out.push_back(StreamOutput::Notice(Notice::Discontinuity {
-                        track_id: tf.track_id,
-                        expected: *expected,
-                        actual: time,
-                    }));
-                }
-                *expected = time.saturating_add(duration);
-            }
-            None => self.next_time.push((tf.track_id, time.saturating_add(duration))),
+            Some((_, e)) => *e = end,
+            None => self.next_time.push((tf.track_id, end)),
         }
         let mut opts = self.config.fragment;
         opts.default_base_is_moof |= hevc;
@@ -353,6 +364,27 @@ mod tests {
             out.iter()
                 .any(|o| matches!(o, StreamOutput::Notice(Notice::NoSyncSampleAtStart { track_id: 1, time: 20000 })))
         );
+    }
+
+    #[test]
+    fn rounding_jitter_is_absorbed_and_the_timeline_stays_contiguous() {
+        let payload = [7u8; 100];
+        // Audio fragments of 5 x 1024 ticks whose starts are a tick late, then a tick early.
+        let f1 = muxer_fragment(&[(2, 0, vec![run(5, 1024, 0)])], &payload[..50]);
+        let f2 = muxer_fragment(&[(2, 5121, vec![run(5, 1024, 0)])], &payload[..50]);
+        let f3 = muxer_fragment(&[(2, 10239, vec![run(5, 1024, 0)])], &payload[..50]);
+        let mut s = IngestStream::new(StreamConfig { video_bitrate: Some(1), ..StreamConfig::default() });
+        s.push(Bytes::from(muxer_stream(&[f1, f2, f3]))).unwrap();
+        let out = outputs(&mut s);
+        let frags: Vec<(u64, u64)> = out
+            .iter()
+            .filter_map(
+                |o| if let StreamOutput::Fragment(f) = o { Some((f.timing.time, f.timing.duration)) } else { None },
+            )
+            .collect();
+        // Each starts where the previous ended; the first sample took the tick up or gave it.
+        assert_eq!(frags, [(0, 5120), (5120, 5121), (10241, 5118)]);
+        assert!(!out.iter().any(|o| matches!(o, StreamOutput::Notice(Notice::Discontinuity { .. }))));
     }
 
     #[test]

@@ -63,6 +63,28 @@ impl TrackFragment {
     pub fn starts_with_sync(&self) -> bool {
         self.samples.first().is_some_and(Sample::is_sync)
     }
+
+    /// Moves the fragment's start by `delta` ticks (negative: earlier) and keeps every other
+    /// sample where it was: the first sample's duration absorbs the difference. Refused when
+    /// that would leave it without duration.
+    pub fn shift_start(&mut self, delta: i64) -> bool {
+        let Some(first) = self.samples.first_mut() else { return false };
+        let duration = i64::from(first.duration) - delta;
+        let start = i128::from(self.decode_time) + i128::from(delta);
+        match (u32::try_from(duration), u64::try_from(start)) {
+            (Ok(d), Ok(t)) if d > 0 => {
+                first.duration = d;
+                self.decode_time = t;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The shortest sample duration, in ticks.
+    pub fn shortest_sample(&self) -> u32 {
+        self.samples.iter().map(|s| s.duration).min().unwrap_or(0)
+    }
 }
 
 /// Splits muxer fragments into per-track runs, remembering each track's next decode time for

@@ -100,6 +100,59 @@ fn a_server_down_for_20_s_leaves_no_gap_and_never_stalls_the_pipeline() {
     assert!(r.messages_named("fmp4ingestsink-connected").len() >= 2);
     let stats = r.final_stats.unwrap();
     assert_eq!(stats.get::<u64>("fragments-dropped").unwrap(), 0, "{stats}");
+    check_stats_fields(&stats);
+    // The backlog went out no faster than twice real time: in the POST after the outage, a
+    // fragment starting m seconds into the backlog arrived no earlier than m / 2 seconds after
+    // the first (plus one fragment, which may go as soon as it starts within the limit).
+    let after =
+        view.media_posts().into_iter().find(|p| p.ended_by_receiver.is_none() && p.fragments.len() > 10).unwrap();
+    let video: Vec<_> = after.fragments.iter().filter(|f| f.track_id == 1).collect();
+    let (t0, a0) = (video[0].time().unwrap(), video[0].arrived.unwrap());
+    let mut ahead_of_live = 0.0f64;
+    for f in &video {
+        let media = (f.time().unwrap() - t0) as f64 / 3000.0;
+        let wall = (f.arrived.unwrap() - a0).as_secs_f64();
+        assert!(media <= 2.0 * wall + 2.5, "media {media:.2} s went out {wall:.2} s after the backlog's start");
+        ahead_of_live = f64::max(ahead_of_live, media - wall);
+    }
+    // There was a backlog to pace: at some point the media sent ran ahead of wall time.
+    assert!(ahead_of_live > 5.0, "{ahead_of_live}");
+}
+
+/// The stats structure has the stream's figures and, per track, the heartbeat's fields.
+fn check_stats_fields(stats: &gst::Structure) {
+    for f in [
+        "connections",
+        "reconnects",
+        "bytes-sent",
+        "fragments-sent",
+        "fragments-resent",
+        "queue-fragments",
+        "queue-bytes",
+        "queue-duration",
+    ] {
+        assert!(stats.get::<u64>(f).is_ok(), "{f} in {stats}");
+    }
+    assert!(stats.get::<u64>("bytes-sent").unwrap() > 1_000_000);
+    let tracks = stats.get::<gst::Array>("tracks").unwrap();
+    assert_eq!(tracks.len(), 2);
+    for t in tracks.iter() {
+        let t = t.get::<gst::Structure>().unwrap();
+        let kind = t.get::<String>("trackType").unwrap();
+        assert!(kind == "video" || kind == "audio", "{t}");
+        assert_eq!(t.get::<String>("trackName").unwrap(), kind);
+        assert!(t.get::<u64>("bitrate").unwrap() > 0);
+        assert!(t.get::<u64>("incomingBitrate").unwrap() > 0, "{t}");
+        assert!(t.get::<u64>("lastTimestamp").unwrap() > 0);
+        assert!(t.get::<u32>("timescale").unwrap() > 0);
+        let arrival = t.get::<String>("lastFragmentArrivalTime").unwrap();
+        assert!(arrival.len() == 24 && arrival.ends_with('Z') && arrival.as_bytes()[10] == b'T', "{arrival}");
+        for c in ["discontinuityCount", "overlapCount", "nonincreasingCount"] {
+            assert_eq!(t.get::<u64>(c).unwrap(), 0, "{c} in {t}");
+        }
+        assert!(t.get::<String>("state").is_ok());
+        assert!(t.get::<bool>("healthy").is_ok());
+    }
 }
 
 /// The receiver stops reading after 4 fragments until the sender opens a new POST; what its
@@ -228,4 +281,79 @@ fn eos_during_an_outage_says_what_it_could_not_deliver_at_the_eos_timeout() {
     assert_eq!(lost.len(), 1);
     assert!(u32_field(lost[0], "count") >= 2);
     assert!(r.elapsed < Duration::from_secs(30), "took {:?}", r.elapsed);
+}
+
+#[test]
+fn an_error_answer_mid_stream_and_a_plain_close_are_retried_without_loss() {
+    let rx = Receiver::start().unwrap();
+    rx.inject(Fault::new(FaultKind::Abort { min: 3, max: 3, reset: false }, Duration::from_secs(300)).once());
+    let run = spawn_pipeline(&pipeline(&rx.url("live", "errors"), 24, ""), Duration::from_secs(120));
+    let fired = |how: &'static str| {
+        move |p: &[fmp4ingest_receiver::PostRecord]| p.iter().any(|p| p.ended_by_receiver.as_deref() == Some(how))
+    };
+    assert!(rx.wait_until(Duration::from_secs(30), fired("abort-fin")));
+    rx.inject(Fault::new(FaultKind::ErrorStatus { fragments: 3, status: 503 }, Duration::from_secs(300)).once());
+    assert!(rx.wait_until(Duration::from_secs(30), fired("error-status")));
+    let r = run.join().unwrap();
+    ok(&r);
+    gapless(&rx.stream("errors"), 11);
+    let reasons: Vec<(String, u32)> = r
+        .messages_named("fmp4ingestsink-disconnected")
+        .iter()
+        .map(|m| (m.get::<String>("reason").unwrap(), u32_field(m, "status")))
+        .collect();
+    assert_eq!(reasons, [("transport".to_string(), 0), ("server-abort".to_string(), 503)]);
+}
+
+#[test]
+fn a_reader_slower_than_the_stream_fills_the_forward_buffer_and_the_oldest_are_dropped() {
+    let rx = Receiver::start().unwrap();
+    // The stream is about 90 kB/s; the receiver takes 30 kB/s.
+    rx.inject(Fault::new(FaultKind::SlowRead { bytes_per_second: 30_000 }, Duration::from_secs(300)));
+    let props = "forward-buffer-duration=6000000000 send-buffer-size=65536 eos-timeout=1000000000";
+    let r = run_pipeline(&pipeline(&rx.url("live", "slow"), 30, props), Duration::from_secs(120));
+    assert!(r.eos && r.errors.is_empty(), "{:?}", r.errors);
+    // The pipeline never waited for the network.
+    assert!(r.max_buffer_gap < Duration::from_millis(3500), "the sink blocked for {:?}", r.max_buffer_gap);
+    assert!(r.warnings.iter().any(|w| w.contains("forward buffer is full")), "{:?}", r.warnings);
+    let dropped: u32 = r.messages_named("fmp4ingestsink-dropped").iter().map(|m| u32_field(m, "count")).sum();
+    assert!(dropped >= 4, "{dropped}");
+    let stats = r.final_stats.unwrap();
+    assert!(stats.get::<u64>("fragments-dropped").unwrap() >= 4, "{stats}");
+    // What waits never exceeded the bound: at most 6 s of media, plus what was in flight.
+    assert!(stats.get::<u64>("queue-duration").unwrap() <= 6_000_000_000, "{stats}");
+    let tracks = stats.get::<gst::Array>("tracks").unwrap();
+    for t in tracks.iter() {
+        let t = t.get::<gst::Structure>().unwrap();
+        assert!(t.get::<u64>("discontinuityCount").unwrap() > 0, "{t}");
+        assert!(!t.get::<bool>("healthy").unwrap());
+    }
+    // What arrived is well-formed; the drops themselves lie beyond what the slow reader got to.
+    let view = rx.stream("slow");
+    assert!(!view.fragments().is_empty());
+    let violations = view.violations();
+    assert!(violations.iter().all(|v| v.contains("body: ")), "{violations:#?}");
+}
+
+#[test]
+fn a_non_live_source_waits_for_room_instead_of_dropping() {
+    let rx = Receiver::start().unwrap();
+    rx.inject(Fault::new(FaultKind::SlowRead { bytes_per_second: 200_000 }, Duration::from_secs(300)));
+    // 20 s of media produced as fast as the encoder goes, into a 4 s forward buffer.
+    let d = format!(
+        "isofmp4mux name=mux fragment-duration=2000000000 ! fmp4ingestsink name=sink location=\"{}\" \
+         forward-buffer-duration=4000000000 \
+         videotestsrc num-buffers=600 ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+         x264enc key-int-max=60 speed-preset=ultrafast bitrate=600 ! h264parse ! queue ! mux. \
+         audiotestsrc num-buffers=938 samplesperbuffer=1024 ! audio/x-raw,rate=48000,channels=2 ! \
+         avenc_aac ! aacparse ! queue ! mux.",
+        rx.url("live", "file")
+    );
+    let r = run_pipeline(&d, Duration::from_secs(120));
+    ok(&r);
+    assert!(r.messages_named("fmp4ingestsink-dropped").is_empty());
+    let view = rx.stream("file");
+    gapless(&view, 9);
+    let stats = r.final_stats.unwrap();
+    assert_eq!(stats.get::<u64>("fragments-dropped").unwrap(), 0, "{stats}");
 }

@@ -5,6 +5,7 @@
 //! request what a strict receiver would check: probe, framing, header order, the manifest and
 //! the moov, every fragment's tfxd. Tests assert on those records; the demo prints them.
 
+pub mod discard;
 pub mod faults;
 pub mod http;
 pub mod mp4;
@@ -286,6 +287,7 @@ async fn serve(sock: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
             let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
             let restarted = st.generation != generation;
             let rec = &mut st.posts[index];
+            rec.first_byte_at.get_or_insert_with(Instant::now);
             rec.bytes += piece.len() as u64;
             rec.chunks = chunks;
             let before = rec.fragments.len();

@@ -322,6 +322,8 @@ pub struct FragmentInfo {
     pub size: u64,
     /// FNV-1a of the moof + mdat bytes, to compare resent fragments.
     pub hash: u64,
+    /// When its last byte arrived.
+    pub arrived: Option<std::time::Instant>,
 }
 
 impl FragmentInfo {
@@ -364,6 +366,7 @@ pub fn parse_fragment(
         has_cto: false,
         size: (moof.bytes.len() + mdat.bytes.len()) as u64,
         hash: fnv1a(&[moof.bytes, mdat.bytes]),
+        arrived: Some(std::time::Instant::now()),
     };
     let kids = boxes(moof.body());
     if let Some(mfhd) = kids.iter().find(|b| b.is(b"mfhd")) {

@@ -36,6 +36,8 @@ pub struct PostRecord {
     pub ended_by_receiver: Option<String>,
     pub fault_at: Option<Instant>,
     pub started: Instant,
+    /// When the first body byte arrived.
+    pub first_byte_at: Option<Instant>,
     pub ended: Option<Instant>,
 }
 
@@ -70,6 +72,7 @@ impl PostRecord {
             ended_by_receiver: None,
             fault_at: None,
             started: Instant::now(),
+            first_byte_at: None,
             ended: None,
         }
     }

@@ -59,8 +59,13 @@ pub struct SessionConfig {
     /// What may wait while disconnected, in media time and bytes; the oldest goes beyond.
     pub forward_buffer_duration: Duration,
     pub forward_buffer_bytes: u64,
-    /// A backlog goes out at no more than this multiple of real time; 0 disables pacing.
+    /// After an outage the backlog goes out at no more than this multiple of real time; 0
+    /// disables pacing. The first connection is never paced.
     pub catch_up_rate: f64,
+    /// Beyond the forward buffer's bound, drop the oldest waiting fragments (a live source:
+    /// nothing may block). When false the application waits for [`IngestSession::has_room`]
+    /// instead (a non-live source, such as a file, that can be slowed down).
+    pub drop_oldest: bool,
     /// After `finish()`, how long to keep trying to deliver what is left.
     pub eos_timeout: Duration,
     /// Fully written fragments per track sent again on every new connection (spec: 2).
@@ -85,6 +90,7 @@ impl Default for SessionConfig {
             forward_buffer_duration: Duration::from_secs(30),
             forward_buffer_bytes: 64 << 20,
             catch_up_rate: 2.0,
+            drop_oldest: true,
             eos_timeout: Duration::from_secs(30),
             resend_depth: 2,
             unobserved_in_flight: 8 << 20,
@@ -380,6 +386,23 @@ impl IngestSession {
         self.state == State::Done
     }
 
+    /// Whether what waits is within the forward buffer's bound (always true when the session
+    /// drops the oldest itself).
+    pub fn has_room(&self) -> bool {
+        if self.config.drop_oldest || self.state == State::Done {
+            return true;
+        }
+        let (_, bytes, duration) = self.backlog.pending_size();
+        let max_ns = u64::try_from(self.config.forward_buffer_duration.as_nanos()).unwrap_or(u64::MAX);
+        duration < max_ns && bytes < self.config.forward_buffer_bytes
+    }
+
+    /// Chooses between dropping the oldest and letting the application wait (see
+    /// [`SessionConfig::drop_oldest`]).
+    pub fn set_drop_oldest(&mut self, drop_oldest: bool) {
+        self.config.drop_oldest = drop_oldest;
+    }
+
     /// The next body bytes of POST `connection`, if the transport can take them now.
     pub fn poll_transmit(&mut self, connection: ConnectionId, now: Duration) -> Transmit {
         let State::Streaming { conn } = self.state else { return Transmit::Wait };
@@ -440,7 +463,9 @@ impl IngestSession {
                 self.connections += 1;
                 self.attempt = 0;
                 self.outage_since = None;
-                let pace = self.backlog.first_pending_start().map(|m| (now, m));
+                // Only a backlog after an outage is paced; the first connection sends at once.
+                let pace =
+                    if self.connections > 1 { self.backlog.first_pending_start().map(|m| (now, m)) } else { None };
                 self.link = Some(Link {
                     conn,
                     pulled: 0,
@@ -724,6 +749,9 @@ impl IngestSession {
     }
 
     fn enforce_bound(&mut self) {
+        if !self.config.drop_oldest {
+            return;
+        }
         let max_ns = u64::try_from(self.config.forward_buffer_duration.as_nanos()).unwrap_or(u64::MAX);
         let dropped = self.backlog.enforce_bound(max_ns, self.config.forward_buffer_bytes);
         if !dropped.is_empty() {

@@ -615,3 +615,33 @@ fn with_everything_acknowledged_exactly_the_last_two_per_track_go_again() {
     let c2 = h.reconnect(true);
     assert_eq!(names(&h.pull(c2).0), ["1@6000", "2@6000", "1@8000", "2@8000"]);
 }
+
+#[test]
+fn the_first_connection_is_not_paced() {
+    let mut h = Harness::new(SessionConfig::default());
+    for t in (0..20_000).step_by(2000) {
+        h.s.push_fragment(frag(1, t), h.now);
+    }
+    let c1 = h.connect_first(true);
+    // Everything goes out at once: a file pushed faster than real time is not slowed down.
+    assert_eq!(names(&h.pull(c1).0).len(), 10);
+}
+
+#[test]
+fn without_dropping_the_application_is_told_to_wait() {
+    let mut h = Harness::new(SessionConfig {
+        drop_oldest: false,
+        forward_buffer_duration: Duration::from_secs(10),
+        ..SessionConfig::default()
+    });
+    h.s.start(h.now);
+    for t in (0..10_000).step_by(2000) {
+        assert!(h.s.has_room());
+        h.s.push_fragment(frag(1, t), h.now);
+    }
+    // 10 s of media wait: full, but nothing dropped.
+    assert!(!h.s.has_room());
+    h.s.push_fragment(frag(1, 10_000), h.now);
+    assert!(!h.events().iter().any(|e| matches!(e, SessionEvent::Dropped { .. })));
+    assert_eq!(h.s.stats(h.now).queue_fragments, 6);
+}

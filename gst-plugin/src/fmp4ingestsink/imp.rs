@@ -64,6 +64,7 @@ struct Settings {
     forward_buffer_size: u64,
     catch_up_rate: f64,
     eos_timeout: u64,
+    send_buffer_size: u32,
     user_agent: String,
     tfdt: bool,
 }
@@ -86,6 +87,7 @@ impl Default for Settings {
             forward_buffer_size: DEFAULT_FORWARD_BUFFER_SIZE,
             catch_up_rate: DEFAULT_CATCH_UP_RATE,
             eos_timeout: DEFAULT_EOS_TIMEOUT,
+            send_buffer_size: 0,
             user_agent: DEFAULT_USER_AGENT.clone(),
             tfdt: DEFAULT_TFDT,
         }
@@ -129,6 +131,9 @@ struct Started {
     eos_wait: Duration,
     /// A video fragment without a sync sample was already reported.
     warned_no_sync: bool,
+    /// Whether upstream is live, once asked (at the first buffer): a live pipeline never waits
+    /// on the network, a non-live one waits for room instead of losing data.
+    live: Option<bool>,
 }
 
 #[derive(Default)]
@@ -152,6 +157,9 @@ pub struct Fmp4IngestSink {
     canceller: Canceller,
     /// Set when the session gave up mid-stream; the error is already posted.
     failed: AtomicBool,
+    /// A "forward buffer full" warning was posted since the last connection came up: one per
+    /// outage is enough, the element messages count every drop.
+    drop_warned: AtomicBool,
 }
 
 #[glib::object_subclass]
@@ -184,6 +192,7 @@ impl Fmp4IngestSink {
             SessionEvent::ProbeAccepted { status } => gst::info!(CAT, imp = self, "probe of {url} answered {status}"),
             SessionEvent::Connected { connection } => {
                 gst::info!(CAT, imp = self, "streaming to {url} (connection {connection})");
+                self.drop_warned.store(false, Ordering::SeqCst);
                 self.post_element_message(reporting::connected(url, connection));
             }
             SessionEvent::Resent { fragments } => {
@@ -201,17 +210,22 @@ impl Fmp4IngestSink {
             }
             SessionEvent::Dropped { fragments } => {
                 let media: u64 = fragments.iter().map(|f| f.duration_ns).sum();
+                gst::warning!(CAT, imp = self, "dropped {} fragments ({media} ns of media)", fragments.len());
+                self.post_element_message(reporting::dropped(url, &fragments));
+                if self.drop_warned.swap(true, Ordering::SeqCst) {
+                    return;
+                }
                 gst::element_imp_warning!(
                     self,
                     gst::ResourceError::Write,
                     ("The forward buffer is full: {} fragments dropped", fragments.len()),
                     [
-                        "{url} has been unreachable too long; {:.3} s of media is lost and the timeline has a gap. \
-                         forward-buffer-duration and forward-buffer-size set how much may wait.",
+                        "{url} has been unreachable or too slow for too long; {:.3} s of media is lost and the \
+                         timeline has a gap. forward-buffer-duration and forward-buffer-size set how much may wait; \
+                         fmp4ingestsink-dropped messages count every drop.",
                         media as f64 / 1e9
                     ]
                 );
-                self.post_element_message(reporting::dropped(url, &fragments));
             }
             SessionEvent::Finished { status } => {
                 gst::info!(CAT, imp = self, "{url} answered {status} to the end of the stream")
@@ -506,6 +520,16 @@ impl ObjectImpl for Fmp4IngestSink {
                     0,
                     DEFAULT_EOS_TIMEOUT,
                 ),
+                glib::ParamSpecUInt::builder("send-buffer-size")
+                    .nick("Send buffer size")
+                    .blurb(
+                        "Kernel send buffer (SO_SNDBUF, bytes) of the POST connection; 0 = the kernel's autotuning. \
+                         Smaller means less data at risk and stalls seen sooner, but must hold the link's \
+                         bandwidth x delay",
+                    )
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("user-agent")
                     .nick("User agent")
                     .blurb("User-Agent header of every request")
@@ -544,6 +568,7 @@ impl ObjectImpl for Fmp4IngestSink {
             "forward-buffer-size" => s.forward_buffer_size = v.get().expect("type checked upstream"),
             "catch-up-rate" => s.catch_up_rate = v.get().expect("type checked upstream"),
             "eos-timeout" => s.eos_timeout = v.get().expect("type checked upstream"),
+            "send-buffer-size" => s.send_buffer_size = v.get().expect("type checked upstream"),
             "user-agent" => {
                 s.user_agent = v.get::<Option<String>>().expect("type checked upstream").unwrap_or_default()
             }
@@ -573,6 +598,7 @@ impl ObjectImpl for Fmp4IngestSink {
             "forward-buffer-size" => s.forward_buffer_size.to_value(),
             "catch-up-rate" => s.catch_up_rate.to_value(),
             "eos-timeout" => s.eos_timeout.to_value(),
+            "send-buffer-size" => s.send_buffer_size.to_value(),
             "user-agent" => s.user_agent.to_value(),
             "tfdt" => s.tfdt.to_value(),
             _ => glib::Value::from_type(pspec.value_type()),
@@ -634,8 +660,12 @@ impl BaseSinkImpl for Fmp4IngestSink {
             ..StreamConfig::default()
         });
         let session = s.session_config();
-        let http =
-            HttpConfig { url: url.clone(), connect_timeout: session.connect_timeout, user_agent: s.user_agent.clone() };
+        let http = HttpConfig {
+            url: url.clone(),
+            connect_timeout: session.connect_timeout,
+            user_agent: s.user_agent.clone(),
+            send_buffer: (s.send_buffer_size > 0).then_some(s.send_buffer_size),
+        };
         // Enough for a last outage (eos-timeout), a connection and the final response.
         let eos_wait =
             session.eos_timeout + session.connect_timeout + session.final_response_timeout + Duration::from_secs(5);
@@ -657,6 +687,7 @@ impl BaseSinkImpl for Fmp4IngestSink {
             tracks: Vec::new(),
             eos_wait,
             warned_no_sync: false,
+            live: None,
         }));
         Ok(())
     }
@@ -683,16 +714,29 @@ impl BaseSinkImpl for Fmp4IngestSink {
             gst::element_imp_error!(self, gst::CoreError::Failed, ["Not started"]);
             return Err(gst::FlowError::Error);
         };
+        if started.live.is_none() {
+            // Unknown (the query failed) counts as live: never block.
+            let live = self.obj().query_latency().map_or(true, |(live, upstream_live, _, _)| live || upstream_live);
+            gst::info!(CAT, imp = self, "upstream is {}", if live { "live" } else { "not live: waiting for room" });
+            started.uploader.set_drop_oldest(live);
+            started.live = Some(live);
+        }
         match started.stream.push(bytes) {
-            Ok(()) => {
-                self.drain(started);
-                Ok(gst::FlowSuccess::Ok)
-            }
+            Ok(()) => self.drain(started),
             Err(e) => {
                 self.input_error(started, e);
-                Err(gst::FlowError::Error)
+                return Err(gst::FlowError::Error);
             }
         }
+        if started.live == Some(false) {
+            let waiter = started.uploader.room_waiter();
+            drop(state);
+            waiter.wait(&self.canceller.notify, || self.canceller.flushing.load(Ordering::SeqCst));
+            if self.canceller.flushing.load(Ordering::SeqCst) {
+                return Err(gst::FlowError::Flushing);
+            }
+        }
+        Ok(gst::FlowSuccess::Ok)
     }
 
     fn event(&self, event: gst::Event) -> bool {

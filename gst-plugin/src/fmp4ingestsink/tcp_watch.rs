@@ -172,6 +172,21 @@ mod linux {
         None
     }
 
+    pub fn set_send_buffer(fd: &OwnedFd, bytes: u32) -> bool {
+        let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: the pointer and length describe `v`, which outlives the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        rc == 0
+    }
+
     pub fn counters(fd: &OwnedFd) -> Option<super::TcpCounters> {
         // SAFETY: tcp_info is plain old data; zeroed is a valid value.
         let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
@@ -218,6 +233,20 @@ impl TcpWatch {
         {
             let _ = (local, remote);
             None
+        }
+    }
+
+    /// Caps the kernel's send buffer (SO_SNDBUF), which turns its autotuning off: less data can
+    /// wait unacknowledged, so less is at risk and a stall shows sooner.
+    pub fn set_send_buffer(&self, bytes: u32) -> bool {
+        #[cfg(target_os = "linux")]
+        {
+            linux::set_send_buffer(&self.fd, bytes)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = bytes;
+            false
         }
     }
 

@@ -48,6 +48,8 @@ pub struct HttpConfig {
     pub url: IngestUrl,
     pub connect_timeout: Duration,
     pub user_agent: String,
+    /// SO_SNDBUF for POST connections; `None` leaves the kernel's autotuning.
+    pub send_buffer: Option<u32>,
 }
 
 /// What the uploader tells the element, with any detail the network gave.
@@ -66,6 +68,8 @@ struct Shared {
     wake: Notify,
     /// POST bodies waiting for data, by connection (an abandoned one may still be polled).
     body_wakers: Mutex<HashMap<ConnectionId, Waker>>,
+    /// Notified when the transport took data: room may have been made in the forward buffer.
+    room: Notify,
     epoch: Instant,
     done: watch::Sender<bool>,
 }
@@ -120,6 +124,7 @@ impl Uploader {
             session: Mutex::new(IngestSession::new(session)),
             wake: Notify::new(),
             body_wakers: Mutex::new(HashMap::new()),
+            room: Notify::new(),
             epoch: Instant::now(),
             done: done_tx,
         });
@@ -134,6 +139,7 @@ impl Uploader {
             head_bound,
             report,
             log,
+            send_buffer: http.send_buffer,
             conns: HashMap::new(),
             last_detail: None,
         };
@@ -154,6 +160,17 @@ impl Uploader {
         self.shared.with_session(|s, now| s.finish(now));
     }
 
+    /// Live upstream: beyond the forward buffer's bound the session drops the oldest. Not
+    /// live: it drops nothing, and `render()` waits for room (see [`RoomWaiter`]).
+    pub fn set_drop_oldest(&self, drop_oldest: bool) {
+        self.shared.with_session(|s, _| s.set_drop_oldest(drop_oldest));
+    }
+
+    /// Something to wait on for room in the forward buffer, usable without holding the uploader.
+    pub fn room_waiter(&self) -> RoomWaiter {
+        RoomWaiter { shared: self.shared.clone() }
+    }
+
     /// The session's figures now, and the driver's clock for them.
     pub fn stats(&self) -> (StreamStats, Duration) {
         let now = self.shared.now();
@@ -171,6 +188,46 @@ impl Drop for Uploader {
     fn drop(&mut self) {
         // Dropping the task drops every connection it holds.
         self.task.abort();
+    }
+}
+
+/// Waits for room in the forward buffer.
+pub struct RoomWaiter {
+    shared: Arc<Shared>,
+}
+
+impl RoomWaiter {
+    /// For a non-live source: blocks until the forward buffer has room, the session is done,
+    /// or `cancelled()` holds (`wake` is notified when it may have changed). Never used for a
+    /// live source, which must not wait on the network.
+    pub fn wait(&self, wake: &Notify, cancelled: impl Fn() -> bool) {
+        let shared = &self.shared;
+        let ready = || {
+            let s = shared.session.lock().unwrap_or_else(|e| e.into_inner());
+            s.has_room() || s.is_done()
+        };
+        if ready() {
+            return;
+        }
+        RUNTIME.block_on(async {
+            loop {
+                let room = shared.room.notified();
+                let woken = wake.notified();
+                tokio::pin!(room, woken);
+                // Register before checking, so that a notification in between is not lost.
+                room.as_mut().enable();
+                woken.as_mut().enable();
+                if ready() || cancelled() {
+                    return;
+                }
+                tokio::select! {
+                    _ = room => {}
+                    _ = woken => {}
+                    // The session may give up without any data moving.
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                }
+            }
+        })
     }
 }
 
@@ -252,6 +309,7 @@ struct Driver {
     head_bound: u64,
     report: ReportFn,
     log: ConnectionLog,
+    send_buffer: Option<u32>,
     conns: HashMap<ConnectionId, RequestTask>,
     /// The transport's words for the last failure, for reports.
     last_detail: Option<String>,
@@ -371,6 +429,11 @@ impl Driver {
                 let watch = addresses.and_then(|(local, remote)| TcpWatch::find(local, remote));
                 let observes_acks = watch.is_some();
                 gst::debug!(CAT, "POST {conn:?} connected {addresses:?}; kernel counters: {observes_acks}");
+                if let (Some(w), Some(size)) = (&watch, self.send_buffer) {
+                    if !w.set_send_buffer(size) {
+                        gst::warning!(CAT, "could not set the send buffer of POST {conn:?} to {size} bytes");
+                    }
+                }
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.watch = watch;
                 }
@@ -494,6 +557,7 @@ impl Stream for BodyStream {
                 self.counters.framing.fetch_add(hex_digits + 4, Ordering::Relaxed);
                 self.counters.chunks.fetch_add(1, Ordering::Relaxed);
                 self.counters.largest_chunk.fetch_max(len, Ordering::Relaxed);
+                self.shared.room.notify_waiters();
                 Poll::Ready(Some(Ok(b)))
             }
             Transmit::End => {

@@ -1,0 +1,352 @@
+//! fmp4ingest's benchmarks. Figures go into BENCHMARKS.md, never into timed assertions.
+//!
+//!     fmp4ingest-bench [failover] [--out BENCHMARKS.md]
+//!
+//! `failover` (issue 3):
+//! - recovery: time from a server reset to the first bytes of the new POST and to its first
+//!   resent fragment, on loopback, over many resets of a live stream;
+//! - outage memory: peak RSS of a process pushing 10 minutes of 6 Mbps media while the server
+//!   refuses every connection (run faster than real time), with RSS along the way;
+//! - CPU: CPU time of a process that pushes 60 s of 6 Mbps fMP4 from a file through the
+//!   element to a discard server, scaled to an hour of media.
+//!
+//! Heavy phases run in child processes (this binary with an internal sub-command), so that
+//! RSS and CPU time belong to the element's process alone.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fmp4ingest_receiver::discard::{self, DiscardCounters};
+use fmp4ingest_receiver::{Fault, FaultKind, Receiver};
+use gst::prelude::*;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("outage-child") => outage_child(args.get(1).and_then(|m| m.parse().ok()).unwrap_or(10)),
+        Some("push-file-child") => push_file_child(&args[1], &args[2]),
+        Some("discard-server") => discard_server(args.get(1).and_then(|p| p.parse().ok()).unwrap_or(0)),
+        _ => run(&args),
+    };
+    if let Err(e) = result {
+        eprintln!("fmp4ingest-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn init() -> Result<(), String> {
+    gst::init().map_err(|e| e.to_string())?;
+    gstfmp4ingest::plugin_register_static().map_err(|e| e.to_string())?;
+    gstfmp4::plugin_register_static().map_err(|e| e.to_string())
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let out = args.windows(2).find(|w| w[0] == "--out").map_or("BENCHMARKS.md".to_string(), |w| w[1].clone());
+    init()?;
+    println!("== recovery after a reset (live stream, loopback)");
+    let recovery = recovery()?;
+    println!("{recovery}");
+    println!("== peak RSS through a 10-minute outage at 6 Mbps");
+    let outage = outage()?;
+    println!("{outage}");
+    println!("== CPU time per hour of media (6 Mbps, file to discard server)");
+    let cpu = cpu()?;
+    println!("{cpu}");
+    let section = format!(
+        "## Failover (issue 3)\n\n{}\n\n### Recovery after a reset\n\n{recovery}\n\n### Memory through a 10-minute outage\n\n{outage}\n\n### CPU in steady state\n\n{cpu}\n",
+        machine()
+    );
+    write_section(&out, "failover", &section)?;
+    println!("written to {out}");
+    Ok(())
+}
+
+/// Replaces (or appends) the section between `<!-- name:begin -->` and `<!-- name:end -->`.
+fn write_section(path: &str, name: &str, body: &str) -> Result<(), String> {
+    let begin = format!("<!-- {name}:begin -->");
+    let end = format!("<!-- {name}:end -->");
+    let old = std::fs::read_to_string(path).unwrap_or_else(|_| {
+        "# Benchmarks\n\nFigures measured by `scripts/bench.sh` (`fmp4ingest-bench`); each section says how.\n\n"
+            .to_string()
+    });
+    let block = format!("{begin}\n{body}{end}\n");
+    let new = match (old.find(&begin), old.find(&end)) {
+        (Some(a), Some(b)) if b > a => {
+            format!("{}{}{}", &old[..a], block, &old[b + end.len()..].trim_start_matches('\n'))
+        }
+        _ => format!("{}\n{}", old.trim_end(), "\n".to_string() + &block),
+    };
+    std::fs::write(path, new).map_err(|e| format!("cannot write {path}: {e}"))
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "Measured {date} on {cpu}, {cores} cores, Linux {}, GStreamer {}, debug build of the element.",
+        kernel.trim(),
+        gst::version_string()
+    )
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+fn run_pipeline(description: &str, limit: Duration) -> Result<(), String> {
+    let p = gst::parse::launch(description).map_err(|e| format!("{e}: {description}"))?;
+    let p = p.downcast::<gst::Pipeline>().map_err(|_| "not a pipeline")?;
+    let bus = p.bus().ok_or("no bus")?;
+    p.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
+    let msg = bus.timed_pop_filtered(
+        gst::ClockTime::from_nseconds(limit.as_nanos() as u64),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    let _ = p.set_state(gst::State::Null);
+    match msg.as_ref().map(|m| m.view()) {
+        Some(gst::MessageView::Eos(_)) => Ok(()),
+        Some(gst::MessageView::Error(e)) => Err(format!("{} ({:?})", e.error(), e.debug())),
+        _ => Err("timed out".into()),
+    }
+}
+
+/// Resets every 4 new fragments of a 60 s live stream; for each, the time until the new POST's
+/// first body byte (the header) and until its first resent fragment is in.
+fn recovery() -> Result<String, String> {
+    let rx = Receiver::start().map_err(|e| e.to_string())?;
+    rx.inject(Fault::new(FaultKind::Abort { min: 4, max: 4, reset: true }, Duration::from_secs(600)));
+    let url = rx.url("live", "bench");
+    let d = format!(
+        "isofmp4mux name=mux fragment-duration=2000000000 ! fmp4ingestsink location=\"{url}\" \
+         videotestsrc is-live=true num-buffers=1800 ! video/x-raw,width=640,height=360,framerate=30/1 ! \
+         x264enc key-int-max=60 speed-preset=ultrafast bitrate=2000 ! h264parse ! queue ! mux. \
+         audiotestsrc is-live=true num-buffers=2813 samplesperbuffer=1024 ! audio/x-raw,rate=48000,channels=2 ! \
+         avenc_aac ! aacparse ! queue ! mux."
+    );
+    run_pipeline(&d, Duration::from_secs(180))?;
+    let posts = rx.stream("bench").media_posts().into_iter().cloned().collect::<Vec<_>>();
+    let mut first_byte = Vec::new();
+    let mut first_fragment = Vec::new();
+    for (i, p) in posts.iter().enumerate() {
+        let (Some(at), Some(next)) = (p.fault_at, posts.get(i + 1)) else { continue };
+        if let Some(b) = next.first_byte_at {
+            first_byte.push((b - at).as_secs_f64() * 1000.0);
+        }
+        if let Some(f) = next.fragments.first().and_then(|f| f.arrived) {
+            first_fragment.push((f - at).as_secs_f64() * 1000.0);
+        }
+    }
+    first_byte.sort_by(f64::total_cmp);
+    first_fragment.sort_by(f64::total_cmp);
+    Ok(format!(
+        "{} resets of a live 2 Mbps + AAC stream (isofmp4mux, 2 s fragments), the receiver resetting the POST \
+         after every 4 new fragments; defaults (reprobe on, first retry at once). Time from the reset to:\n\n\
+         | | median | p90 | max |\n|---|---|---|---|\n\
+         | first byte of the new POST (probe and connection included) | {:.1} ms | {:.1} ms | {:.1} ms |\n\
+         | first resent fragment complete at the receiver | {:.1} ms | {:.1} ms | {:.1} ms |",
+        first_byte.len(),
+        percentile(&first_byte, 0.5),
+        percentile(&first_byte, 0.9),
+        first_byte.last().copied().unwrap_or(f64::NAN),
+        percentile(&first_fragment, 0.5),
+        percentile(&first_fragment, 0.9),
+        first_fragment.last().copied().unwrap_or(f64::NAN),
+    ))
+}
+
+fn rss_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Child: pushes `minutes` of 6 Mbps media (faster than real time) to a port that refuses
+/// every connection; prints "rss <media s> <KiB>" along the way and "peak <KiB>" at the end.
+fn outage_child(minutes: u64) -> Result<(), String> {
+    init()?;
+    let held = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = held.local_addr().map_err(|e| e.to_string())?.port();
+    drop(held);
+    let frames = minutes * 60 * 30;
+    let d = format!(
+        "videotestsrc num-buffers={frames} pattern=snow ! video/x-raw,width=640,height=360,framerate=30/1 ! \
+         x264enc key-int-max=60 speed-preset=ultrafast bitrate=6000 ! h264parse ! \
+         isofmp4mux fragment-duration=2000000000 ! fmp4ingestsink name=sink eos-timeout=1000000000 \
+         location=http://127.0.0.1:{port}/live.isml/Streams(outage)"
+    );
+    let p = gst::parse::launch(&d).map_err(|e| e.to_string())?.downcast::<gst::Pipeline>().map_err(|_| "pipeline")?;
+    let bus = p.bus().ok_or("bus")?;
+    p.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
+    let mut next_report = 0u64;
+    loop {
+        if let Some(m) = bus
+            .timed_pop_filtered(gst::ClockTime::from_mseconds(200), &[gst::MessageType::Eos, gst::MessageType::Error])
+        {
+            if let gst::MessageView::Error(e) = m.view() {
+                return Err(format!("{}", e.error()));
+            }
+            break;
+        }
+        let media = p.query_position::<gst::ClockTime>().map_or(0, |t| t.seconds());
+        if media >= next_report {
+            println!("rss {media} {}", rss_kib("VmRSS:"));
+            next_report += 60;
+        }
+    }
+    let stats = p.by_name("sink").map(|s| s.property::<gst::Structure>("stats"));
+    let _ = p.set_state(gst::State::Null);
+    if let Some(s) = stats {
+        println!("dropped {}", s.get::<u64>("fragments-dropped").unwrap_or(0));
+    }
+    println!("peak {}", rss_kib("VmHWM:"));
+    Ok(())
+}
+
+fn outage() -> Result<String, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let out = Command::new(exe).args(["outage-child", "10"]).output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("outage child failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut samples = Vec::new();
+    let mut peak = 0;
+    let mut dropped = 0;
+    for l in text.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        match f.as_slice() {
+            ["rss", m, k] => samples.push((m.parse::<u64>().unwrap_or(0), k.parse::<u64>().unwrap_or(0))),
+            ["peak", k] => peak = k.parse().unwrap_or(0),
+            ["dropped", d] => dropped = d.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    let along: Vec<String> =
+        samples.iter().map(|(m, k)| format!("{} min: {:.1} MiB", m / 60, *k as f64 / 1024.0)).collect();
+    Ok(format!(
+        "10 minutes of 640x360 H.264 at 6 Mbps (x264 on noise, so that it reaches the rate) pushed as fast as it \
+         encodes ({:.0} s wall) to a port that refuses every connection; default forward buffer (30 s, 64 MiB). \
+         Peak RSS of the whole process (encoder included): **{:.1} MiB**. {} fragments dropped from the forward \
+         buffer. RSS along the media timeline: {}.",
+        start.elapsed().as_secs_f64(),
+        peak as f64 / 1024.0,
+        dropped,
+        along.join(", ")
+    ))
+}
+
+/// Child: serves a discard server on 127.0.0.1:`port` until killed, printing its port.
+fn discard_server(port: u16) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let (l, a) = discard::bind(port).await.map_err(|e| e.to_string())?;
+        println!("{}", a.port());
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        discard::serve(l, Arc::new(DiscardCounters::default())).await;
+        Ok(())
+    })
+}
+
+/// Child: pushes a file through the element to `url`.
+fn push_file_child(file: &str, url: &str) -> Result<(), String> {
+    init()?;
+    run_pipeline(&format!("filesrc location=\"{file}\" ! fmp4ingestsink location=\"{url}\""), Duration::from_secs(300))
+}
+
+fn child_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+fn cpu() -> Result<String, String> {
+    let dir = std::path::Path::new("target/bench");
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let input = dir.join("input-6mbps-60s.mp4");
+    if !input.exists() {
+        println!("   generating {}", input.display());
+        run_pipeline(
+            &format!(
+                "isofmp4mux name=mux fragment-duration=2000000000 ! filesink location=\"{}\" \
+                 videotestsrc num-buffers=1800 pattern=snow ! video/x-raw,width=640,height=360,framerate=30/1 ! \
+                 x264enc key-int-max=60 speed-preset=ultrafast bitrate=6000 ! h264parse ! queue ! mux. \
+                 audiotestsrc num-buffers=2813 samplesperbuffer=1024 ! audio/x-raw,rate=48000,channels=2 ! \
+                 avenc_aac ! aacparse ! queue ! mux.",
+                input.display()
+            ),
+            Duration::from_secs(600),
+        )?;
+    }
+    let size = std::fs::metadata(&input).map_err(|e| e.to_string())?.len();
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut server = Command::new(&exe)
+        .arg("discard-server")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut port = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(server.stdout.take().ok_or("no stdout")?)
+        .read_line(&mut port)
+        .map_err(|e| e.to_string())?;
+    let url = format!("http://127.0.0.1:{}/live.isml/Streams(cpu)", port.trim());
+    let mut runs = Vec::new();
+    let mut walls = Vec::new();
+    for _ in 0..5 {
+        let before = child_cpu_seconds();
+        let start = Instant::now();
+        let st = Command::new(&exe)
+            .args(["push-file-child", &input.display().to_string(), &url])
+            .status()
+            .map_err(|e| e.to_string())?;
+        walls.push(start.elapsed().as_secs_f64());
+        if !st.success() {
+            let _ = server.kill();
+            return Err("push child failed".into());
+        }
+        runs.push(child_cpu_seconds() - before);
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    runs.sort_by(f64::total_cmp);
+    walls.sort_by(f64::total_cmp);
+    let median = percentile(&runs, 0.5);
+    Ok(format!(
+        "60 s of 6 Mbps H.264 + AAC ({:.1} MB, isofmp4mux output) pushed from a file through fmp4ingestsink \
+         (`filesrc ! fmp4ingestsink`, whole process: GStreamer start-up included) to a discard server in another \
+         process, 5 runs: median CPU (user + system) **{:.3} s** (min {:.3}, max {:.3}), wall {:.3} s; that is \
+         **{:.1} s of CPU per hour of media** ({:.2} % of one core at real time).",
+        size as f64 / 1e6,
+        median,
+        runs[0],
+        runs[runs.len() - 1],
+        percentile(&walls, 0.5),
+        median * 60.0,
+        median / 60.0 * 100.0
+    ))
+}

@@ -1,0 +1,49 @@
+//! A discard ingest server: answers the probe, reads and throws away the chunked body, answers
+//! at the end. For benchmarks, where the receiver's own parsing must not cost anything.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::BufReader;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::http;
+
+/// Bytes of body discarded so far, across all requests.
+#[derive(Debug, Default)]
+pub struct DiscardCounters {
+    pub bytes: AtomicU64,
+    pub requests: AtomicU64,
+}
+
+/// Serves forever on `listener`.
+pub async fn serve(listener: TcpListener, counters: Arc<DiscardCounters>) {
+    loop {
+        let Ok((sock, _)) = listener.accept().await else { continue };
+        let c = counters.clone();
+        tokio::spawn(async move {
+            let _ = discard(sock, c).await;
+        });
+    }
+}
+
+async fn discard(sock: TcpStream, counters: Arc<DiscardCounters>) -> std::io::Result<()> {
+    let (rd, mut wr) = sock.into_split();
+    let mut rd = BufReader::with_capacity(256 * 1024, rd);
+    // One request per connection: the answer says "Connection: close".
+    let Some(head) = http::read_head(&mut rd).await? else { return Ok(()) };
+    counters.requests.fetch_add(1, Ordering::Relaxed);
+    let mut body = http::IncomingBody::new(&head);
+    while let Some(piece) = body.next(&mut rd, 256 * 1024).await? {
+        counters.bytes.fetch_add(piece.len() as u64, Ordering::Relaxed);
+    }
+    http::respond(&mut wr, 200, "OK", b"").await
+}
+
+/// Binds 127.0.0.1:`port` (0 for any).
+pub async fn bind(port: u16) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let l = TcpListener::bind(("127.0.0.1", port)).await?;
+    let a = l.local_addr()?;
+    Ok((l, a))
+}
