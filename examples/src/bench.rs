@@ -5,8 +5,8 @@
 //! `failover` (issue 3):
 //! - recovery: time from a server reset to the first bytes of the new POST and to its first
 //!   resent fragment, on loopback, over many resets of a live stream;
-//! - outage memory: peak RSS of a process pushing 10 minutes of 6 Mbps media while the server
-//!   refuses every connection (run faster than real time), with RSS along the way;
+//! - outage memory: peak RSS of a process pushing 10 minutes of live 6 Mbps media while the
+//!   server refuses every connection (10 real minutes), with RSS along the way;
 //! - CPU: CPU time of a process that pushes 60 s of 6 Mbps fMP4 from a file through the
 //!   element to a discard server, scaled to an hour of media.
 //!
@@ -181,8 +181,9 @@ fn rss_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Child: pushes `minutes` of 6 Mbps media (faster than real time) to a port that refuses
-/// every connection; prints "rss <media s> <KiB>" along the way and "peak <KiB>" at the end.
+/// Child: pushes `minutes` of live 6 Mbps media (in real time: a non-live source would make the
+/// sink wait for room instead of dropping) to a port that refuses every connection; prints
+/// "rss <media s> <KiB>" along the way and "peak <KiB>" at the end.
 fn outage_child(minutes: u64) -> Result<(), String> {
     init()?;
     let held = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
@@ -190,7 +191,7 @@ fn outage_child(minutes: u64) -> Result<(), String> {
     drop(held);
     let frames = minutes * 60 * 30;
     let d = format!(
-        "videotestsrc num-buffers={frames} pattern=snow ! video/x-raw,width=640,height=360,framerate=30/1 ! \
+        "videotestsrc is-live=true num-buffers={frames} pattern=snow ! video/x-raw,width=640,height=360,framerate=30/1 ! \
          x264enc key-int-max=60 speed-preset=ultrafast bitrate=6000 ! h264parse ! \
          isofmp4mux fragment-duration=2000000000 ! fmp4ingestsink name=sink eos-timeout=1000000000 \
          location=http://127.0.0.1:{port}/live.isml/Streams(outage)"
@@ -246,8 +247,8 @@ fn outage() -> Result<String, String> {
     let along: Vec<String> =
         samples.iter().map(|(m, k)| format!("{} min: {:.1} MiB", m / 60, *k as f64 / 1024.0)).collect();
     Ok(format!(
-        "10 minutes of 640x360 H.264 at 6 Mbps (x264 on noise, so that it reaches the rate) pushed as fast as it \
-         encodes ({:.0} s wall) to a port that refuses every connection; default forward buffer (30 s, 64 MiB). \
+        "10 minutes of live 640x360 H.264 at 6 Mbps (x264 on noise, so that it reaches the rate; {:.0} s wall) \
+         pushed to a port that refuses every connection; default forward buffer (30 s, 64 MiB). \
          Peak RSS of the whole process (encoder included): **{:.1} MiB**. {} fragments dropped from the forward \
          buffer. RSS along the media timeline: {}.",
         start.elapsed().as_secs_f64(),

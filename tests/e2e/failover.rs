@@ -357,3 +357,23 @@ fn a_non_live_source_waits_for_room_instead_of_dropping() {
     let stats = r.final_stats.unwrap();
     assert_eq!(stats.get::<u64>("fragments-dropped").unwrap(), 0, "{stats}");
 }
+
+#[test]
+fn a_dead_server_stalls_neither_its_pipeline_nor_another_sink_in_the_process() {
+    let rx = Receiver::start().unwrap();
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dead = format!("http://127.0.0.1:{}/live.isml/Streams(dead)", held.local_addr().unwrap().port());
+    let to_dead = spawn_pipeline(&pipeline(&dead, 16, "eos-timeout=1000000000"), Duration::from_secs(90));
+    let to_live = spawn_pipeline(&pipeline(&rx.url("live", "alive"), 16, ""), Duration::from_secs(90));
+    let (dead_run, live_run) = (to_dead.join().unwrap(), to_live.join().unwrap());
+    ok(&live_run);
+    gapless(&rx.stream("alive"), 7);
+    // Neither pipeline ever waited on the network.
+    for r in [&dead_run, &live_run] {
+        assert!(r.max_buffer_gap < Duration::from_millis(3500), "blocked for {:?}", r.max_buffer_gap);
+    }
+    assert!(dead_run.eos, "the dead server's pipeline ends too: {:?}", dead_run.errors);
+    assert!(dead_run.messages_named("fmp4ingestsink-reconnecting").len() >= 5);
+    drop(held);
+}

@@ -271,7 +271,8 @@ struct Link {
     pace: Option<(Duration, u64)>,
 }
 
-/// Lost time on the acknowledgement estimate when the driver cannot observe them.
+/// The body bytes to count as delivered when a connection ends: the driver's final count, or
+/// what was handed over minus what may still be in flight when acknowledgements are unseen.
 fn effective_acked(link: &Link, reported: Option<u64>, unobserved_in_flight: u64) -> u64 {
     match (link.observes_acks, reported) {
         (true, Some(a)) => a.max(link.acked).min(link.pulled),
@@ -291,6 +292,8 @@ pub struct IngestSession {
     backoff: Backoff,
     /// Consecutive failed attempts.
     attempt: u32,
+    /// Why the last attempt failed, for the report when the session gives up.
+    last_failure: Option<Failure>,
     /// Since when no connection works.
     outage_since: Option<Duration>,
     /// Set by `finish()`: the end of the stream and the deadline to deliver it.
@@ -319,6 +322,7 @@ impl IngestSession {
             link: None,
             backoff,
             attempt: 0,
+            last_failure: None,
             outage_since: None,
             finishing: None,
             nominal_fragment: Duration::from_secs(2),
@@ -545,6 +549,7 @@ impl IngestSession {
             State::Streaming { conn } => {
                 if let Some(t) = self.stall_deadline() {
                     if now >= t {
+                        self.last_failure = Some(Failure::SendTimeout);
                         self.events.push_back(SessionEvent::Disconnected { reason: Failure::SendTimeout });
                         self.actions.push_back(Action::Close { connection: conn });
                         // Wait for the driver's final acknowledgement count before resending.
@@ -674,6 +679,7 @@ impl IngestSession {
             self.actions.push_back(Action::Close { connection: conn });
         }
         self.connection_lost(acked);
+        self.last_failure = Some(reason);
         self.events.push_back(SessionEvent::Disconnected { reason });
         self.retry(now);
     }
@@ -725,14 +731,7 @@ impl IngestSession {
         let reason = if eos && !(over_retries || limit) {
             Failure::EosTimeout
         } else {
-            self.events
-                .iter()
-                .rev()
-                .find_map(|e| match e {
-                    SessionEvent::Disconnected { reason } => Some(*reason),
-                    _ => None,
-                })
-                .unwrap_or(Failure::Transport { error: TransportError::Other })
+            self.last_failure.unwrap_or(Failure::Transport { error: TransportError::Other })
         };
         match self.state {
             State::Probing { conn, .. }

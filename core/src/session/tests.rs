@@ -394,6 +394,7 @@ fn gives_up_after_the_retry_time_limit() {
     let mut h = Harness::new(config);
     h.s.start(h.now);
     let mut guard = 0;
+    let mut last = Vec::new();
     while !h.s.is_done() && guard < 1000 {
         guard += 1;
         for a in h.actions() {
@@ -401,12 +402,23 @@ fn gives_up_after_the_retry_time_limit() {
                 h.input(Input::Failed { connection, error: TransportError::Connect, acked: None });
             }
         }
+        // The driver drains events as they come.
+        last = h.events();
         if let Some(t) = h.s.poll_timeout() {
             h.at(t);
         }
     }
     assert!(h.s.is_done());
     assert_eq!(h.now, Duration::from_secs(20));
+    // The reason given up for is the last failure, although its event was drained long ago.
+    last.extend(h.events());
+    assert!(
+        last.iter().any(|e| matches!(
+            e,
+            SessionEvent::GaveUp { reason: Failure::Transport { error: TransportError::Connect }, .. }
+        )),
+        "{last:?}"
+    );
 }
 
 #[test]
