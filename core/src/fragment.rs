@@ -225,6 +225,7 @@ mod tests {
                 Sample { duration: 1024, size: 12, flags: SAMPLE_FLAGS_SYNC, cto: 0 },
             ],
             data,
+            anchor: None,
         };
         let timing = FragmentTiming { time: 48000, duration: 2048, decode_time: 48000, index: None, timescale: 48000 };
         let f = write_fragment(&tf, 1, timing, FragmentOptions::default());
@@ -252,6 +253,7 @@ mod tests {
             decode_time: 0,
             samples: vec![s(SAMPLE_FLAGS_SYNC, 0), s(0x0101_0000, -100), s(0x0101_0000, 100)],
             data,
+            anchor: None,
         };
         let timing = FragmentTiming { time: 0, duration: 300, decode_time: 0, index: None, timescale: 3000 };
         let f = write_fragment(&tf, 9, timing, FragmentOptions { tfdt: false, ..FragmentOptions::default() });

@@ -14,6 +14,7 @@ use crate::fragment::{Fragment, FragmentOptions, FragmentTiming, write_fragment}
 use crate::ingest_header::{IngestHeader, IngestTrack, default_track_names};
 use crate::movie::{Codec, IgnoredTrack, MovieInfo, TrackKind, parse_moov};
 use crate::splitter::{BoxSplitter, SplitterLimits, Unit};
+use crate::timeline::{Grid, GridConfig, GridFragment, TimestampMode};
 use crate::track_fragment::{FragmentReader, TrackFragment};
 
 /// How the stream is described and written.
@@ -29,8 +30,10 @@ pub struct StreamConfig {
     pub audio_bitrate: Option<u32>,
     pub fragment: FragmentOptions,
     pub limits: SplitterLimits,
-    /// First mfhd sequence_number.
+    /// First mfhd sequence_number (when the muxer's fragments are kept as they are).
     pub first_sequence: u32,
+    /// The fragment grid; a fragment duration of 0 keeps the muxer's fragments.
+    pub grid: GridConfig,
 }
 
 impl Default for StreamConfig {
@@ -43,6 +46,11 @@ impl Default for StreamConfig {
             fragment: FragmentOptions::default(),
             limits: SplitterLimits::default(),
             first_sequence: 1,
+            grid: GridConfig {
+                mode: TimestampMode::Pipeline,
+                fragment_duration_ns: 2_000_000_000,
+                target_offset_ns: 0,
+            },
         }
     }
 }
@@ -88,6 +96,8 @@ pub struct IngestStream {
     /// Per track: where its next fragment should start (time, after its previous one).
     next_time: Vec<(u32, u64)>,
     sequence: u32,
+    /// Output fragments on a fixed grid, unless the muxer's are kept.
+    grid: Option<Grid>,
     out: VecDeque<StreamOutput>,
     failed: bool,
 }
@@ -96,6 +106,7 @@ impl IngestStream {
     pub fn new(config: StreamConfig) -> Self {
         let splitter = BoxSplitter::new(config.limits);
         let sequence = config.first_sequence;
+        let grid = (config.grid.fragment_duration_ns > 0).then(|| Grid::new(config.grid));
         IngestStream {
             config,
             splitter,
@@ -105,6 +116,7 @@ impl IngestStream {
             held: Vec::new(),
             next_time: Vec::new(),
             sequence,
+            grid,
             out: VecDeque::new(),
             failed: false,
         }
@@ -114,24 +126,45 @@ impl IngestStream {
         self.header.as_ref()
     }
 
+    /// Where running time 0 lies on the target timeline (ns): the UTC instant of running time
+    /// 0 in UTC mode. Known only once the pipeline runs; set before the first fragment.
+    pub fn set_target_offset(&mut self, ns: i128) {
+        self.config.grid.target_offset_ns = ns;
+        if self.grid.is_some() {
+            self.grid = Some(Grid::new(self.config.grid));
+        }
+    }
+
     /// Feeds muxer bytes. Outputs completed before an error stay available from
     /// [`IngestStream::next_output`]; after an error the stream takes no more input.
     pub fn push(&mut self, chunk: Bytes) -> Result<()> {
+        self.push_timed(chunk, None)
+    }
+
+    /// Feeds muxer bytes with the running time (ns) of the presentation of the sample they
+    /// start, when known: it places the muxer's timeline on the pipeline's.
+    pub fn push_timed(&mut self, chunk: Bytes, running_time: Option<u64>) -> Result<()> {
         if self.failed {
             return Err(Error::Poisoned);
         }
-        let pushed = self.splitter.push(chunk);
+        let pushed = self.splitter.push_timed(chunk, running_time);
         let processed = self.drain_units();
         let result = pushed.and(processed);
         self.failed = result.is_err();
         result
     }
 
-    /// End of the muxer's output: flushes held fragments and reports a truncated last box.
+    /// End of the muxer's output: flushes held fragments and the grid's last ones, and
+    /// reports a truncated last box.
     pub fn finish(&mut self) -> Result<()> {
         let finished = if self.failed { Ok(()) } else { self.splitter.finish() };
         if self.header.is_none() && self.movie.is_some() {
             self.emit_header()?;
+        }
+        if let Some(grid) = self.grid.as_mut() {
+            for g in grid.flush() {
+                self.emit_grid_fragment(g);
+            }
         }
         finished
     }
@@ -244,7 +277,57 @@ impl IngestStream {
         Ok(())
     }
 
-    fn emit_fragment(&mut self, mut tf: TrackFragment) -> Result<()> {
+    fn emit_fragment(&mut self, tf: TrackFragment) -> Result<()> {
+        let Some(grid) = self.grid.as_mut() else { return self.emit_muxer_fragment(tf) };
+        let track = self.movie.as_ref().and_then(|m| m.track(tf.track_id));
+        let timescale = track.map_or(1, |t| t.timescale);
+        let video = track.is_some_and(|t| t.kind == TrackKind::Video);
+        let anchor = tf.anchor;
+        for g in grid.push(tf.track_id, timescale, video, tf, anchor) {
+            self.emit_grid_fragment(g);
+        }
+        Ok(())
+    }
+
+    /// A fragment on the grid: its index is the mfhd sequence and the tfxd v2 fragment_index.
+    fn emit_grid_fragment(&mut self, g: GridFragment) {
+        let tf = g.fragment;
+        let track = self.movie.as_ref().and_then(|m| m.track(tf.track_id));
+        let hevc = track.is_some_and(|t| t.codec == Codec::Hevc);
+        let timescale = track.map_or(1, |t| t.timescale);
+        if g.starts_without_sync {
+            self.out
+                .push_back(StreamOutput::Notice(Notice::NoSyncSampleAtStart { track_id: tf.track_id, time: g.time }));
+        }
+        match self.next_time.iter_mut().find(|(id, _)| *id == tf.track_id) {
+            Some((_, expected)) => {
+                if *expected != g.time {
+                    self.out.push_back(StreamOutput::Notice(Notice::Discontinuity {
+                        track_id: tf.track_id,
+                        expected: *expected,
+                        actual: g.time,
+                    }));
+                }
+                *expected = g.time + g.duration;
+            }
+            None => self.next_time.push((tf.track_id, g.time + g.duration)),
+        }
+        let mut opts = self.config.fragment;
+        opts.default_base_is_moof |= hevc;
+        let timing = FragmentTiming {
+            time: g.time,
+            duration: g.duration,
+            decode_time: tf.decode_time,
+            index: Some(g.index),
+            timescale,
+        };
+        // mfhd sequence_number = fragment_index (ingest-spec §2.7), wrapping after 2^32.
+        let frag = write_fragment(&tf, g.index as u32, timing, opts);
+        self.out.push_back(StreamOutput::Fragment(frag));
+    }
+
+    /// A muxer fragment kept as it is (no grid), with the stream's own sequence.
+    fn emit_muxer_fragment(&mut self, mut tf: TrackFragment) -> Result<()> {
         let track = self.movie.as_ref().and_then(|m| m.track(tf.track_id));
         let hevc = track.is_some_and(|t| t.codec == Codec::Hevc);
         let is_video = track.is_some_and(|t| t.kind == TrackKind::Video);
@@ -320,6 +403,13 @@ mod tests {
         RunSpec { samples, payload_start: start }
     }
 
+    /// The muxer's fragments as they are, no grid.
+    fn passthrough() -> StreamConfig {
+        let mut c = StreamConfig::default();
+        c.grid.fragment_duration_ns = 0;
+        c
+    }
+
     fn outputs(stream: &mut IngestStream) -> Vec<StreamOutput> {
         core::iter::from_fn(|| stream.next_output()).collect()
     }
@@ -329,7 +419,7 @@ mod tests {
         let payload = [7u8; 100];
         let f1 = muxer_fragment(&[(1, 0, vec![run(5, 3000, 0)]), (2, 0, vec![run(5, 1024, 50)])], &payload);
         let f2 = muxer_fragment(&[(1, 15000, vec![run(5, 3000, 0)]), (2, 5120, vec![run(5, 1024, 50)])], &payload);
-        let mut s = IngestStream::new(StreamConfig { stream_id: "s1".into(), ..StreamConfig::default() });
+        let mut s = IngestStream::new(StreamConfig { stream_id: "s1".into(), ..passthrough() });
         // Byte by byte, as the worst muxer would.
         for b in muxer_stream(&[f1, f2]) {
             s.push(Bytes::copy_from_slice(&[b])).unwrap();
@@ -353,7 +443,7 @@ mod tests {
         let mut r = run(5, 3000, 0);
         r.samples[0].flags = SAMPLE_FLAGS_NON_SYNC;
         let f2 = muxer_fragment(&[(1, 20000, vec![r])], &payload);
-        let mut s = IngestStream::new(StreamConfig::default());
+        let mut s = IngestStream::new(passthrough());
         s.push(Bytes::from(muxer_stream(&[f1, f2]))).unwrap();
         let out = outputs(&mut s);
         assert!(out.iter().any(|o| matches!(
@@ -373,7 +463,7 @@ mod tests {
         let f1 = muxer_fragment(&[(2, 0, vec![run(5, 1024, 0)])], &payload[..50]);
         let f2 = muxer_fragment(&[(2, 5121, vec![run(5, 1024, 0)])], &payload[..50]);
         let f3 = muxer_fragment(&[(2, 10239, vec![run(5, 1024, 0)])], &payload[..50]);
-        let mut s = IngestStream::new(StreamConfig { video_bitrate: Some(1), ..StreamConfig::default() });
+        let mut s = IngestStream::new(StreamConfig { video_bitrate: Some(1), ..passthrough() });
         s.push(Bytes::from(muxer_stream(&[f1, f2, f3]))).unwrap();
         let out = outputs(&mut s);
         let frags: Vec<(u64, u64)> = out
@@ -393,7 +483,7 @@ mod tests {
         let payload = [7u8; 100];
         let f1 = muxer_fragment(&[(2, 0, vec![run(5, 1024, 0)])], &payload);
         let f2 = muxer_fragment(&[(1, 0, vec![run(10, 3000, 0)])], &payload);
-        let mut s = IngestStream::new(StreamConfig::default());
+        let mut s = IngestStream::new(passthrough());
         let stream = muxer_stream(&[f1.clone()]);
         s.push(Bytes::from(stream)).unwrap();
         // The audio fragment is held: no header yet.
@@ -413,7 +503,7 @@ mod tests {
 
     #[test]
     fn a_configured_bitrate_wins_and_sends_the_header_at_once() {
-        let mut s = IngestStream::new(StreamConfig { video_bitrate: Some(2_000_000), ..StreamConfig::default() });
+        let mut s = IngestStream::new(StreamConfig { video_bitrate: Some(2_000_000), ..passthrough() });
         s.push(Bytes::from(muxer_stream(&[]))).unwrap();
         let out = outputs(&mut s);
         let StreamOutput::Header(h) = &out[0] else { panic!("{out:?}") };
@@ -422,7 +512,7 @@ mod tests {
 
     #[test]
     fn a_moov_with_other_tracks_mid_stream_is_refused_and_a_repeat_is_not() {
-        let mut s = IngestStream::new(StreamConfig { video_bitrate: Some(1), ..StreamConfig::default() });
+        let mut s = IngestStream::new(StreamConfig { video_bitrate: Some(1), ..passthrough() });
         let stream = muxer_stream(&[]);
         s.push(Bytes::from(stream.clone())).unwrap();
         s.push(Bytes::from(stream)).unwrap();
@@ -433,5 +523,61 @@ mod tests {
         video.sample_entry = crate::test_support::avc1_entry(8, 8, &[1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 1, 0x67, 0]);
         crate::moov::write_moov(&mut one, 1000, &[crate::moov::MoovTrack::from_info(&video)]);
         assert_eq!(s.push(Bytes::from(one)), Err(Error::TrackSetChanged));
+    }
+
+    #[test]
+    fn on_the_grid_fragments_are_indexed_and_anchored_to_running_time() {
+        // Video at timescale 10 MHz (the spec tracks), 2 s GOPs of 20 frames of 0.1 s, the muxer's
+        // timeline starting at 0 while its first sample's buffer said running time 0.4 s.
+        let payload = [7u8; 200];
+        let mut frags = Vec::new();
+        for g in 0..3u64 {
+            frags.push(muxer_fragment(&[(1, g * 20_000_000, vec![run(20, 1_000_000, 0)])], &payload));
+        }
+        let mut config = StreamConfig { video_bitrate: Some(1), ..StreamConfig::default() };
+        config.grid.mode = TimestampMode::Utc;
+        let mut s = IngestStream::new(config);
+        // Running time 0 is 1 699 999 999.6 s UTC, so the first sample (running time 0.4 s)
+        // is at 1 700 000 000 s exactly: the GOPs fall on the grid.
+        s.set_target_offset(1_700_000_000_000_000_000 - 400_000_000);
+        let stream = muxer_stream(&frags);
+        // Push the header boxes, then each moof (with the mdat header) and each sample's data
+        // as its own chunk with its running time, the way the element feeds muxer buffers.
+        let first_moof = stream.windows(4).position(|w| w == b"moof").unwrap() - 4;
+        s.push(Bytes::copy_from_slice(&stream[..first_moof])).unwrap();
+        let mut pos = first_moof;
+        let mut sample_rt = 400_000_000u64;
+        while pos < stream.len() {
+            let moof_len = u32::from_be_bytes(stream[pos..pos + 4].try_into().unwrap()) as usize;
+            s.push(Bytes::copy_from_slice(&stream[pos..pos + moof_len + 8])).unwrap();
+            pos += moof_len + 8;
+            for _ in 0..20 {
+                s.push_timed(Bytes::copy_from_slice(&stream[pos..pos + 10]), Some(sample_rt)).unwrap();
+                pos += 10;
+                sample_rt += 100_000_000;
+            }
+        }
+        s.finish().unwrap();
+        let frags: Vec<(u32, u64, u64)> = outputs(&mut s)
+            .into_iter()
+            .filter_map(|o| {
+                if let StreamOutput::Fragment(f) = o {
+                    Some((f.sequence, f.timing.time, f.timing.duration))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        // The muxer's timeline started at 0; placed through the anchor, fragment k starts at
+        // k x 2 s since the epoch and its index is k (also its mfhd sequence).
+        let first = 1_700_000_000u64 * 10_000_000;
+        assert_eq!(
+            frags,
+            [
+                (850_000_000, first, 20_000_000),
+                (850_000_001, first + 20_000_000, 20_000_000),
+                (850_000_002, first + 40_000_000, 20_000_000)
+            ]
+        );
     }
 }

@@ -33,6 +33,7 @@ pub mod payload;
 pub mod session;
 pub mod smooth_boxes;
 pub mod splitter;
+pub mod timeline;
 pub mod track_fragment;
 
 #[cfg(test)]

@@ -50,6 +50,9 @@ pub struct RawFragment {
     pub payload_offset: u64,
     /// The mdat payload, as views of the pushed chunks.
     pub payload: Payload,
+    /// Times given with pushed chunks whose first byte lies in this payload: (offset in the
+    /// payload, time). Muxers send one buffer per sample, so these are samples' times.
+    pub payload_times: Vec<(u64, u64)>,
 }
 
 /// What the splitter yields.
@@ -84,6 +87,7 @@ enum State {
         remaining: u64,
         payload_offset: u64,
         payload: Payload,
+        times: Vec<(u64, u64)>,
     },
     Failed,
 }
@@ -101,6 +105,8 @@ pub struct BoxSplitter {
     /// A moof waiting for its mdat, with its stream offset.
     pending_moof: Option<(Bytes, u64)>,
     seen_first_box: bool,
+    /// The time given with the chunk being consumed, until its first byte is placed.
+    chunk_time: Option<u64>,
     out: VecDeque<Unit>,
 }
 
@@ -120,6 +126,7 @@ impl BoxSplitter {
             ftyp: None,
             pending_moof: None,
             seen_first_box: false,
+            chunk_time: None,
             out: VecDeque::new(),
         }
     }
@@ -132,10 +139,17 @@ impl BoxSplitter {
     /// Feeds a chunk. Units completed by it are queued for [`BoxSplitter::next_unit`] even when
     /// the chunk also holds an error, so that nothing accepted before a fault is lost. After an
     /// error the splitter refuses further input.
-    pub fn push(&mut self, mut data: Bytes) -> Result<()> {
+    pub fn push(&mut self, data: Bytes) -> Result<()> {
+        self.push_timed(data, None)
+    }
+
+    /// Like [`BoxSplitter::push`], with the time of the chunk's first byte (the running time of
+    /// the sample a muxer's buffer holds), recorded when that byte is mdat payload.
+    pub fn push_timed(&mut self, mut data: Bytes, time: Option<u64>) -> Result<()> {
         if matches!(self.state, State::Failed) {
             return Err(Error::Poisoned);
         }
+        self.chunk_time = time;
         while !data.is_empty() {
             if let Err(e) = self.step(&mut data) {
                 self.state = State::Failed;
@@ -175,9 +189,15 @@ impl BoxSplitter {
         data.split_to(n)
     }
 
+    /// The chunk's time, if the byte about to be consumed is its first.
+    fn take_time(&mut self) -> Option<u64> {
+        self.chunk_time.take()
+    }
+
     fn step(&mut self, data: &mut Bytes) -> Result<()> {
         match &mut self.state {
             State::Header => {
+                self.chunk_time = None;
                 let need = header_bytes_needed(&self.head);
                 let take = (need - self.head.len()).min(data.len());
                 let taken = self.consume(data, take);
@@ -192,6 +212,7 @@ impl BoxSplitter {
                 }
             }
             State::Buffer { buf, header, .. } => {
+                self.chunk_time = None;
                 let remaining = header.size as usize - buf.len();
                 let take = remaining.min(data.len());
                 buf.extend_from_slice(&data[..take]);
@@ -206,6 +227,7 @@ impl BoxSplitter {
                 }
             }
             State::Skip { remaining, header } => {
+                self.chunk_time = None;
                 let take = (*remaining).min(data.len() as u64) as usize;
                 *remaining -= take as u64;
                 let done = *remaining == 0;
@@ -218,9 +240,13 @@ impl BoxSplitter {
             }
             State::Mdat { remaining, .. } => {
                 let take = (*remaining).min(data.len() as u64) as usize;
+                let time = self.take_time();
                 let chunk = self.consume(data, take);
-                if let State::Mdat { remaining, payload, .. } = &mut self.state {
+                if let State::Mdat { remaining, payload, times, .. } = &mut self.state {
                     *remaining -= take as u64;
+                    if let Some(t) = time {
+                        times.push((payload.len(), t));
+                    }
                     payload.push(chunk);
                     if *remaining == 0 {
                         self.finish_mdat()?;
@@ -263,7 +289,12 @@ impl BoxSplitter {
                 return Err(Error::BoxTooLarge { box_type, size: header.size, limit: self.limits.max_mdat_size });
             }
             self.head.clear();
-            self.state = State::Mdat { remaining: body, payload_offset: start + header_len, payload: Payload::new() };
+            self.state = State::Mdat {
+                remaining: body,
+                payload_offset: start + header_len,
+                payload: Payload::new(),
+                times: Vec::new(),
+            };
             if body == 0 {
                 self.finish_mdat()?;
             }
@@ -305,11 +336,18 @@ impl BoxSplitter {
     }
 
     fn finish_mdat(&mut self) -> Result<()> {
-        let State::Mdat { payload_offset, payload, .. } = core::mem::replace(&mut self.state, State::Header) else {
+        let State::Mdat { payload_offset, payload, times, .. } = core::mem::replace(&mut self.state, State::Header)
+        else {
             return Ok(());
         };
         if let Some((moof, moof_offset)) = self.pending_moof.take() {
-            self.out.push_back(Unit::Fragment(RawFragment { moof, moof_offset, payload_offset, payload }));
+            self.out.push_back(Unit::Fragment(RawFragment {
+                moof,
+                moof_offset,
+                payload_offset,
+                payload,
+                payload_times: times,
+            }));
         }
         Ok(())
     }

@@ -45,6 +45,9 @@ pub struct TrackFragment {
     pub samples: Vec<Sample>,
     /// The sample data, in sample order.
     pub data: Payload,
+    /// A sample whose time the transport knew: (index of the sample, running time in ns of
+    /// its presentation). Anchors the muxer's timeline to the pipeline's.
+    pub anchor: Option<(usize, u64)>,
 }
 
 impl TrackFragment {
@@ -173,6 +176,7 @@ impl FragmentReader {
         let mut decode_time = None;
         let mut samples = Vec::new();
         let mut data = Payload::new();
+        let mut anchor = None;
         let mut next_data = base;
         for child in traf.children()? {
             let child = child?;
@@ -231,6 +235,18 @@ impl FragmentReader {
                     }
                     let rel = start.checked_sub(frag.payload_offset).ok_or(Error::SampleOutsideMdat { track_id })?;
                     let run = frag.payload.slice(rel, run_len).ok_or(Error::SampleOutsideMdat { track_id })?;
+                    if anchor.is_none() && !frag.payload_times.is_empty() {
+                        // The first sample of this run whose data starts a timed chunk.
+                        let first = samples.len() - count as usize;
+                        let mut at = rel;
+                        for (i, s) in samples[first..].iter().enumerate() {
+                            if let Some((_, t)) = frag.payload_times.iter().find(|(o, _)| *o == at) {
+                                anchor = Some((first + i, *t));
+                                break;
+                            }
+                            at += u64::from(s.size);
+                        }
+                    }
                     data.append(run);
                     next_data = start + run_len;
                 }
@@ -242,7 +258,7 @@ impl FragmentReader {
         };
         let state = &mut self.tracks[i];
         let decode_time = decode_time.or(state.2).unwrap_or(0);
-        let tf = TrackFragment { track_id, decode_time, samples, data };
+        let tf = TrackFragment { track_id, decode_time, samples, data, anchor };
         state.2 = decode_time.checked_add(tf.duration());
         Ok((Some(tf), next_data))
     }

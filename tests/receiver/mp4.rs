@@ -312,6 +312,8 @@ pub struct FragmentInfo {
     pub trun_count: usize,
     /// tfxd (version, time, duration), if present.
     pub tfxd: Option<(u8, u64, u64)>,
+    /// tfxd v2's fragment_index (64 bits after the v1 fields).
+    pub tfxd_index: Option<u64>,
     pub tfdt: Option<u64>,
     pub sample_count: u32,
     pub duration_sum: u64,
@@ -359,6 +361,7 @@ pub fn parse_fragment(
         traf_count: 0,
         trun_count: 0,
         tfxd: None,
+        tfxd_index: None,
         tfdt: None,
         sample_count: 0,
         duration_sum: 0,
@@ -412,6 +415,12 @@ pub fn parse_fragment(
             0 => be32(b, 4).zip(be32(b, 8)).map(|(t, d)| (0, u64::from(t), u64::from(d))),
             _ => be64(b, 4).zip(be64(b, 12)).map(|(t, d)| (version, t, d)),
         };
+        if version == 2 {
+            info.tfxd_index = be64(b, 20);
+            if info.tfxd_index.is_none() {
+                v.push(format!("track {}: tfxd v2 without its fragment_index", info.track_id));
+            }
+        }
     }
     if info.tfxd.is_none() {
         v.push(format!("track {} fragment {}: no tfxd", info.track_id, info.sequence));

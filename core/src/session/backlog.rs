@@ -34,6 +34,8 @@ enum Stage {
 #[derive(Debug, Clone)]
 struct Item {
     seq: u64,
+    /// Not to be sent before this (the session's send delay).
+    ready_at: core::time::Duration,
     fragment: Fragment,
     start_ns: u64,
     duration_ns: u64,
@@ -83,13 +85,14 @@ impl Backlog {
         Backlog { resend_depth: resend_depth.max(1), ..Default::default() }
     }
 
-    pub fn push(&mut self, fragment: Fragment) {
+    pub fn push(&mut self, fragment: Fragment, ready_at: core::time::Duration) {
         let start_ns = fragment.timing.start_ns();
         let duration_ns = fragment.timing.duration_ns();
         let seq = self.next_seq;
         self.next_seq += 1;
         self.items.push_back(Item {
             seq,
+            ready_at,
             fragment,
             start_ns,
             duration_ns,
@@ -101,6 +104,11 @@ impl Backlog {
 
     fn pending(&self) -> impl Iterator<Item = &Item> {
         self.items.iter().filter(|i| i.stage == Stage::Pending)
+    }
+
+    /// When the next pending fragment becomes sendable, if it is not yet.
+    pub fn next_ready_at(&self, now: core::time::Duration) -> Option<core::time::Duration> {
+        self.pending().next().map(|i| i.ready_at).filter(|t| *t > now)
     }
 
     /// Fragments, bytes and media duration (ns) of what waits to be sent.
@@ -129,12 +137,12 @@ impl Backlog {
     }
 
     /// Whether the fragment being handed over, or else the next pending one, may start now:
-    /// `allowed_until_ns` is the pacing limit on media time.
-    pub fn next_is_allowed(&self, conn: ConnectionId, allowed_until_ns: u64) -> bool {
+    /// `allowed_until_ns` is the pacing limit on media time, and it must be ready.
+    pub fn next_is_allowed(&self, conn: ConnectionId, allowed_until_ns: u64, now: core::time::Duration) -> bool {
         if self.items.iter().any(|i| matches!(i.stage, Stage::Sending { conn: c, .. } if c == conn)) {
             return true;
         }
-        self.pending().next().is_some_and(|i| i.start_ns <= allowed_until_ns)
+        self.pending().next().is_some_and(|i| i.start_ns <= allowed_until_ns && i.ready_at <= now)
     }
 
     /// Start (ns) of the next pending fragment, for the pacing timer.

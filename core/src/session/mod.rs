@@ -74,6 +74,9 @@ pub struct SessionConfig {
     pub unobserved_in_flight: u64,
     /// Seed of the backoff jitter.
     pub jitter_seed: u64,
+    /// Every fragment waits this long before it may be sent (a second encoder of a redundant
+    /// pair, so that both do not POST in lock-step; MediaLive's SendDelayMs).
+    pub send_delay: Duration,
 }
 
 impl Default for SessionConfig {
@@ -95,6 +98,7 @@ impl Default for SessionConfig {
             resend_depth: 2,
             unobserved_in_flight: 8 << 20,
             jitter_seed: 0x9E37_79B9_7F4A_7C15,
+            send_delay: Duration::ZERO,
         }
     }
 }
@@ -305,6 +309,8 @@ pub struct IngestSession {
     next_connection: u64,
     connections: u64,
     timescales: Vec<(u32, u32)>,
+    /// The latest time any call gave, for decisions made without one (timers).
+    last_now: Duration,
     stats: StatsKeeper,
     actions: VecDeque<Action>,
     events: VecDeque<SessionEvent>,
@@ -330,6 +336,7 @@ impl IngestSession {
             next_connection: 0,
             connections: 0,
             timescales: Vec::new(),
+            last_now: Duration::ZERO,
             stats: StatsKeeper::default(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -365,8 +372,9 @@ impl IngestSession {
         self.nominal_fragment =
             self.nominal_fragment.max(Duration::from_nanos(t.duration_ns()).min(Duration::from_secs(10)));
         self.stats.produced(fragment.track_id, t.timescale, t.time, t.duration);
+        self.last_now = self.last_now.max(now);
         self.note_idle(now);
-        self.backlog.push(fragment);
+        self.backlog.push(fragment, now + self.config.send_delay);
         self.enforce_bound();
     }
 
@@ -409,6 +417,7 @@ impl IngestSession {
 
     /// The next body bytes of POST `connection`, if the transport can take them now.
     pub fn poll_transmit(&mut self, connection: ConnectionId, now: Duration) -> Transmit {
+        self.last_now = self.last_now.max(now);
         let State::Streaming { conn } = self.state else { return Transmit::Wait };
         if conn != connection {
             return Transmit::Wait;
@@ -427,7 +436,7 @@ impl IngestSession {
             }
         }
         let allowed = Self::pace_limit(link, self.config.catch_up_rate, now);
-        if self.backlog.next_is_allowed(conn, allowed) {
+        if self.backlog.next_is_allowed(conn, allowed, now) {
             if let Chunk::Data { bytes, track_id, time, last } = self.backlog.next_chunk(conn, link.pulled) {
                 link.pulled += bytes.len() as u64;
                 if !link.observes_acks {
@@ -451,6 +460,7 @@ impl IngestSession {
     }
 
     pub fn handle_input(&mut self, input: Input, now: Duration) {
+        self.last_now = self.last_now.max(now);
         match (self.state, input) {
             (State::Probing { conn, .. }, Input::ProbeResponse { connection, status }) if conn == connection => {
                 if (200..300).contains(&status) {
@@ -538,6 +548,7 @@ impl IngestSession {
 
     /// The driver's timer fired.
     pub fn handle_timeout(&mut self, now: Duration) {
+        self.last_now = self.last_now.max(now);
         match self.state {
             State::Probing { conn, deadline } if now >= deadline => {
                 self.actions.push_back(Action::Close { connection: conn });
@@ -593,12 +604,10 @@ impl IngestSession {
             | State::Closing { deadline, .. } => Some(deadline),
             State::Backoff { until } => Some(until),
             State::Streaming { .. } => {
-                let stall = self.stall_deadline();
-                let pace = self.pace_wake();
-                match (stall, pace) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
+                [self.stall_deadline(), self.pace_wake(), self.backlog.next_ready_at(self.last_now)]
+                    .into_iter()
+                    .flatten()
+                    .min()
             }
             _ => None,
         };
@@ -770,8 +779,8 @@ impl IngestSession {
     /// has not acknowledged.
     fn outstanding(&self) -> bool {
         let Some(link) = &self.link else { return false };
-        let allowed = Self::pace_limit(link, self.config.catch_up_rate, link.progress_at);
-        let data = !link.header_sent || self.backlog.next_is_allowed(link.conn, allowed);
+        let allowed = Self::pace_limit(link, self.config.catch_up_rate, self.last_now);
+        let data = !link.header_sent || self.backlog.next_is_allowed(link.conn, allowed, self.last_now);
         data || (link.observes_acks && link.unacked > 0)
     }
 

@@ -657,3 +657,19 @@ fn without_dropping_the_application_is_told_to_wait() {
     assert!(!h.events().iter().any(|e| matches!(e, SessionEvent::Dropped { .. })));
     assert_eq!(h.s.stats(h.now).queue_fragments, 6);
 }
+
+#[test]
+fn a_send_delay_holds_every_fragment_back_that_long() {
+    let mut h = Harness::new(SessionConfig { send_delay: ms(800), ..SessionConfig::default() });
+    let c1 = h.connect_first(true);
+    h.pull(c1);
+    h.s.push_fragment(frag(1, 0), h.now);
+    assert!(names(&h.pull(c1).0).is_empty());
+    assert_eq!(h.s.poll_timeout(), Some(ms(800)));
+    h.at(ms(799));
+    assert!(names(&h.pull(c1).0).is_empty());
+    // Waiting on the delay is not a stall.
+    assert!(h.actions().is_empty());
+    h.at(ms(800));
+    assert_eq!(names(&h.pull(c1).0), ["1@0"]);
+}

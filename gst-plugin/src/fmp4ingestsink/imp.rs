@@ -15,6 +15,7 @@ use fmp4ingest_core::ingest_header::IngestTrack;
 use fmp4ingest_core::ingest_stream::{IngestStream, Notice, StreamConfig, StreamOutput};
 use fmp4ingest_core::ingest_url::IngestUrl;
 use fmp4ingest_core::session::{Failure, SessionConfig, SessionEvent, StreamStats};
+use fmp4ingest_core::timeline::{self, GridConfig};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -22,6 +23,8 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use tokio::sync::Notify;
 
+use super::TimestampMode;
+use super::key_units::{Boundaries, KeyUnitScheduler};
 use super::reporting::{self, describe_failure};
 use super::uploader::{HttpConfig, Report, Uploader, WaitOutcome};
 
@@ -43,6 +46,11 @@ const DEFAULT_FORWARD_BUFFER_SIZE: u64 = 64 << 20;
 const DEFAULT_CATCH_UP_RATE: f64 = 2.0;
 const DEFAULT_EOS_TIMEOUT: u64 = 30 * SECOND;
 const DEFAULT_TFDT: bool = true;
+const DEFAULT_FRAGMENT_DURATION: u64 = 2 * SECOND;
+const DEFAULT_KEYFRAME_LEAD: u64 = SECOND;
+const DEFAULT_TFXD_VERSION: u32 = 1;
+/// TAI runs 37 s ahead of UTC (since 2017; no leap second has been announced since).
+const TAI_MINUS_UTC_NS: i128 = 37_000_000_000;
 static DEFAULT_USER_AGENT: LazyLock<String> = LazyLock::new(|| format!("fmp4ingestsink/{}", env!("CARGO_PKG_VERSION")));
 const MIN_TIMEOUT: u64 = gst::ClockTime::MSECOND.nseconds();
 const MAX_TIMEOUT: u64 = 3600 * SECOND;
@@ -67,6 +75,12 @@ struct Settings {
     send_buffer_size: u32,
     user_agent: String,
     tfdt: bool,
+    timestamp_mode: TimestampMode,
+    fragment_duration: u64,
+    timestamp_offset: i64,
+    tfxd_version: u32,
+    keyframe_lead: u64,
+    send_delay: u64,
 }
 
 impl Default for Settings {
@@ -90,6 +104,12 @@ impl Default for Settings {
             send_buffer_size: 0,
             user_agent: DEFAULT_USER_AGENT.clone(),
             tfdt: DEFAULT_TFDT,
+            timestamp_mode: TimestampMode::Pipeline,
+            fragment_duration: DEFAULT_FRAGMENT_DURATION,
+            timestamp_offset: 0,
+            tfxd_version: DEFAULT_TFXD_VERSION,
+            keyframe_lead: DEFAULT_KEYFRAME_LEAD,
+            send_delay: 0,
         }
     }
 }
@@ -115,6 +135,7 @@ impl Settings {
             catch_up_rate: self.catch_up_rate,
             eos_timeout: ns(self.eos_timeout),
             jitter_seed: seed,
+            send_delay: ns(self.send_delay),
             ..SessionConfig::default()
         }
     }
@@ -134,6 +155,10 @@ struct Started {
     /// Whether upstream is live, once asked (at the first buffer): a live pipeline never waits
     /// on the network, a non-live one waits for room instead of losing data.
     live: Option<bool>,
+    /// The target timeline is placed (at the first buffer, once the clock runs).
+    timeline_placed: bool,
+    /// Requests key frames ahead of the boundaries while the element runs.
+    key_units: Option<KeyUnitScheduler>,
 }
 
 #[derive(Default)]
@@ -380,6 +405,71 @@ impl Fmp4IngestSink {
         );
     }
 
+    /// The running time of a buffer's presentation time: through the segment when it is in
+    /// time (isofmp4mux, cmafmux); the qtmux family sends a byte segment, with its input's
+    /// running times on the sample buffers.
+    fn running_time(&self, buffer: &gst::BufferRef) -> Option<u64> {
+        let ts = buffer.pts().or(buffer.dts())?;
+        let segment = self.obj().segment();
+        match segment.downcast_ref::<gst::ClockTime>() {
+            Some(s) => s.to_running_time(ts).map(gst::ClockTime::nseconds),
+            None => Some(ts.nseconds()),
+        }
+    }
+
+    /// Places the target timeline and starts requesting key frames: when the pipeline starts
+    /// playing (the clock and base time are known), or at the first buffer of a non-live
+    /// preroll.
+    ///
+    /// Pipeline mode: running time plus `timestamp-offset`. UTC mode: the UTC instant of the
+    /// running time, from the pipeline clock — base time plus running time is clock time, and
+    /// clock time is UTC on a realtime system clock, TAI (UTC + 37 s) on a TAI one; for other
+    /// clocks (monotonic, NTP, PTP) the clock's offset to the system's UTC is measured once,
+    /// here. Before the pipeline plays (a non-live preroll) the first buffer is taken as now.
+    fn place_timeline(&self, started: &mut Started, first_running_time: Option<u64>, playing: bool) {
+        let s = self.settings();
+        let obj = self.obj();
+        let clock = obj.clock().filter(|_| playing);
+        let base_time = obj.base_time();
+        let offset = i128::from(s.timestamp_offset);
+        let target_offset = match s.timestamp_mode {
+            TimestampMode::Pipeline => offset,
+            TimestampMode::Utc => {
+                let utc_now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as i128);
+                match (&clock, base_time) {
+                    (Some(clock), Some(base)) => {
+                        let clock_type = clock
+                            .downcast_ref::<gst::SystemClock>()
+                            .map(|c| c.property::<gst::ClockType>("clock-type"));
+                        let clock_to_utc = match clock_type {
+                            Some(gst::ClockType::Realtime) => 0,
+                            Some(gst::ClockType::Tai) => -TAI_MINUS_UTC_NS,
+                            _ => utc_now - i128::from(clock.time().nseconds()),
+                        };
+                        i128::from(base.nseconds()) + clock_to_utc + offset
+                    }
+                    _ => utc_now - i128::from(first_running_time.unwrap_or(0)) + offset,
+                }
+            }
+        };
+        gst::info!(CAT, imp = self, "running time 0 is {target_offset} ns on the {:?} timeline", s.timestamp_mode);
+        started.stream.set_target_offset(target_offset);
+        started.timeline_placed = true;
+        if s.fragment_duration > 0 && s.keyframe_lead > 0 {
+            if let (Some(clock), Some(base)) = (clock, base_time) {
+                let b = Boundaries {
+                    fragment_duration_ns: s.fragment_duration,
+                    target_offset_ns: target_offset,
+                    lead_ns: s.keyframe_lead,
+                };
+                started.key_units =
+                    Some(KeyUnitScheduler::start(obj.static_pad("sink").expect("sink pad"), clock, base, b));
+            }
+        }
+    }
+
     fn stats(&self) -> gst::Structure {
         let base = self.obj().stats();
         match &*self.lock_state() {
@@ -409,8 +499,11 @@ fn ns_property(name: &str, nick: &str, blurb: &str, min: u64, default: u64) -> g
 impl ObjectImpl for Fmp4IngestSink {
     fn constructed(&self) {
         self.parent_constructed();
-        // A network sink sends as soon as data is there; live sources pace themselves.
+        // A network sink sends as soon as data is there; live sources pace themselves. Nothing
+        // to preroll either: PLAYING comes with the pipeline, not with the first buffer (which the
+        // muxer holds for a fragment), so that key frames are requested from the first boundary.
         self.obj().set_sync(false);
+        self.obj().set_async(false);
     }
 
     fn properties() -> &'static [glib::ParamSpec] {
@@ -542,6 +635,58 @@ impl ObjectImpl for Fmp4IngestSink {
                     .default_value(DEFAULT_TFDT)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("timestamp-mode", TimestampMode::Pipeline)
+                    .nick("Timestamp mode")
+                    .blurb(
+                        "Where times come from: the pipeline's running time, or UTC since the Unix epoch from \
+                         the pipeline clock (the same in redundant encoders and across restarts)",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("fragment-duration")
+                    .nick("Fragment duration")
+                    .blurb(
+                        "Output fragments start at the first sample at or after each multiple of this (ns) on the \
+                         timeline, and their times are those multiples; 0 = send the muxer's fragments as they are",
+                    )
+                    .maximum(MAX_TIMEOUT)
+                    .default_value(DEFAULT_FRAGMENT_DURATION)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecInt64::builder("timestamp-offset")
+                    .nick("Timestamp offset")
+                    .blurb("Added to every time (ns), like a configured timestamp offset")
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("tfxd-version")
+                    .nick("tfxd version")
+                    .blurb(
+                        "1, or 2: tfxd v1 fields followed by a 64-bit fragment_index (a layout inferred, not \
+                         published: ingest-spec 2.9.3)",
+                    )
+                    .minimum(1)
+                    .maximum(2)
+                    .default_value(DEFAULT_TFXD_VERSION)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("keyframe-lead")
+                    .nick("Key frame lead")
+                    .blurb(
+                        "How long (ns) before each fragment boundary a key frame is requested upstream \
+                         (GstForceKeyUnit); 0 = do not request",
+                    )
+                    .maximum(MAX_TIMEOUT)
+                    .default_value(DEFAULT_KEYFRAME_LEAD)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("send-delay")
+                    .nick("Send delay")
+                    .blurb("Every fragment waits this long (ns) before it is sent: the second encoder of a redundant pair")
+                    .maximum(10 * SECOND)
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
                 // BaseSink has a `stats` property already; ours adds the stream's and the tracks'.
                 glib::ParamSpecOverride::for_class::<gst_base::BaseSink>("stats"),
             ]
@@ -573,6 +718,12 @@ impl ObjectImpl for Fmp4IngestSink {
                 s.user_agent = v.get::<Option<String>>().expect("type checked upstream").unwrap_or_default()
             }
             "tfdt" => s.tfdt = v.get().expect("type checked upstream"),
+            "timestamp-mode" => s.timestamp_mode = v.get().expect("type checked upstream"),
+            "fragment-duration" => s.fragment_duration = v.get().expect("type checked upstream"),
+            "timestamp-offset" => s.timestamp_offset = v.get().expect("type checked upstream"),
+            "tfxd-version" => s.tfxd_version = v.get().expect("type checked upstream"),
+            "keyframe-lead" => s.keyframe_lead = v.get().expect("type checked upstream"),
+            "send-delay" => s.send_delay = v.get().expect("type checked upstream"),
             other => gst::warning!(CAT, imp = self, "unknown property {other}"),
         }
     }
@@ -601,6 +752,12 @@ impl ObjectImpl for Fmp4IngestSink {
             "send-buffer-size" => s.send_buffer_size.to_value(),
             "user-agent" => s.user_agent.to_value(),
             "tfdt" => s.tfdt.to_value(),
+            "timestamp-mode" => s.timestamp_mode.to_value(),
+            "fragment-duration" => s.fragment_duration.to_value(),
+            "timestamp-offset" => s.timestamp_offset.to_value(),
+            "tfxd-version" => s.tfxd_version.to_value(),
+            "keyframe-lead" => s.keyframe_lead.to_value(),
+            "send-delay" => s.send_delay.to_value(),
             _ => glib::Value::from_type(pspec.value_type()),
         }
     }
@@ -609,6 +766,22 @@ impl ObjectImpl for Fmp4IngestSink {
 impl GstObjectImpl for Fmp4IngestSink {}
 
 impl ElementImpl for Fmp4IngestSink {
+    fn change_state(&self, transition: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        let result = self.parent_change_state(transition)?;
+        if transition == gst::StateChange::PausedToPlaying {
+            // Key frames must be requested from the first boundary on, long before the muxer
+            // hands over its first fragment.
+            let mut state = self.lock_state();
+            if let State::Started(started) = &mut *state {
+                if !started.timeline_placed {
+                    // The state still reads PAUSED until this returns.
+                    self.place_timeline(started, None, true);
+                }
+            }
+        }
+        Ok(result)
+    }
+
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
         static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
             gst::subclass::ElementMetadata::new(
@@ -656,7 +829,19 @@ impl BaseSinkImpl for Fmp4IngestSink {
             stream_id: url.stream_id().to_string(),
             video_bitrate: (s.video_bitrate > 0).then_some(s.video_bitrate),
             audio_bitrate: (s.audio_bitrate > 0).then_some(s.audio_bitrate),
-            fragment: FragmentOptions { tfdt: s.tfdt, ..FragmentOptions::default() },
+            fragment: FragmentOptions {
+                tfdt: s.tfdt,
+                tfxd_version: s.tfxd_version as u8,
+                ..FragmentOptions::default()
+            },
+            grid: GridConfig {
+                mode: match s.timestamp_mode {
+                    TimestampMode::Pipeline => timeline::TimestampMode::Pipeline,
+                    TimestampMode::Utc => timeline::TimestampMode::Utc,
+                },
+                fragment_duration_ns: s.fragment_duration,
+                target_offset_ns: i128::from(s.timestamp_offset),
+            },
             ..StreamConfig::default()
         });
         let session = s.session_config();
@@ -688,6 +873,8 @@ impl BaseSinkImpl for Fmp4IngestSink {
             eos_wait,
             warned_no_sync: false,
             live: None,
+            timeline_placed: false,
+            key_units: None,
         }));
         Ok(())
     }
@@ -709,6 +896,7 @@ impl BaseSinkImpl for Fmp4IngestSink {
             gst::FlowError::Error
         })?;
         let bytes = Bytes::from_owner(mapped);
+        let running_time = self.running_time(buffer);
         let mut state = self.lock_state();
         let State::Started(started) = &mut *state else {
             gst::element_imp_error!(self, gst::CoreError::Failed, ["Not started"]);
@@ -721,7 +909,11 @@ impl BaseSinkImpl for Fmp4IngestSink {
             started.uploader.set_drop_oldest(live);
             started.live = Some(live);
         }
-        match started.stream.push(bytes) {
+        if !started.timeline_placed {
+            let playing = self.obj().current_state() == gst::State::Playing;
+            self.place_timeline(started, running_time, playing);
+        }
+        match started.stream.push_timed(bytes, running_time) {
             Ok(()) => self.drain(started),
             Err(e) => {
                 self.input_error(started, e);

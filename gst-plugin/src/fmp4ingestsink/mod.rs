@@ -10,9 +10,25 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod key_units;
 mod reporting;
 mod tcp_watch;
 mod uploader;
+
+/// Where the ingest timeline's times come from (`timestamp-mode`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstFmp4IngestTimestampMode")]
+pub enum TimestampMode {
+    /// The pipeline's running time (plus `timestamp-offset`).
+    #[default]
+    #[enum_value(name = "Pipeline running time", nick = "pipeline")]
+    Pipeline = 0,
+    /// UTC since the Unix epoch, from the pipeline clock (plus `timestamp-offset`): the same
+    /// in every encoder, across restarts.
+    #[enum_value(name = "UTC since the Unix epoch", nick = "utc")]
+    Utc = 1,
+}
 
 glib::wrapper! {
     pub struct Fmp4IngestSink(ObjectSubclass<imp::Fmp4IngestSink>)

@@ -183,9 +183,13 @@ pub fn check_media_post(p: &PostRecord) -> Vec<String> {
             problems.push(format!("fragment {} without tfxd", f.sequence));
         }
     }
-    let seqs: Vec<u32> = p.fragments.iter().map(|f| f.sequence).collect();
-    if seqs.windows(2).any(|w| w[1] != w[0] + 1) {
-        problems.push(format!("mfhd sequence not +1 per fragment: {seqs:?}"));
+    // On the grid the mfhd sequence is the fragment index: +1 per fragment of each track, the
+    // same number for the audio and video fragments of one interval.
+    for t in &p.moov_tracks {
+        let seqs: Vec<u32> = p.fragments.iter().filter(|f| f.track_id == t.track_id).map(|f| f.sequence).collect();
+        if seqs.windows(2).any(|w| w[1] != w[0].wrapping_add(1)) {
+            problems.push(format!("track {}: mfhd sequence not +1 per fragment: {seqs:?}", t.track_id));
+        }
     }
     problems
 }
@@ -224,8 +228,10 @@ pub fn check_stream(view: &StreamView, fragment_secs: f64) -> Vec<String> {
                     problems.push(format!("video fragment {} does not start with a sync sample", f.sequence));
                 }
                 let d = f.duration().unwrap_or(0);
-                let last = i + 1 == frags.len();
-                if !last && d.abs_diff(nominal) > frame {
+                // The first fragment may start late (a B-frame stream's key frame is presented
+                // after running time 0); the last ends with the stream.
+                let edge = i == 0 || i + 1 == frags.len();
+                if !edge && d.abs_diff(nominal) > frame {
                     problems.push(format!("video fragment {} lasts {d}, expected {nominal} ± {frame}", f.sequence));
                 }
             }

@@ -1,0 +1,639 @@
+//! The ingest timeline: where each sample lies, and output fragments on a fixed grid
+//! (ingest-spec §1.7, §1.8, §2.9, §8.2, §9.1).
+//!
+//! Samples are placed on a target timeline: the pipeline's running time, or UTC since the Unix
+//! epoch, in the track's timescale. Output fragment k of a track starts at the first sample at or
+//! after boundary `B(k) = k × D` (a sync sample for video) and ends where fragment k+1 starts.
+//! The times written are the boundaries themselves: the remainder between a boundary and the
+//! sample at it is absorbed into the sample durations at the edges, so that `t[n+1] = t[n] +
+//! d[n]` holds with no gap, and two encoders fed the same signal write the same times, durations
+//! and indexes whatever the phase of their frames. The muxer's fragments are coalesced or split
+//! to fit the grid; the media payload is re-sliced, never copied.
+
+use alloc::vec::Vec;
+
+use crate::payload::Payload;
+use crate::track_fragment::{Sample, TrackFragment};
+
+/// How the target timeline is anchored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampMode {
+    /// Times from the pipeline's running time.
+    Pipeline,
+    /// Times since the Unix epoch (UTC): the same for every encoder.
+    Utc,
+}
+
+/// The grid and the mapping onto it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GridConfig {
+    pub mode: TimestampMode,
+    /// Fragment duration `D` in nanoseconds; 0 keeps the muxer's fragments as they are.
+    pub fragment_duration_ns: u64,
+    /// Target time (ns) of running time 0: 0 in pipeline mode plus any configured offset; in
+    /// UTC mode the UTC instant of running time 0 plus any configured offset.
+    pub target_offset_ns: i128,
+}
+
+/// A fragment on the grid.
+#[derive(Debug, Clone)]
+pub struct GridFragment {
+    /// Samples with their written durations; `decode_time` is the written decode time of the
+    /// first sample.
+    pub fragment: TrackFragment,
+    /// Written presentation time of the first sample (tfxd fragment_absolute_time).
+    pub time: u64,
+    /// Written duration (tfxd fragment_duration): where the next fragment starts, minus `time`.
+    pub duration: u64,
+    /// `time / D`: the same in every encoder and across restarts (tfxd v2, mfhd).
+    pub index: u64,
+    /// The first sample was not a sync sample (video whose key frame came late or never).
+    pub starts_without_sync: bool,
+}
+
+/// The samples of an output fragment being assembled.
+#[derive(Debug)]
+struct Building {
+    track_id: u32,
+    index: u64,
+    /// Written start (presentation, ticks).
+    start: u64,
+    /// Actual decode ticks of each sample (negative near the start of a timeline whose
+    /// B-frames decode before time 0), and the samples.
+    decode: Vec<i128>,
+    samples: Vec<Sample>,
+    data: Payload,
+    starts_without_sync: bool,
+}
+
+/// Grid state of one track.
+#[derive(Debug)]
+struct TrackGrid {
+    track_id: u32,
+    timescale: u32,
+    video: bool,
+    /// Target decode ticks minus the muxer's decode ticks, once known.
+    offset: Option<i128>,
+    building: Option<Building>,
+    /// The current fragment was closed at this boundary before the next sample was seen: that
+    /// sample starts the next fragment whatever it is.
+    closed_at: Option<u64>,
+    /// Longest sample seen, for tolerances.
+    longest: u32,
+    /// Largest composition offset seen: the reorder window of B-frames.
+    max_cto: u32,
+    /// Whether the video timeline was checked against the first key frame at a boundary.
+    settled: bool,
+}
+
+/// Places muxer fragments of every track on the grid.
+#[derive(Debug)]
+pub struct Grid {
+    config: GridConfig,
+    tracks: Vec<TrackGrid>,
+}
+
+/// Ticks of `ns` nanoseconds at `timescale`, rounded down.
+fn ns_to_ticks(ns: i128, timescale: u32) -> i128 {
+    (ns * i128::from(timescale)).div_euclid(1_000_000_000)
+}
+
+impl Grid {
+    pub fn new(config: GridConfig) -> Self {
+        Grid { config, tracks: Vec::new() }
+    }
+
+    pub fn config(&self) -> &GridConfig {
+        &self.config
+    }
+
+    /// Boundary `k` in ticks of `timescale`: `floor(k × D × timescale / 1e9)`, so that every
+    /// track and every encoder computes the same boundaries.
+    fn boundary(&self, k: u64, timescale: u32) -> u64 {
+        let t = u128::from(k) * u128::from(self.config.fragment_duration_ns) * u128::from(timescale) / 1_000_000_000;
+        u64::try_from(t).unwrap_or(u64::MAX)
+    }
+
+    /// The index of the last boundary at or before `ticks`.
+    fn index_at(&self, ticks: u64, timescale: u32) -> u64 {
+        let d = u128::from(self.config.fragment_duration_ns) * u128::from(timescale);
+        if d == 0 {
+            return 0;
+        }
+        let mut k = u64::try_from(u128::from(ticks) * 1_000_000_000 / d).unwrap_or(u64::MAX);
+        while k > 0 && self.boundary(k, timescale) > ticks {
+            k -= 1;
+        }
+        while self.boundary(k + 1, timescale) <= ticks {
+            k += 1;
+        }
+        k
+    }
+
+    /// Adds a muxer fragment of a track; returns the output fragments it completed.
+    /// `anchor` is the running time (ns) of one sample's presentation time, by index, when the
+    /// transport knew it; without any anchor the muxer's own timeline is taken as running time.
+    pub fn push(
+        &mut self,
+        track_id: u32,
+        timescale: u32,
+        video: bool,
+        fragment: TrackFragment,
+        anchor: Option<(usize, u64)>,
+    ) -> Vec<GridFragment> {
+        let ti = match self.tracks.iter().position(|t| t.track_id == track_id) {
+            Some(i) => i,
+            None => {
+                self.tracks.push(TrackGrid {
+                    track_id,
+                    timescale: timescale.max(1),
+                    video,
+                    offset: None,
+                    building: None,
+                    closed_at: None,
+                    longest: 0,
+                    max_cto: 0,
+                    settled: !video,
+                });
+                self.tracks.len() - 1
+            }
+        };
+        if self.tracks[ti].offset.is_none() {
+            let target_offset = self.config.target_offset_ns;
+            let ts = self.tracks[ti].timescale;
+            // The muxer's presentation ticks of the anchored sample, and where that sample is in
+            // target ticks: the offset holds for decode times as well.
+            let (muxer_ticks, running_ns) = match anchor {
+                Some((i, rt)) => {
+                    let before: u64 = fragment.samples.iter().take(i).map(|s| u64::from(s.duration)).sum();
+                    let cto = fragment.samples.get(i).map_or(0, |s| i128::from(s.cto));
+                    (i128::from(fragment.decode_time + before) + cto, i128::from(rt))
+                }
+                None => (
+                    i128::from(fragment.decode_time),
+                    i128::from(fragment.decode_time) * 1_000_000_000 / i128::from(ts),
+                ),
+            };
+            let target = ns_to_ticks(running_ns + target_offset, ts);
+            self.tracks[ti].offset = Some(target - muxer_ticks);
+        }
+        let mut out = Vec::new();
+        let mut muxer_decode = i128::from(fragment.decode_time);
+        let mut data_pos = 0u64;
+        for s in &fragment.samples {
+            // The offset may move once, at the first key frame (see add_sample).
+            let a = muxer_decode + self.tracks[ti].offset.unwrap_or(0);
+            muxer_decode += i128::from(s.duration);
+            let data = fragment.data.slice(data_pos, u64::from(s.size)).unwrap_or_default();
+            data_pos += u64::from(s.size);
+            if let Some(done) = self.add_sample(ti, a, *s, data) {
+                out.push(done);
+            }
+        }
+        // Complete when the samples reach the next boundary: the next one starts the next
+        // fragment, so there is no need to wait for it. Video must end right at the boundary
+        // (where the next key frame is); audio frames straddle it, and the last one is cut
+        // short on paper.
+        let ts = self.tracks[ti].timescale;
+        let half = u64::from(self.tracks[ti].longest / 2);
+        let video = self.tracks[ti].video;
+        if let Some(b) = &self.tracks[ti].building {
+            let end = b.decode.last().copied().unwrap_or(0) + b.samples.last().map_or(0, |s| i128::from(s.duration));
+            let cto = b.samples.first().map_or(0, |s| i128::from(s.cto));
+            let end_presentation = u64::try_from(end + cto).unwrap_or(0);
+            let next = self.boundary(b.index + 1, ts);
+            let reached = end_presentation + half >= next;
+            if reached && (!video || end_presentation <= next + half) {
+                let tr = &mut self.tracks[ti];
+                if let Some(done) = tr.building.take() {
+                    tr.closed_at = Some(next);
+                    tr.settled = true;
+                    out.push(finish(done, next));
+                }
+            }
+        }
+        out
+    }
+
+    /// One sample at actual decode tick `a`.
+    fn add_sample(&mut self, ti: usize, a: i128, s: Sample, data: Payload) -> Option<GridFragment> {
+        let ts = self.tracks[ti].timescale;
+        let video = self.tracks[ti].video;
+        self.tracks[ti].longest = self.tracks[ti].longest.max(s.duration);
+        self.tracks[ti].max_cto = self.tracks[ti].max_cto.max(s.cto.unsigned_abs());
+        let tol = u64::from(self.tracks[ti].longest.max(s.duration));
+        let mut a = a;
+        // Presentation tick; a sample presented before the timeline's origin counts as at 0.
+        let mut p = u64::try_from(a + i128::from(s.cto)).unwrap_or(0);
+        if video && s.is_sync() && !self.tracks[ti].settled {
+            // The first key frame near a boundary shows where the muxer's timeline really is. The
+            // qtmux family shifts a B-frame stream so that its decode times start at 0, and says
+            // so nowhere: its key frames, forced at boundaries of the running time, then appear
+            // up to the reorder window late. Such a key frame is put back on its boundary, and
+            // the whole track with it (once, before anything went out). A key frame within one
+            // frame after a boundary needs nothing.
+            let b = self.boundary(self.index_at(p, ts), ts);
+            let late = p - b;
+            let window = u64::from(self.tracks[ti].max_cto) + tol;
+            // Moving back must not take decode times below 0 (ISO cannot carry them): at the
+            // start of a running-time timeline the muxer's offset is kept instead, and the
+            // fragments, still contiguous and constant, start a reorder delay after the grid.
+            let earliest =
+                self.tracks[ti].building.as_ref().and_then(|b| b.decode.first().copied()).unwrap_or(a).min(a);
+            if late <= tol || earliest < i128::from(late) {
+                self.tracks[ti].settled = true;
+            } else if late <= window && self.tracks[ti].max_cto > 0 {
+                let t = &mut self.tracks[ti];
+                t.offset = t.offset.map(|o| o - i128::from(late));
+                if let Some(b) = t.building.as_mut() {
+                    for d in b.decode.iter_mut() {
+                        *d -= i128::from(late);
+                    }
+                }
+                a -= i128::from(late);
+                p -= late;
+                t.settled = true;
+            }
+        }
+        let can_start = !video || s.is_sync();
+        let mut done = None;
+        let start_new = match (&self.tracks[ti].building, self.tracks[ti].closed_at) {
+            // Closed at a boundary already: this sample starts the next fragment.
+            (None, Some(b)) => Some(self.start_point(p, b, tol, ts)),
+            (None, None) => {
+                if !can_start {
+                    None
+                } else {
+                    self.first_start(p, tol, ts)
+                }
+            }
+            (Some(b), _) => {
+                let next = self.boundary(b.index + 1, ts);
+                // "At or after" the boundary, within half a sample for rounding.
+                if can_start && p + u64::from(s.duration / 2) >= next {
+                    let k = self.index_at(p + u64::from(s.duration / 2), ts).max(b.index + 1);
+                    Some(self.start_point(p, self.boundary(k, ts), tol, ts))
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some((start, index)) = start_new {
+            let tr = &mut self.tracks[ti];
+            if let Some(b) = tr.building.take() {
+                done = Some(finish(b, start));
+            }
+            tr.closed_at = None;
+            tr.building = Some(Building {
+                track_id: tr.track_id,
+                index,
+                start,
+                decode: Vec::new(),
+                samples: Vec::new(),
+                data: Payload::new(),
+                starts_without_sync: video && !s.is_sync(),
+            });
+        }
+        if let Some(b) = self.tracks[ti].building.as_mut() {
+            b.decode.push(a);
+            b.samples.push(s);
+            b.data.append(data);
+        }
+        if done.is_some() {
+            // What went out fixed the timeline.
+            self.tracks[ti].settled = true;
+        }
+        done
+    }
+
+    /// Where a fragment whose first sample is at presentation tick `p` starts, given the
+    /// boundary `b` it should start at: the boundary itself when the sample is within one
+    /// sample of it (a key frame on time), else the sample's own time (a late key frame).
+    fn start_point(&self, p: u64, b: u64, tol: u64, ts: u32) -> (u64, u64) {
+        let start = if p.abs_diff(b) <= tol { b } else { p };
+        (start, self.index_at(start, ts))
+    }
+
+    /// The very first fragment of a track. In pipeline mode it starts at the boundary at or
+    /// before the first sample. In UTC mode a stream that joins (a second encoder, a restart)
+    /// must not send a partial fragment that differs from the other encoder's: it starts at
+    /// the first boundary at or after the first sample, dropping what comes before.
+    fn first_start(&self, p: u64, tol: u64, ts: u32) -> Option<(u64, u64)> {
+        let k = self.index_at(p, ts);
+        let b = self.boundary(k, ts);
+        match self.config.mode {
+            TimestampMode::Pipeline => Some((b, k)),
+            // Within one sample after a boundary: the first sample at or after it.
+            TimestampMode::Utc if p - b < tol => Some((b, k)),
+            TimestampMode::Utc => {
+                let next = self.boundary(k + 1, ts);
+                (p + tol / 2 >= next).then_some((next, k + 1))
+            }
+        }
+    }
+
+    /// End of the stream: the fragments being built, ending where their samples end.
+    pub fn flush(&mut self) -> Vec<GridFragment> {
+        let mut out = Vec::new();
+        for t in &mut self.tracks {
+            if let Some(b) = t.building.take() {
+                let end =
+                    b.decode.last().copied().unwrap_or(0) + b.samples.last().map_or(0, |s| i128::from(s.duration));
+                let cto = b.samples.first().map_or(0, |s| i128::from(s.cto));
+                out.push(finish(b, u64::try_from(end + cto).unwrap_or(0)));
+            }
+        }
+        out
+    }
+}
+
+/// Writes the durations of a fragment that starts at `b.start` and ends at `end` (both
+/// presentation ticks): the first sample takes up the space from the written start, the last
+/// one reaches the written end, the others keep theirs.
+fn finish(b: Building, end: u64) -> GridFragment {
+    let cto0 = b.samples.first().map_or(0, |s| i64::from(s.cto));
+    // A decode time cannot be negative: at the very start of a running-time timeline a B-frame
+    // stream's first fragment starts at its key frame's presentation instead of at 0.
+    let start = b.start.max(u64::try_from(cto0).unwrap_or(0));
+    let first_decode = start.saturating_add_signed(-cto0);
+    let last_end = i128::from(end) - i128::from(cto0);
+    let n = b.samples.len();
+    let mut samples = b.samples;
+    for i in 0..n {
+        let from = if i == 0 { i128::from(first_decode) } else { b.decode[i] };
+        let to = if i + 1 == n { last_end } else { b.decode[i + 1] };
+        // A sample keeps at least one tick: a fragment cut short never goes backwards.
+        samples[i].duration = u32::try_from((to - from).max(1)).unwrap_or(u32::MAX);
+    }
+    let duration = samples.iter().map(|s| u64::from(s.duration)).sum();
+    GridFragment {
+        fragment: TrackFragment {
+            track_id: b.track_id,
+            decode_time: first_decode,
+            samples,
+            data: b.data,
+            anchor: None,
+        },
+        time: start,
+        duration,
+        index: b.index,
+        starts_without_sync: b.starts_without_sync,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::track_fragment::{SAMPLE_FLAGS_NON_SYNC, SAMPLE_FLAGS_SYNC};
+    use alloc::vec;
+    use bytes::Bytes;
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn grid(mode: TimestampMode, offset_ns: i128) -> Grid {
+        Grid::new(GridConfig { mode, fragment_duration_ns: 2 * SEC, target_offset_ns: offset_ns })
+    }
+
+    /// A muxer fragment of `n` samples of `dur` ticks from decode tick `start`; sync where
+    /// `sync(i)` says; each sample's data is one byte, its index mod 256.
+    fn mux_frag(start: u64, n: u32, dur: u32, first_index: u32, sync: impl Fn(u32) -> bool) -> TrackFragment {
+        let mut data = Payload::new();
+        let mut samples = Vec::new();
+        for i in 0..n {
+            let k = first_index + i;
+            samples.push(Sample {
+                duration: dur,
+                size: 1,
+                flags: if sync(k) { SAMPLE_FLAGS_SYNC } else { SAMPLE_FLAGS_NON_SYNC },
+                cto: 0,
+            });
+            data.push(Bytes::from(vec![k as u8]));
+        }
+        TrackFragment { track_id: 1, decode_time: start, samples, data, anchor: None }
+    }
+
+    fn summary(f: &[GridFragment]) -> Vec<(u64, u64, u64)> {
+        f.iter().map(|g| (g.index, g.time, g.duration)).collect()
+    }
+
+    fn contiguous(f: &[GridFragment]) -> bool {
+        f.windows(2).all(|w| w[0].time + w[0].duration == w[1].time)
+            && f.iter().all(|g| g.fragment.samples.iter().map(|s| u64::from(s.duration)).sum::<u64>() == g.duration)
+    }
+
+    /// Video at 30 fps (timescale 3000) whose frame i is at `phase + 100 i` running ticks, with
+    /// key frames at the first frame at or after each 2 s boundary (as forced key units give),
+    /// cut by the muxer into one fragment per GOP.
+    fn video_run(g: &mut Grid, phase: u64, frames: u32) -> Vec<GridFragment> {
+        let key = |i: u32| {
+            let t = phase + 100 * u64::from(i);
+            i == 0 || (t % 6000) < 100
+        };
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < frames {
+            let mut n = 1;
+            while i + n < frames && !key(i + n) {
+                n += 1;
+            }
+            out.extend(g.push(1, 3000, true, mux_frag(phase + 100 * u64::from(i), n, 100, i, key), None));
+            i += n;
+        }
+        out.extend(g.flush());
+        out
+    }
+
+    #[test]
+    fn aligned_gops_become_fragments_on_the_grid_at_once() {
+        let mut g = grid(TimestampMode::Pipeline, 0);
+        // The first GOP alone: it reaches the boundary, so it comes out without waiting.
+        let key = |i: u32| i % 60 == 0;
+        let first = g.push(1, 3000, true, mux_frag(21, 60, 100, 0, key), None);
+        assert_eq!(summary(&first), [(0, 0, 6000)]);
+        let out = video_run(&mut grid(TimestampMode::Pipeline, 0), 21, 300);
+        // The last GOP ends 21 ticks past a boundary: it is closed there too.
+        assert_eq!(
+            summary(&out),
+            [(0, 0, 6000), (1, 6000, 6000), (2, 12000, 6000), (3, 18000, 6000), (4, 24000, 6000)]
+        );
+        assert!(contiguous(&out));
+        assert!(out.iter().all(|f| !f.starts_without_sync));
+        // The 21-tick offset of the first frame went into the first sample's duration.
+        assert_eq!(out[0].fragment.samples[0].duration, 121);
+    }
+
+    #[test]
+    fn two_encoders_with_different_frame_phases_write_identical_fragments() {
+        // Encoder B starts 3.3 s after A: its frames have another phase, and it joins mid-fragment.
+        let utc = 1_700_000_000 * SEC as i128;
+        let a = video_run(&mut grid(TimestampMode::Utc, utc), 13, 600);
+        let b = video_run(&mut grid(TimestampMode::Utc, utc), 9_913 + 77, 500);
+        let a_by_index: Vec<_> = summary(&a);
+        let b_sum = summary(&b);
+        // B's first fragment is the first whole one after it joined.
+        let first_b = b_sum[0];
+        assert_eq!(first_b.0 * 6000, first_b.1);
+        let overlap: Vec<_> = b_sum.iter().filter(|f| a_by_index.iter().any(|x| x.0 == f.0)).collect();
+        assert!(overlap.len() >= 5, "{overlap:?}");
+        // Identical index, time and duration for every fragment both have (but the last, cut by EOS).
+        for f in &overlap[..overlap.len() - 1] {
+            let x = a_by_index.iter().find(|x| x.0 == f.0).unwrap();
+            assert_eq!(*x, **f);
+        }
+        // Times are UTC in ticks: 1.7e9 s at 3000 Hz.
+        assert!(b[0].time > 5_100_000_000_000);
+        assert_eq!(b[0].index, b[0].time / 6000);
+    }
+
+    #[test]
+    fn ntsc_frame_rate_fragments_alternate_59_and_60_frames_with_exact_durations() {
+        // 29.97 fps at timescale 30000: 1001 ticks per frame, 2 s = 60000 ticks.
+        let mut g = grid(TimestampMode::Pipeline, 0);
+        let key = |i: u32| i == 0 || (u64::from(i) * 1001) % 60000 < 1001;
+        let mut out = Vec::new();
+        let mut i = 0;
+        // 80 s: a 59-frame GOP comes about every 17 fragments.
+        while i < 2400 {
+            let mut n = 1;
+            while i + n < 2400 && !key(i + n) {
+                n += 1;
+            }
+            out.extend(g.push(1, 30000, true, mux_frag(u64::from(i) * 1001, n, 1001, i, key), None));
+            i += n;
+        }
+        let counts: Vec<usize> = out.iter().map(|f| f.fragment.samples.len()).collect();
+        assert!(counts.iter().all(|c| *c == 59 || *c == 60), "{counts:?}");
+        assert!(counts.contains(&59) && counts.contains(&60));
+        assert!(out.iter().all(|f| f.duration == 60000 && f.time == f.index * 60000));
+        assert!(contiguous(&out));
+    }
+
+    #[test]
+    fn aac_at_48_khz_alternates_93_and_94_frames_from_misaligned_muxer_fragments() {
+        let mut g = grid(TimestampMode::Pipeline, 0);
+        let mut out = Vec::new();
+        // The muxer cuts every 50 frames, unrelated to the grid.
+        for m in 0..40u32 {
+            out.extend(g.push(2, 48000, false, mux_frag(u64::from(m) * 50 * 1024, 50, 1024, m * 50, |_| true), None));
+        }
+        let counts: Vec<usize> = out.iter().map(|f| f.fragment.samples.len()).collect();
+        assert!(counts.iter().all(|c| *c == 93 || *c == 94), "{counts:?}");
+        assert!(out.iter().all(|f| f.duration == 96000 && f.time == f.index * 96000), "{:?}", summary(&out));
+        assert!(contiguous(&out));
+        // Frames are neither lost nor repeated: data bytes run on in order.
+        let bytes: Vec<u8> = out.iter().flat_map(|f| f.fragment.data.to_vec()).collect();
+        assert!(bytes.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
+    }
+
+    #[test]
+    fn split_muxer_fragments_share_the_payload_memory() {
+        let mut g = grid(TimestampMode::Pipeline, 0);
+        let f = mux_frag(0, 150, 1024, 0, |_| true);
+        let first_chunk = f.data.chunks()[0].as_ptr();
+        let out = g.push(2, 48000, false, f, None);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].fragment.data.chunks()[0].as_ptr(), first_chunk);
+    }
+
+    #[test]
+    fn in_utc_a_stream_joining_mid_fragment_starts_at_the_next_boundary() {
+        let utc = 1_800_000_000 * SEC as i128;
+        let mut g = grid(TimestampMode::Utc, utc);
+        // First sample 1.5 s into an interval: the partial fragment is not sent.
+        let key = |i: u32| i == 0 || i == 15;
+        let out = g.push(1, 3000, true, mux_frag(4500, 40, 100, 0, key), None);
+        assert!(out.is_empty());
+        let all = g.flush();
+        assert_eq!(all.len(), 1);
+        let boundary = u64::try_from(utc / 1_000_000 * 3 + 6000).unwrap();
+        assert_eq!(all[0].time % 6000, 0);
+        assert_eq!(all[0].time, boundary);
+        assert_eq!(all[0].fragment.samples.len(), 25);
+    }
+
+    #[test]
+    fn a_restart_continues_at_the_next_boundary_without_overlap() {
+        let utc = 1_800_000_000 * SEC as i128;
+        let before = video_run(&mut grid(TimestampMode::Utc, utc), 40, 200);
+        let end = before.last().map(|f| f.time + f.duration).unwrap();
+        // Restarted 1.23 s of running time after the first run's last frame, on the same clock.
+        let after = video_run(&mut grid(TimestampMode::Utc, utc), 40 + 100 * 200 + 3690, 200);
+        assert!(after[0].time >= end, "{} < {end}", after[0].time);
+        assert!(after[0].index > before.last().unwrap().index);
+        assert_eq!(after[0].time % 6000, 0);
+    }
+
+    #[test]
+    fn a_late_key_frame_starts_the_fragment_at_its_own_time() {
+        let mut g = grid(TimestampMode::Pipeline, 0);
+        // Key frames at 0 and 10 frames after the 2 s boundary.
+        let key = |i: u32| i == 0 || i == 70;
+        let mut out = g.push(1, 3000, true, mux_frag(0, 70, 100, 0, key), None);
+        out.extend(g.push(1, 3000, true, mux_frag(7000, 50, 100, 70, key), None));
+        out.extend(g.flush());
+        assert_eq!(summary(&out), [(0, 0, 7000), (1, 7000, 5000)]);
+        assert!(contiguous(&out));
+    }
+
+    #[test]
+    fn a_missing_key_frame_at_a_boundary_is_flagged() {
+        let mut g = grid(TimestampMode::Pipeline, 0);
+        // The muxer cut at the boundary but no key frame came there.
+        let key = |i: u32| i == 0;
+        let mut out = g.push(1, 3000, true, mux_frag(0, 60, 100, 0, key), None);
+        out.extend(g.push(1, 3000, true, mux_frag(6000, 60, 100, 60, key), None));
+        assert_eq!(out.len(), 2);
+        assert!(!out[0].starts_without_sync && out[1].starts_without_sync);
+    }
+
+    #[test]
+    fn an_anchor_maps_the_muxer_timeline_onto_running_time() {
+        // mp4mux starts its timeline at 0; the first sample's buffer said running time 7 ms.
+        let mut g = grid(TimestampMode::Utc, 1_900_000_000 * SEC as i128);
+        let key = |i: u32| i % 60 == 0;
+        let out = g.push(1, 3000, true, mux_frag(0, 60, 100, 0, key), Some((0, 7_000_000)));
+        let all: Vec<_> = out.into_iter().chain(g.flush()).collect();
+        // 1.9e9 s + 7 ms: the first frame is 21 ticks into its interval, which UTC mode keeps
+        // as the start of fragment on the boundary.
+        assert_eq!(all[0].time, 1_900_000_000 * 3000);
+        assert_eq!(all[0].fragment.decode_time, 1_900_000_000 * 3000);
+        assert_eq!(all[0].fragment.samples[0].duration, 121);
+    }
+
+    #[test]
+    fn a_b_frame_timeline_shifted_by_the_muxer_is_put_back_on_the_grid() {
+        // mp4mux with x264 B-frames: decode times start at 0, key frames carry a composition
+        // offset of 2 frames, so each forced key frame shows 200 ticks (+ 21 of phase) after
+        // its boundary. In UTC the timeline is moved back onto the grid.
+        let utc = 1_700_000_000 * SEC as i128;
+        let mut g = grid(TimestampMode::Utc, utc);
+        let gop = |start: u64, first: u32| {
+            let mut f = mux_frag(start, 60, 100, first, |i| i % 60 == 0);
+            for (i, s) in f.samples.iter_mut().enumerate() {
+                s.cto = if i == 0 { 221 } else { [321, 121, 121][i % 3] };
+            }
+            f
+        };
+        let run = |g: &mut Grid| {
+            let mut out = Vec::new();
+            for k in 0..4u32 {
+                out.extend(g.push(1, 3000, true, gop(u64::from(k) * 6000, k * 60), None));
+            }
+            out.extend(g.flush());
+            out
+        };
+        let out = run(&mut g);
+        let t0 = 1_700_000_000 * 3000;
+        assert_eq!(
+            summary(&out)[..3],
+            [(850_000_000, t0, 6000), (850_000_001, t0 + 6000, 6000), (850_000_002, t0 + 12000, 6000)]
+        );
+        assert!(contiguous(&out));
+        assert!(out.iter().all(|f| !f.starts_without_sync));
+        // At the start of a running-time timeline, moving back would need negative decode times:
+        // the fragments keep the muxer's offset, contiguous and 2 s each.
+        let out = run(&mut grid(TimestampMode::Pipeline, 0));
+        assert_eq!(summary(&out)[..3], [(0, 221, 6000), (1, 6221, 6000), (2, 12221, 6000)]);
+        assert!(contiguous(&out));
+    }
+}
