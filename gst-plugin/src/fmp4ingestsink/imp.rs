@@ -27,6 +27,7 @@ use super::TimestampMode;
 use super::key_units::{Boundaries, KeyUnitScheduler};
 use super::reporting::{self, describe_failure};
 use super::uploader::{HttpConfig, Report, Uploader, WaitOutcome};
+use super::utc;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new("fmp4ingestsink", gst::DebugColorFlags::empty(), Some("Fragmented MP4 live ingest sink"))
@@ -49,8 +50,6 @@ const DEFAULT_TFDT: bool = true;
 const DEFAULT_FRAGMENT_DURATION: u64 = 2 * SECOND;
 const DEFAULT_KEYFRAME_LEAD: u64 = SECOND;
 const DEFAULT_TFXD_VERSION: u32 = 1;
-/// TAI runs 37 s ahead of UTC (since 2017; no leap second has been announced since).
-const TAI_MINUS_UTC_NS: i128 = 37_000_000_000;
 static DEFAULT_USER_AGENT: LazyLock<String> = LazyLock::new(|| format!("fmp4ingestsink/{}", env!("CARGO_PKG_VERSION")));
 const MIN_TIMEOUT: u64 = gst::ClockTime::MSECOND.nseconds();
 const MAX_TIMEOUT: u64 = 3600 * SECOND;
@@ -422,10 +421,9 @@ impl Fmp4IngestSink {
     /// preroll.
     ///
     /// Pipeline mode: running time plus `timestamp-offset`. UTC mode: the UTC instant of the
-    /// running time, from the pipeline clock — base time plus running time is clock time, and
-    /// clock time is UTC on a realtime system clock, TAI (UTC + 37 s) on a TAI one; for other
-    /// clocks (monotonic, NTP, PTP) the clock's offset to the system's UTC is measured once,
-    /// here. Before the pipeline plays (a non-live preroll) the first buffer is taken as now.
+    /// running time, from the pipeline clock — base time plus running time is clock time, which
+    /// `utc` maps to UTC (fixed for realtime, TAI, PTP and NTP clocks, else measured once, here).
+    /// Before the pipeline plays (a non-live preroll) the first buffer is taken as now.
     fn place_timeline(&self, started: &mut Started, first_running_time: Option<u64>, playing: bool) {
         let s = self.settings();
         let obj = self.obj();
@@ -435,19 +433,16 @@ impl Fmp4IngestSink {
         let target_offset = match s.timestamp_mode {
             TimestampMode::Pipeline => offset,
             TimestampMode::Utc => {
-                let utc_now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos() as i128);
+                let utc_now = utc::utc_now();
                 match (&clock, base_time) {
                     (Some(clock), Some(base)) => {
-                        let clock_type = clock
-                            .downcast_ref::<gst::SystemClock>()
-                            .map(|c| c.property::<gst::ClockType>("clock-type"));
-                        let clock_to_utc = match clock_type {
-                            Some(gst::ClockType::Realtime) => 0,
-                            Some(gst::ClockType::Tai) => -TAI_MINUS_UTC_NS,
-                            _ => utc_now - i128::from(clock.time().nseconds()),
-                        };
+                        let (clock_to_utc, mapping) = utc::clock_to_utc(clock, utc_now);
+                        gst::info!(
+                            CAT,
+                            imp = self,
+                            "{} time to UTC: {mapping:?}, {clock_to_utc} ns",
+                            clock.type_().name()
+                        );
                         i128::from(base.nseconds()) + clock_to_utc + offset
                     }
                     _ => utc_now - i128::from(first_running_time.unwrap_or(0)) + offset,

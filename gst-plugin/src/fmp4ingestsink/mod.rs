@@ -14,6 +14,7 @@ mod key_units;
 mod reporting;
 mod tcp_watch;
 mod uploader;
+mod utc;
 
 /// Where the ingest timeline's times come from (`timestamp-mode`).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, glib::Enum)]
