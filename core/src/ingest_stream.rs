@@ -14,7 +14,7 @@ use crate::fragment::{Fragment, FragmentOptions, FragmentTiming, write_fragment}
 use crate::ingest_header::{IngestHeader, IngestTrack, default_track_names};
 use crate::movie::{Codec, IgnoredTrack, MovieInfo, TrackKind, parse_moov};
 use crate::splitter::{BoxSplitter, SplitterLimits, Unit};
-use crate::timeline::{Grid, GridConfig, GridFragment, TimestampMode};
+use crate::timeline::{Grid, GridConfig, GridFragment, TimestampMode, ns_to_ticks};
 use crate::track_fragment::{FragmentReader, TrackFragment};
 
 /// How the stream is described and written.
@@ -95,6 +95,9 @@ pub struct IngestStream {
     held: Vec<TrackFragment>,
     /// Per track: where its next fragment should start (time, after its previous one).
     next_time: Vec<(u32, u64)>,
+    /// Without the grid, per track: written ticks minus the ticks of the running time, from
+    /// the last anchored fragment (how the muxer's timeline lies on the pipeline's).
+    muxer_offsets: Vec<(u32, i128)>,
     sequence: u32,
     /// Output fragments on a fixed grid, unless the muxer's are kept.
     grid: Option<Grid>,
@@ -115,6 +118,7 @@ impl IngestStream {
             header: None,
             held: Vec::new(),
             next_time: Vec::new(),
+            muxer_offsets: Vec::new(),
             sequence,
             grid,
             out: VecDeque::new(),
@@ -133,6 +137,35 @@ impl IngestStream {
         if self.grid.is_some() {
             self.grid = Some(Grid::new(self.config.grid));
         }
+    }
+
+    /// Where running time `running_ns` lies on a track's written timeline, in its ticks: the
+    /// time a sparse message uses to point at the media (ingest-spec §4.1). On the grid that is
+    /// the target timeline; with the muxer's fragments kept, the muxer's timeline as the last
+    /// anchored fragment placed it. `None` before that is known, or before the epoch.
+    pub fn track_time(&self, track_id: u32, running_ns: u64) -> Option<u64> {
+        let timescale = self.movie.as_ref()?.track(track_id)?.timescale;
+        let ticks = if self.grid.is_some() {
+            ns_to_ticks(i128::from(running_ns) + self.config.grid.target_offset_ns, timescale)
+        } else {
+            let offset = self.muxer_offsets.iter().find(|(id, _)| *id == track_id)?.1;
+            ns_to_ticks(i128::from(running_ns), timescale) + offset
+        };
+        u64::try_from(ticks).ok()
+    }
+
+    /// Starts a new fragment of every track at running time `running_ns` (a splice point),
+    /// besides the grid's boundaries. False without the grid (the muxer's fragments are kept
+    /// as they are) or when the media is already past that point.
+    pub fn add_cut(&mut self, running_ns: u64) -> bool {
+        let target = i128::from(running_ns) + self.config.grid.target_offset_ns;
+        self.grid.as_mut().is_some_and(|g| g.add_cut(target))
+    }
+
+    /// Withdraws a cut that no fragment has used yet.
+    pub fn remove_cut(&mut self, running_ns: u64) -> bool {
+        let target = i128::from(running_ns) + self.config.grid.target_offset_ns;
+        self.grid.as_mut().is_some_and(|g| g.remove_cut(target))
     }
 
     /// Feeds muxer bytes. Outputs completed before an error stay available from
@@ -350,6 +383,17 @@ impl IngestStream {
                     expected,
                     actual: time,
                 }));
+            }
+        }
+        if let Some((i, rt)) = tf.anchor {
+            // The anchored sample's presentation ticks, as written, against its running time.
+            let before: u64 = tf.samples.iter().take(i).map(|s| u64::from(s.duration)).sum();
+            let cto = |k: usize| tf.samples.get(k).map_or(0, |s| i128::from(s.cto));
+            let written = i128::from(time) + i128::from(before) + cto(i) - cto(0);
+            let offset = written - ns_to_ticks(i128::from(rt), timescale);
+            match self.muxer_offsets.iter_mut().find(|(id, _)| *id == tf.track_id) {
+                Some((_, o)) => *o = offset,
+                None => self.muxer_offsets.push((tf.track_id, offset)),
             }
         }
         let duration = tf.duration();

@@ -10,7 +10,12 @@
 //! [`movie::parse_moov`] (track info) and [`track_fragment::FragmentReader`] (per-track
 //! samples) → [`ingest_header::IngestHeader`] (ftyp, Live Server Manifest, moov) and
 //! [`fragment::write_fragment`] (Smooth moof with tfxd) — all driven by
-//! [`ingest_stream::IngestStream`]. The HTTP side is the sans-IO [`session::IngestSession`].
+//! [`ingest_stream::IngestStream`], on the fixed grid of [`timeline`]. The HTTP side is the
+//! sans-IO [`session::IngestSession`].
+//!
+//! Ad signalling: [`scte35`] (splice_info_section checks and splice_insert building),
+//! [`sparse`] (the sparse stream's header and fragments), [`ad_signals::AdSignals`] (when each
+//! message goes and with what times) and [`session::sparse::SparseSession`] (its short POSTs).
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -19,6 +24,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod ad_signals;
 pub mod bmff;
 pub mod error;
 pub mod fragment;
@@ -30,8 +36,10 @@ pub mod manifest;
 pub mod moov;
 pub mod movie;
 pub mod payload;
+pub mod scte35;
 pub mod session;
 pub mod smooth_boxes;
+pub mod sparse;
 pub mod splitter;
 pub mod timeline;
 pub mod track_fragment;

@@ -91,16 +91,19 @@ struct TrackGrid {
 pub struct Grid {
     config: GridConfig,
     tracks: Vec<TrackGrid>,
+    /// Extra fragment starts (target ns, sorted): splice points that start a new fragment
+    /// (ingest-spec §4.5). Only the fragment a cut falls in is split; the grid goes on.
+    cuts: Vec<i128>,
 }
 
 /// Ticks of `ns` nanoseconds at `timescale`, rounded down.
-fn ns_to_ticks(ns: i128, timescale: u32) -> i128 {
+pub fn ns_to_ticks(ns: i128, timescale: u32) -> i128 {
     (ns * i128::from(timescale)).div_euclid(1_000_000_000)
 }
 
 impl Grid {
     pub fn new(config: GridConfig) -> Self {
-        Grid { config, tracks: Vec::new() }
+        Grid { config, tracks: Vec::new(), cuts: Vec::new() }
     }
 
     pub fn config(&self) -> &GridConfig {
@@ -128,6 +131,78 @@ impl Grid {
             k += 1;
         }
         k
+    }
+
+    /// Starts a fragment of every track at `target_ns` (a splice point, on the target
+    /// timeline), in addition to the grid's boundaries: for video at the first sync sample at
+    /// or after it, for audio at the first frame. Returns false when a track is already past
+    /// it. A cut within one sample of a boundary is that boundary.
+    pub fn add_cut(&mut self, target_ns: i128) -> bool {
+        let late = self.tracks.iter().any(|t| {
+            let at = ns_to_ticks(target_ns, t.timescale);
+            t.building.as_ref().map(|b| i128::from(b.start)).or(t.closed_at.map(i128::from)).is_some_and(|s| s >= at)
+                || t.building.as_ref().and_then(|b| b.decode.last()).is_some_and(|d| *d >= at)
+        });
+        if late {
+            return false;
+        }
+        if let Err(i) = self.cuts.binary_search(&target_ns) {
+            self.cuts.insert(i, target_ns);
+        }
+        true
+    }
+
+    /// Withdraws a cut (a cancelled splice) that no fragment has used yet.
+    pub fn remove_cut(&mut self, target_ns: i128) -> bool {
+        match self.cuts.binary_search(&target_ns) {
+            Ok(i) => {
+                self.cuts.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The cuts of a track in its ticks, leaving out those within one sample of a boundary.
+    fn cut_ticks(&self, ti: usize) -> impl Iterator<Item = u64> + '_ {
+        let t = &self.tracks[ti];
+        let ts = t.timescale;
+        let tol = u64::from(t.longest.max(1));
+        self.cuts.iter().filter_map(move |c| u64::try_from(ns_to_ticks(*c, ts)).ok()).filter(move |c| {
+            let k = self.index_at(*c, ts);
+            *c - self.boundary(k, ts) >= tol && self.boundary(k + 1, ts) - *c >= tol
+        })
+    }
+
+    /// Where the fragment being built must end: the next boundary, or a cut before it.
+    fn next_edge(&self, ti: usize, b: &Building) -> u64 {
+        let next = self.boundary(b.index + 1, self.tracks[ti].timescale);
+        self.cut_ticks(ti).filter(|c| *c > b.start).fold(next, u64::min)
+    }
+
+    /// The last edge (boundary or cut) at or before `ticks`.
+    fn edge_at(&self, ti: usize, ticks: u64) -> u64 {
+        let ts = self.tracks[ti].timescale;
+        let b = self.boundary(self.index_at(ticks, ts), ts);
+        self.cut_ticks(ti).filter(|c| *c <= ticks).fold(b, u64::max)
+    }
+
+    /// Forgets cuts every track has passed.
+    fn prune_cuts(&mut self) {
+        if self.cuts.is_empty() || self.tracks.is_empty() {
+            return;
+        }
+        let tracks = &self.tracks;
+        self.cuts.retain(|c| {
+            tracks.iter().any(|t| {
+                let at = ns_to_ticks(*c, t.timescale);
+                match (&t.building, t.closed_at) {
+                    (Some(b), _) => i128::from(b.start) < at,
+                    (None, Some(e)) => i128::from(e) <= at,
+                    (None, None) => true,
+                }
+            })
+        });
     }
 
     /// Adds a muxer fragment of a track; returns the output fragments it completed.
@@ -201,7 +276,9 @@ impl Grid {
             let end = b.decode.last().copied().unwrap_or(0) + b.samples.last().map_or(0, |s| i128::from(s.duration));
             let cto = b.samples.first().map_or(0, |s| i128::from(s.cto));
             let end_presentation = u64::try_from(end + cto).unwrap_or(0);
-            let next = self.boundary(b.index + 1, ts);
+            // Video is closed early only at a boundary, where a key frame was asked for ahead
+            // of time; at a cut it waits for the key frame itself (see add_sample).
+            let next = if video { self.boundary(b.index + 1, ts) } else { self.next_edge(ti, b) };
             let reached = end_presentation + half >= next;
             if reached && (!video || end_presentation <= next + half) {
                 let tr = &mut self.tracks[ti];
@@ -212,6 +289,7 @@ impl Grid {
                 }
             }
         }
+        self.prune_cuts();
         out
     }
 
@@ -268,11 +346,11 @@ impl Grid {
                 }
             }
             (Some(b), _) => {
-                let next = self.boundary(b.index + 1, ts);
-                // "At or after" the boundary, within half a sample for rounding.
-                if can_start && p + u64::from(s.duration / 2) >= next {
-                    let k = self.index_at(p + u64::from(s.duration / 2), ts).max(b.index + 1);
-                    Some(self.start_point(p, self.boundary(k, ts), tol, ts))
+                let next = self.next_edge(ti, b);
+                // "At or after" the boundary (or cut), within half a sample for rounding.
+                let reach = p + u64::from(s.duration / 2);
+                if can_start && reach >= next {
+                    Some(self.start_point(p, self.edge_at(ti, reach).max(next), tol, ts))
                 } else {
                     None
                 }
@@ -635,5 +713,55 @@ mod tests {
         let out = run(&mut grid(TimestampMode::Pipeline, 0));
         assert_eq!(summary(&out)[..3], [(0, 221, 6000), (1, 6221, 6000), (2, 12221, 6000)]);
         assert!(contiguous(&out));
+    }
+
+    #[test]
+    fn a_cut_splits_only_the_fragment_it_falls_in() {
+        let mut g = grid(TimestampMode::Pipeline, 0);
+        assert!(g.add_cut(3 * SEC as i128));
+        // 30 fps, key frames at the 2 s boundaries and at the splice (frame 90 = 3 s).
+        let key = |i: u32| i % 60 == 0 || i == 90;
+        let mut out = Vec::new();
+        for k in 0..6u32 {
+            out.extend(g.push(1, 3000, true, mux_frag(u64::from(k) * 3000, 30, 100, k * 30, key), None));
+        }
+        out.extend(g.flush());
+        assert_eq!(summary(&out), [(0, 0, 6000), (1, 6000, 3000), (1, 9000, 3000), (2, 12000, 6000)]);
+        assert!(contiguous(&out));
+        assert!(out.iter().all(|f| f.fragment.samples[0].is_sync() && !f.starts_without_sync));
+        // The cut is used up.
+        assert!(g.cuts.is_empty());
+
+        // 48 kHz AAC: the frame at or after 3 s is 384 samples late; the fragment is written
+        // as starting at 3 s exactly.
+        let mut g = grid(TimestampMode::Utc, 0);
+        assert!(g.add_cut(3 * SEC as i128));
+        let mut out = Vec::new();
+        for m in 0..6u32 {
+            out.extend(g.push(2, 48000, false, mux_frag(u64::from(m) * 50 * 1024, 50, 1024, m * 50, |_| true), None));
+        }
+        out.extend(g.flush());
+        let times: Vec<u64> = out.iter().map(|f| f.time).collect();
+        assert_eq!(times[..4], [0, 96000, 144000, 192000]);
+        assert_eq!((out[1].index, out[2].index), (1, 1));
+        assert!(contiguous(&out));
+    }
+
+    #[test]
+    fn cuts_that_come_late_or_near_a_boundary_change_nothing() {
+        let mut g = grid(TimestampMode::Pipeline, 0);
+        let key = |i: u32| i % 60 == 0 || i == 90;
+        let mut out = g.push(1, 3000, true, mux_frag(0, 100, 100, 0, key), None);
+        // Frames up to 3.33 s went in: a splice at 3 s is too late for the grid.
+        assert!(!g.add_cut(3 * SEC as i128));
+        // Within one frame of the 4 s boundary: the boundary itself.
+        assert!(g.add_cut(4 * SEC as i128 + 10_000_000));
+        // A withdrawn cut does nothing.
+        assert!(g.add_cut(5 * SEC as i128));
+        assert!(g.remove_cut(5 * SEC as i128));
+        assert!(!g.remove_cut(5 * SEC as i128));
+        out.extend(g.push(1, 3000, true, mux_frag(10_000, 80, 100, 100, |i| i % 60 == 0), None));
+        out.extend(g.flush());
+        assert_eq!(summary(&out), [(0, 0, 6000), (1, 6000, 6000), (2, 12000, 6000)]);
     }
 }

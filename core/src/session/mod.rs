@@ -17,6 +17,7 @@
 
 mod backlog;
 mod backoff;
+pub mod sparse;
 mod stats;
 
 use alloc::collections::VecDeque;
