@@ -21,6 +21,8 @@ pub enum FaultKind {
     ErrorStatus { fragments: usize, status: u16 },
     /// Read at most this many bytes per second.
     SlowRead { bytes_per_second: u64 },
+    /// Read a request's whole body, then answer with this status (a refused POST).
+    PostStatus(u16),
 }
 
 /// How often a fault fires.
@@ -73,6 +75,7 @@ pub struct Plan {
     pub error_after: Option<(usize, u16)>,
     pub probe_status: Option<u16>,
     pub bytes_per_second: Option<u64>,
+    pub post_status: Option<u16>,
 }
 
 impl Plan {
@@ -88,6 +91,11 @@ impl Plan {
                 FaultKind::Stall { .. } if plan.stall.is_some() => false,
                 FaultKind::ErrorStatus { .. } if plan.error_after.is_some() => false,
                 FaultKind::SlowRead { .. } if plan.bytes_per_second.is_some() => false,
+                FaultKind::PostStatus(_) if plan.post_status.is_some() => false,
+                FaultKind::PostStatus(s) if !probe => {
+                    plan.post_status = Some(*s);
+                    true
+                }
                 FaultKind::ProbeStatus(s) if probe => {
                     plan.probe_status = Some(*s);
                     true

@@ -150,3 +150,11 @@ pub async fn respond<W: AsyncWrite + Unpin>(w: &mut W, status: u16, reason: &str
     w.write_all(body).await?;
     w.flush().await
 }
+
+/// Writes a bodiless response that leaves the connection open (HTTP/1.1 keep-alive), so that
+/// whether the client closes it shows.
+pub async fn respond_keep_alive<W: AsyncWrite + Unpin>(w: &mut W, status: u16, reason: &str) -> io::Result<()> {
+    let head = format!("HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\n\r\n");
+    w.write_all(head.as_bytes()).await?;
+    w.flush().await
+}

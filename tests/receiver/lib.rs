@@ -350,7 +350,7 @@ async fn serve(sock: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
     }
     let status = match &result {
         Ok(()) if probe => plan.probe_status.unwrap_or(behaviour.probe_status),
-        Ok(()) => 200,
+        Ok(()) => plan.post_status.unwrap_or(200),
         Err(_) => 400,
     };
     shared.update(|st| {
@@ -361,8 +361,23 @@ async fn serve(sock: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
         }
         rec.status = Some(status);
     });
+    let reason = if (200..300).contains(&status) { "OK" } else { "Refused" };
+    let sized = !probe && !head.is_chunked() && head.content_length().is_some();
+    if result.is_ok() && sized {
+        // A sparse POST: answer without closing, and see whether the client closes the
+        // connection itself (ingest-spec §1.10 rule 4b: no idle connection left open).
+        http::respond_keep_alive(&mut wr, status, reason).await?;
+        let answered = Instant::now();
+        let mut rest = [0u8; 1];
+        let closed =
+            tokio::time::timeout(Duration::from_secs(3), tokio::io::AsyncReadExt::read(&mut rd, &mut rest)).await;
+        if let Ok(Ok(0)) = closed {
+            shared.update(|st| st.posts[index].client_closed_after = Some(answered.elapsed()));
+        }
+        return Ok(());
+    }
     if result.is_ok() {
-        http::respond(&mut wr, status, if (200..300).contains(&status) { "OK" } else { "Refused" }, b"").await?;
+        http::respond(&mut wr, status, reason, b"").await?;
     }
     Ok(())
 }
@@ -393,6 +408,14 @@ impl StreamView {
 
     pub fn violations(&self) -> Vec<String> {
         self.posts.iter().flat_map(|p| p.violations.iter().map(move |v| format!("POST #{}: {v}", p.index))).collect()
+    }
+
+    /// The messages of a sparse stream, in arrival order: (request index, fragment).
+    pub fn sparse_messages(&self) -> Vec<(usize, &FragmentInfo)> {
+        self.media_posts()
+            .into_iter()
+            .flat_map(|p| p.fragments.iter().filter(|f| f.sparse.is_some()).map(move |f| (p.index, f)))
+            .collect()
     }
 
     /// Every fragment received, in arrival order.

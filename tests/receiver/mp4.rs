@@ -326,6 +326,46 @@ pub struct FragmentInfo {
     pub hash: u64,
     /// When its last byte arrived.
     pub arrived: Option<std::time::Instant>,
+    /// On a sparse (`meta`) track: the message the mdat carries.
+    pub sparse: Option<SparsePayload>,
+}
+
+/// The mdat payload of a sparse fragment (ingest-spec §4.4): version, id,
+/// presentation_time_delta, then the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SparsePayload {
+    pub version: u32,
+    pub id: u32,
+    pub delta: u32,
+    pub message: Vec<u8>,
+}
+
+impl SparsePayload {
+    pub fn parse(mdat_payload: &[u8]) -> Option<SparsePayload> {
+        Some(SparsePayload {
+            version: be32(mdat_payload, 0)?,
+            id: be32(mdat_payload, 4)?,
+            delta: be32(mdat_payload, 8)?,
+            message: mdat_payload.get(12..)?.to_vec(),
+        })
+    }
+}
+
+/// CRC-32/MPEG-2 (polynomial 0x04C11DB7, MSB first, initial all ones, no final XOR). Over an
+/// MPEG-2 section with its CRC_32 it gives 0.
+pub fn crc32_mpeg2(data: &[u8]) -> u32 {
+    data.iter().fold(u32::MAX, |mut crc, b| {
+        crc ^= u32::from(*b) << 24;
+        for _ in 0..8 {
+            crc = if crc & (1 << 31) != 0 { (crc << 1) ^ 0x04C1_1DB7 } else { crc << 1 };
+        }
+        crc
+    })
+}
+
+/// Whether `b` is one whole SCTE-35 splice_info_section with a correct CRC_32.
+pub fn is_valid_splice_info_section(b: &[u8]) -> bool {
+    b.len() >= 20 && b[0] == 0xFC && usize::from(be16(b, 1).unwrap_or(0) & 0x0FFF) + 3 == b.len() && crc32_mpeg2(b) == 0
 }
 
 impl FragmentInfo {
@@ -370,6 +410,7 @@ pub fn parse_fragment(
         size: (moof.bytes.len() + mdat.bytes.len()) as u64,
         hash: fnv1a(&[moof.bytes, mdat.bytes]),
         arrived: Some(std::time::Instant::now()),
+        sparse: None,
     };
     let kids = boxes(moof.body());
     if let Some(mfhd) = kids.iter().find(|b| b.is(b"mfhd")) {

@@ -39,6 +39,9 @@ pub struct PostRecord {
     /// When the first body byte arrived.
     pub first_byte_at: Option<Instant>,
     pub ended: Option<Instant>,
+    /// For a request with a Content-Length body (a sparse POST): how long after the answer the
+    /// client closed the connection; `None` while it is open (the receiver waits 3 s).
+    pub client_closed_after: Option<std::time::Duration>,
 }
 
 impl PostRecord {
@@ -74,6 +77,7 @@ impl PostRecord {
             started: Instant::now(),
             first_byte_at: None,
             ended: None,
+            client_closed_after: None,
         }
     }
 
@@ -217,7 +221,11 @@ impl BodyReader {
                         let tracks = rec.moov_tracks.clone();
                         let trex =
                             move |id: u32| tracks.iter().find(|t| t.track_id == id).map_or(0, |t| t.trex_default_flags);
-                        let f = mp4::parse_fragment(moof, b, &trex, &mut rec.violations);
+                        let mut f = mp4::parse_fragment(moof, b, &trex, &mut rec.violations);
+                        let sparse = rec.moov_tracks.iter().any(|t| t.track_id == f.track_id && t.handler == "meta");
+                        if sparse {
+                            self.check_sparse(&mut f, b.body(), rec);
+                        }
                         if !rec.moov_tracks.iter().any(|t| t.track_id == f.track_id) {
                             rec.violations
                                 .push(format!("fragment of track {} that the moov does not declare", f.track_id));
@@ -231,7 +239,57 @@ impl BodyReader {
         }
     }
 
+    /// A sparse fragment: one sample, the Azure payload, and for SCTE-35 a whole
+    /// splice_info_section with a correct CRC (ingest-spec §4.4).
+    fn check_sparse(&self, f: &mut FragmentInfo, payload: &[u8], rec: &mut PostRecord) {
+        let v = &mut rec.violations;
+        if f.sample_count != 1 {
+            v.push(format!("sparse fragment with {} samples", f.sample_count));
+        }
+        let Some(p) = mp4::SparsePayload::parse(payload) else {
+            v.push(format!("sparse mdat of {} bytes is shorter than its 12-byte header", payload.len()));
+            return;
+        };
+        if p.version != 1 {
+            v.push(format!("sparse message version {}", p.version));
+        }
+        let scte35 =
+            rec.smil_tracks.iter().any(|t| t.param("Scheme").is_some_and(|s| s.starts_with("urn:scte:scte35")));
+        if scte35 && !mp4::is_valid_splice_info_section(&p.message) {
+            v.push(format!("sparse message {} is not a whole splice_info_section with a valid CRC", p.id));
+        }
+        f.sparse = Some(p);
+    }
+
     fn check_header(&self, rec: &mut PostRecord) {
+        // A sparse stream (ingest-spec §4.2, §4.3): textstreams only, each with its rules.
+        let text: Vec<_> = rec.smil_tracks.iter().filter(|t| t.element == "textstream").collect();
+        if !text.is_empty() {
+            if text.len() != rec.smil_tracks.len() {
+                rec.violations.push("a stream mixes sparse and audio/video tracks".into());
+            }
+            for t in text {
+                let name = t.param("trackName").unwrap_or("?").to_string();
+                let mut want = |ok: bool, what: &str| {
+                    if !ok {
+                        rec.violations.push(format!("textstream {name}: {what}"));
+                    }
+                };
+                want(t.attr("systemBitrate") == Some("0"), "systemBitrate must be \"0\"");
+                want(t.param("Subtype") == Some("DATA"), "Subtype must be DATA");
+                want(t.param("manifestOutput") == Some("true"), "manifestOutput must be true");
+                want(t.param("parentTrackName").is_some_and(|p| !p.is_empty()), "parentTrackName missing");
+                want(t.param("Scheme").is_some_and(|p| !p.is_empty()), "Scheme missing");
+                let id: Option<u32> = t.param("trackID").and_then(|i| i.parse().ok());
+                let moov = rec.moov_tracks.iter().find(|m| Some(m.track_id) == id).cloned();
+                want(moov.as_ref().is_some_and(|m| m.handler == "meta"), "moov track is not a meta track");
+                want(
+                    moov.as_ref().is_some_and(|m| Some(m.timescale.to_string().as_str()) == t.param("timescale")),
+                    "timescale differs from the moov's",
+                );
+            }
+        }
+
         let order: Vec<&str> = rec.header_boxes.iter().map(String::as_str).collect();
         if order != ["ftyp", "lsm", "moov"] {
             rec.violations.push(format!("header boxes are {order:?}, expected ftyp, Live Server Manifest, moov"));

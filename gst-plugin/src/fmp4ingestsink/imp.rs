@@ -23,11 +23,14 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use tokio::sync::Notify;
 
-use super::TimestampMode;
-use super::key_units::{Boundaries, KeyUnitScheduler};
+use super::ad_events;
+use super::ads::{AdSettings, Ads, Outcome};
+use super::key_units::{Boundaries, KeyUnitScheduler, force_key_unit};
 use super::reporting::{self, describe_failure};
+use super::sparse_uploader::{SparseHttp, SparseReport};
 use super::uploader::{HttpConfig, Report, Uploader, WaitOutcome};
 use super::utc;
+use super::{SpliceMode, TimestampMode};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new("fmp4ingestsink", gst::DebugColorFlags::empty(), Some("Fragmented MP4 live ingest sink"))
@@ -50,6 +53,8 @@ const DEFAULT_TFDT: bool = true;
 const DEFAULT_FRAGMENT_DURATION: u64 = 2 * SECOND;
 const DEFAULT_KEYFRAME_LEAD: u64 = SECOND;
 const DEFAULT_TFXD_VERSION: u32 = 1;
+const DEFAULT_SPARSE_TRACK_NAME: &str = "scte35";
+const DEFAULT_SPLICE_LEAD: u64 = 4 * SECOND;
 static DEFAULT_USER_AGENT: LazyLock<String> = LazyLock::new(|| format!("fmp4ingestsink/{}", env!("CARGO_PKG_VERSION")));
 const MIN_TIMEOUT: u64 = gst::ClockTime::MSECOND.nseconds();
 const MAX_TIMEOUT: u64 = 3600 * SECOND;
@@ -80,6 +85,12 @@ struct Settings {
     tfxd_version: u32,
     keyframe_lead: u64,
     send_delay: u64,
+    sparse_stream_id: Option<String>,
+    sparse_track_name: String,
+    sparse_scheme: String,
+    sparse_parent_track: Option<String>,
+    splice_mode: SpliceMode,
+    splice_lead: u64,
 }
 
 impl Default for Settings {
@@ -109,6 +120,12 @@ impl Default for Settings {
             tfxd_version: DEFAULT_TFXD_VERSION,
             keyframe_lead: DEFAULT_KEYFRAME_LEAD,
             send_delay: 0,
+            sparse_stream_id: None,
+            sparse_track_name: DEFAULT_SPARSE_TRACK_NAME.into(),
+            sparse_scheme: fmp4ingest_core::sparse::SCTE35_SCHEME.into(),
+            sparse_parent_track: None,
+            splice_mode: SpliceMode::default(),
+            splice_lead: DEFAULT_SPLICE_LEAD,
         }
     }
 }
@@ -158,6 +175,10 @@ struct Started {
     timeline_placed: bool,
     /// Requests key frames ahead of the boundaries while the element runs.
     key_units: Option<KeyUnitScheduler>,
+    /// The sparse stream, when `sparse-stream-id` is set.
+    ads: Option<Ads>,
+    /// The running time the media reached: the latest end of a buffer.
+    media_ns: Option<u64>,
 }
 
 #[derive(Default)]
@@ -331,6 +352,11 @@ impl Fmp4IngestSink {
                     }
                     started.tracks = h.tracks.clone();
                     started.uploader.set_header(h.bytes.clone());
+                    if let Some(ads) = started.ads.as_mut() {
+                        let outcomes = ads.on_media_header(&h);
+                        let keys = self.apply(started, outcomes);
+                        debug_assert!(keys.is_empty());
+                    }
                 }
                 StreamOutput::Fragment(f) => {
                     gst::log!(
@@ -682,6 +708,50 @@ impl ObjectImpl for Fmp4IngestSink {
                     .default_value(0)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("sparse-stream-id")
+                    .nick("Sparse stream id")
+                    .blurb(
+                        "Streams() id of the sparse (SCTE-35) stream, POSTed next to the media stream; empty = no \
+                         sparse track, ad events are refused",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("sparse-track-name")
+                    .nick("Sparse track name")
+                    .blurb("trackName of the sparse track in its manifest")
+                    .default_value(Some(DEFAULT_SPARSE_TRACK_NAME))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("sparse-scheme")
+                    .nick("Sparse scheme")
+                    .blurb("Scheme of the sparse track's messages")
+                    .default_value(Some(fmp4ingest_core::sparse::SCTE35_SCHEME))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("sparse-parent-track")
+                    .nick("Sparse parent track")
+                    .blurb("trackName of the track whose timeline the sparse track uses; empty = the first video track")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("splice-mode", SpliceMode::default())
+                    .nick("Splice mode")
+                    .blurb(
+                        "What the media does at an ad splice: nothing, a key frame, or a key frame that also starts \
+                         a new fragment",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("splice-lead")
+                    .nick("Splice lead")
+                    .blurb(
+                        "Ad messages go out this long (ns) before their splice, at that instant exactly on the \
+                         parent's timeline (at least 4 s)",
+                    )
+                    .minimum(4 * SECOND)
+                    .maximum(300 * SECOND)
+                    .default_value(DEFAULT_SPLICE_LEAD)
+                    .mutable_ready()
+                    .build(),
                 // BaseSink has a `stats` property already; ours adds the stream's and the tracks'.
                 glib::ParamSpecOverride::for_class::<gst_base::BaseSink>("stats"),
             ]
@@ -719,6 +789,16 @@ impl ObjectImpl for Fmp4IngestSink {
             "tfxd-version" => s.tfxd_version = v.get().expect("type checked upstream"),
             "keyframe-lead" => s.keyframe_lead = v.get().expect("type checked upstream"),
             "send-delay" => s.send_delay = v.get().expect("type checked upstream"),
+            "sparse-stream-id" => s.sparse_stream_id = v.get().expect("type checked upstream"),
+            "sparse-track-name" => {
+                s.sparse_track_name = v.get::<Option<String>>().expect("type checked upstream").unwrap_or_default()
+            }
+            "sparse-scheme" => {
+                s.sparse_scheme = v.get::<Option<String>>().expect("type checked upstream").unwrap_or_default()
+            }
+            "sparse-parent-track" => s.sparse_parent_track = v.get().expect("type checked upstream"),
+            "splice-mode" => s.splice_mode = v.get().expect("type checked upstream"),
+            "splice-lead" => s.splice_lead = v.get().expect("type checked upstream"),
             other => gst::warning!(CAT, imp = self, "unknown property {other}"),
         }
     }
@@ -753,6 +833,12 @@ impl ObjectImpl for Fmp4IngestSink {
             "tfxd-version" => s.tfxd_version.to_value(),
             "keyframe-lead" => s.keyframe_lead.to_value(),
             "send-delay" => s.send_delay.to_value(),
+            "sparse-stream-id" => s.sparse_stream_id.to_value(),
+            "sparse-track-name" => s.sparse_track_name.to_value(),
+            "sparse-scheme" => s.sparse_scheme.to_value(),
+            "sparse-parent-track" => s.sparse_parent_track.to_value(),
+            "splice-mode" => s.splice_mode.to_value(),
+            "splice-lead" => s.splice_lead.to_value(),
             _ => glib::Value::from_type(pspec.value_type()),
         }
     }
@@ -777,12 +863,22 @@ impl ElementImpl for Fmp4IngestSink {
         Ok(result)
     }
 
+    /// Ad events given straight to the element (`gst_element_send_event()`); anything else
+    /// goes the usual way.
+    fn send_event(&self, event: gst::Event) -> bool {
+        if ad_events::ad_structure(&event).is_some() {
+            return self.ad_event(&event);
+        }
+        self.parent_send_event(event)
+    }
+
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
         static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
             gst::subclass::ElementMetadata::new(
                 "Fragmented MP4 live ingest sink",
                 "Sink/Network",
-                "Pushes fragmented MP4 to a Smooth Streaming / Azure-style live ingest endpoint (.../Streams(<id>))",
+                "Pushes fragmented MP4 to a Smooth Streaming / Azure-style live ingest endpoint (.../Streams(<id>)), \
+                 with a sparse SCTE-35 track fed by fmp4ingest-splice / fmp4ingest-scte35 / tsdemux scte-sit events",
                 "fmp4ingest developers",
             )
         });
@@ -857,6 +953,7 @@ impl BaseSinkImpl for Fmp4IngestSink {
             }
         });
         self.failed.store(false, Ordering::SeqCst);
+        let ads = self.start_ads(&s, &url, &session)?;
         let uploader = Uploader::start(http, session, report)
             .map_err(|e| gst::error_msg!(gst::ResourceError::OpenWrite, ("{}", e), ["{}", url]))?;
         gst::info!(CAT, imp = self, "started, probing {url}");
@@ -870,6 +967,8 @@ impl BaseSinkImpl for Fmp4IngestSink {
             live: None,
             timeline_placed: false,
             key_units: None,
+            ads,
+            media_ns: None,
         }));
         Ok(())
     }
@@ -892,6 +991,7 @@ impl BaseSinkImpl for Fmp4IngestSink {
         })?;
         let bytes = Bytes::from_owner(mapped);
         let running_time = self.running_time(buffer);
+        let end = running_time.map(|rt| rt + buffer.duration().map_or(0, gst::ClockTime::nseconds));
         let mut state = self.lock_state();
         let State::Started(started) = &mut *state else {
             gst::element_imp_error!(self, gst::CoreError::Failed, ["Not started"]);
@@ -915,6 +1015,10 @@ impl BaseSinkImpl for Fmp4IngestSink {
                 return Err(gst::FlowError::Error);
             }
         }
+        if let Some(end) = end {
+            started.media_ns = Some(started.media_ns.map_or(end, |m| m.max(end)));
+            self.send_due_signals(started, false);
+        }
         if started.live == Some(false) {
             let waiter = started.uploader.room_waiter();
             drop(state);
@@ -927,6 +1031,9 @@ impl BaseSinkImpl for Fmp4IngestSink {
     }
 
     fn event(&self, event: gst::Event) -> bool {
+        if ad_events::ad_structure(&event).is_some() {
+            return self.ad_event(&event);
+        }
         if let gst::EventView::Eos(_) = event.view() {
             if !self.finish_stream() {
                 return false;
@@ -962,14 +1069,29 @@ impl Fmp4IngestSink {
             );
         }
         self.drain(started);
+        self.send_due_signals(started, true);
         started.uploader.finish();
         let wait = started.eos_wait;
         let waiter = started.uploader.waiter();
+        let sparse = started.ads.as_ref().map(|a| (a.drain_handle(), a.url().to_string()));
         let url = started.url.redacted();
         // Wait without holding the state lock, so that reports from the uploader get through.
         drop(state);
         let cancelled = || self.canceller.flushing.load(Ordering::SeqCst) || self.failed.load(Ordering::SeqCst);
-        match waiter.wait(wait, &self.canceller.notify, cancelled) {
+        let started_at = std::time::Instant::now();
+        let outcome = waiter.wait(wait, &self.canceller.notify, cancelled);
+        if let Some((drain, sparse_url)) = sparse {
+            let left = drain.drain(wait.saturating_sub(started_at.elapsed()).max(Duration::from_secs(1)));
+            if left > 0 {
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::Write,
+                    ("{} sparse POSTs could not be delivered before the end of the stream", left),
+                    ["{sparse_url} did not accept them in time; fmp4ingestsink-sparse-failed messages name them"]
+                );
+            }
+        }
+        match outcome {
             WaitOutcome::Done | WaitOutcome::Cancelled => !self.failed.load(Ordering::SeqCst),
             WaitOutcome::TimedOut => {
                 gst::element_imp_warning!(
@@ -980,6 +1102,166 @@ impl Fmp4IngestSink {
                 );
                 true
             }
+        }
+    }
+
+    /// The sparse stream, when `sparse-stream-id` is set: its own URL next to the media's, the
+    /// same timeouts and retry delays.
+    fn start_ads(
+        &self,
+        s: &Settings,
+        url: &IngestUrl,
+        session: &SessionConfig,
+    ) -> Result<Option<Ads>, gst::ErrorMessage> {
+        let Some(stream_id) = s.sparse_stream_id.clone().filter(|id| !id.is_empty()) else { return Ok(None) };
+        let settings = AdSettings {
+            stream_id,
+            track_name: s.sparse_track_name.clone(),
+            scheme: s.sparse_scheme.clone(),
+            parent_track: s.sparse_parent_track.clone().filter(|p| !p.is_empty()),
+            splice_mode: match s.splice_mode {
+                SpliceMode::None => fmp4ingest_core::ad_signals::SpliceMode::None,
+                SpliceMode::KeyFrame => fmp4ingest_core::ad_signals::SpliceMode::KeyFrame,
+                SpliceMode::Segment => fmp4ingest_core::ad_signals::SpliceMode::Segment,
+            },
+            lead_ns: s.splice_lead,
+        };
+        let http = SparseHttp {
+            url: url.clone(),
+            connect_timeout: session.connect_timeout,
+            request_timeout: session.connect_timeout + session.final_response_timeout,
+            user_agent: s.user_agent.clone(),
+        };
+        let config = fmp4ingest_core::session::sparse::SparseConfig {
+            retry_delay: session.retry_delay,
+            retry_delay_max: session.retry_delay_max,
+            max_attempts: session.max_retries.map(|r| r.saturating_add(1)),
+            jitter_seed: session.jitter_seed.rotate_left(17),
+        };
+        let weak = self.obj().downgrade();
+        let report = std::sync::Arc::new(move |r: SparseReport| {
+            if let Some(obj) = weak.upgrade() {
+                obj.imp().on_sparse_report(r);
+            }
+        });
+        let ads = Ads::start(settings, url, http, config, report)
+            .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("{}", e), ["{}", url]))?;
+        gst::info!(CAT, imp = self, "sparse stream at {}", ads.url());
+        Ok(Some(ads))
+    }
+
+    /// What the sparse stream's POSTs did.
+    fn on_sparse_report(&self, r: SparseReport) {
+        let url = match &*self.lock_state() {
+            State::Started(s) => s.ads.as_ref().map(|a| a.url().to_string()).unwrap_or_default(),
+            State::Stopped => String::new(),
+        };
+        let detail = r.detail.unwrap_or_default();
+        gst::info!(CAT, imp = self, "sparse stream: {:?} {detail}", r.event);
+        if let fmp4ingest_core::session::sparse::SparseEvent::GaveUp { post, attempts } = &r.event {
+            gst::element_imp_warning!(
+                self,
+                gst::ResourceError::Write,
+                ("A sparse POST was given up after {} attempts", attempts),
+                ["{url} did not accept {post:?}. Last failure: {detail}"]
+            );
+        }
+        self.post_element_message(reporting::sparse_event(&url, &r.event, &detail));
+    }
+
+    /// An ad event, from the sink pad or `send_event()`. True when it was taken.
+    fn ad_event(&self, event: &gst::Event) -> bool {
+        let Some(s) = ad_events::ad_structure(event) else { return false };
+        let mut state = self.lock_state();
+        let State::Started(started) = &mut *state else {
+            drop(state);
+            self.carry_out(vec![Outcome::Warn {
+                title: "Ad signal ignored".into(),
+                detail: "The element is not running; ad events are taken from READY to PAUSED on.".into(),
+            }]);
+            return false;
+        };
+        let Some(ads) = started.ads.as_mut() else {
+            drop(state);
+            self.carry_out(vec![Outcome::Warn {
+                title: format!("Ad signal ignored ({})", s.name()),
+                detail: "There is no sparse track: set sparse-stream-id to the Streams() id of the sparse stream."
+                    .into(),
+            }]);
+            return false;
+        };
+        let outcomes = ads.on_event(s, event.seqnum(), started.media_ns);
+        let accepted = !outcomes.iter().any(|o| matches!(o, Outcome::Post(p) if p.name() == reporting::SIGNAL_REFUSED));
+        let keys = self.apply(started, outcomes);
+        // A short lead is due at once.
+        self.send_due_signals(started, false);
+        drop(state);
+        self.push_key_units(keys);
+        accepted
+    }
+
+    /// Sends the messages whose time came; at EOS (`flush`), all of them.
+    fn send_due_signals(&self, started: &mut Started, flush: bool) {
+        let (Some(ads), Some(media_ns)) = (started.ads.as_mut(), started.media_ns) else { return };
+        let Some(parent) = ads.parent_track_id() else { return };
+        let stream = &started.stream;
+        let to_ticks = |ns: u64| stream.track_time(parent, ns);
+        let outcomes = if flush { ads.flush(media_ns, to_ticks) } else { ads.due(media_ns, to_ticks) };
+        let keys = self.apply(started, outcomes);
+        debug_assert!(keys.is_empty());
+    }
+
+    /// Carries out what needs the state (fragment cuts); returns the key frames to ask for once
+    /// the state is unlocked, and posts the rest.
+    fn apply(&self, started: &mut Started, outcomes: Vec<Outcome>) -> Vec<u64> {
+        let mut keys = Vec::new();
+        let mut rest = Vec::new();
+        for o in outcomes {
+            match o {
+                Outcome::KeyUnit(rt) => keys.push(rt),
+                Outcome::Cut(rt) => {
+                    if !started.stream.add_cut(rt) {
+                        rest.push(Outcome::Warn {
+                            title: "No new fragment at the splice".into(),
+                            detail: format!(
+                                "splice-mode=segment cannot start a fragment at running time {rt} ns: {}",
+                                if self.settings().fragment_duration == 0 {
+                                    "fragment-duration is 0 (the muxer's fragments are kept as they are)"
+                                } else {
+                                    "the media is already past it"
+                                }
+                            ),
+                        });
+                    }
+                }
+                Outcome::Uncut(rt) => {
+                    started.stream.remove_cut(rt);
+                }
+                other => rest.push(other),
+            }
+        }
+        self.carry_out(rest);
+        keys
+    }
+
+    fn carry_out(&self, outcomes: Vec<Outcome>) {
+        for o in outcomes {
+            match o {
+                Outcome::Warn { title, detail } => {
+                    gst::element_imp_warning!(self, gst::StreamError::Failed, ("{}", title), ["{}", detail])
+                }
+                Outcome::Post(s) => self.post_element_message(s),
+                Outcome::KeyUnit(_) | Outcome::Cut(_) | Outcome::Uncut(_) => {}
+            }
+        }
+    }
+
+    /// Asks upstream for key frames at these running times (splice points).
+    fn push_key_units(&self, running_times: Vec<u64>) {
+        let pad = self.obj().static_pad("sink").expect("sink pad");
+        for rt in running_times {
+            gst::debug!(CAT, imp = self, "asking for a key frame at running time {rt} (splice)");
+            pad.push_event(force_key_unit(rt, 0));
         }
     }
 }

@@ -10,10 +10,25 @@
 //!   fragments' tracks and tfxd times);
 //! - `fmp4ingestsink-dropped`: `count` (guint), `media-time` (guint64 ns, start of the first
 //!   dropped fragment), `media-duration` (guint64 ns), `track-ids`, `times`.
+//!
+//! Ad signals (`url` is the sparse stream's):
+//! - `fmp4ingestsink-signal-accepted`: `id` (guint), `running-time` (guint64 ns, the splice),
+//!   `send-at` (guint64 ns, running time when the message goes out), `short-lead` (boolean),
+//!   `key-unit` and `new-fragment` (booleans: what the media does at the splice), `replaced`
+//!   (boolean: an earlier message with this id had not gone out; a cancellation withdrew it);
+//! - `fmp4ingestsink-signal-refused`: `event` (string, the structure name), `running-time`
+//!   (guint64 ns, when known), `reason` (string);
+//! - `fmp4ingestsink-sparse-delivered`: `post` (`header` or `message`), `id` (guint), `time`
+//!   (guint64, tfxd time on the parent's timeline), `status` (guint), `attempts` (guint);
+//! - `fmp4ingestsink-sparse-retrying`: `post`, `id`, `time`, `status` (guint, 0 = no answer),
+//!   `detail` (string), `attempt` (guint), `delay` (guint64 ns);
+//! - `fmp4ingestsink-sparse-failed`: `post`, `id`, `time`, `attempts`: given up.
 
 use std::time::{Duration, SystemTime};
 
+use fmp4ingest_core::ad_signals::Accepted;
 use fmp4ingest_core::ingest_header::IngestTrack;
+use fmp4ingest_core::session::sparse::{SparseEvent, SparsePost};
 use fmp4ingest_core::session::{DroppedFragment, Failure, ResentFragment, StreamStats, TransportError};
 use gst::prelude::*;
 
@@ -22,6 +37,11 @@ pub const DISCONNECTED: &str = "fmp4ingestsink-disconnected";
 pub const RECONNECTING: &str = "fmp4ingestsink-reconnecting";
 pub const RESENT: &str = "fmp4ingestsink-resent";
 pub const DROPPED: &str = "fmp4ingestsink-dropped";
+pub const SIGNAL_ACCEPTED: &str = "fmp4ingestsink-signal-accepted";
+pub const SIGNAL_REFUSED: &str = "fmp4ingestsink-signal-refused";
+pub const SPARSE_DELIVERED: &str = "fmp4ingestsink-sparse-delivered";
+pub const SPARSE_RETRYING: &str = "fmp4ingestsink-sparse-retrying";
+pub const SPARSE_FAILED: &str = "fmp4ingestsink-sparse-failed";
 
 /// A short name of the reason, the HTTP status if any, and a sentence for humans.
 pub fn describe_failure(f: &Failure) -> (&'static str, u32, String) {
@@ -117,6 +137,54 @@ pub fn dropped(url: &str, fragments: &[DroppedFragment]) -> gst::Structure {
         .field("track-ids", ids)
         .field("times", times)
         .build()
+}
+
+pub fn signal_accepted(url: &str, a: &Accepted, running_time: u64) -> gst::Structure {
+    gst::Structure::builder(SIGNAL_ACCEPTED)
+        .field("url", url)
+        .field("id", a.id)
+        .field("running-time", running_time)
+        .field("send-at", a.send_at_ns)
+        .field("short-lead", a.short_lead_ns.is_some())
+        .field("key-unit", a.key_unit_ns.is_some())
+        .field("new-fragment", a.cut_ns.is_some())
+        .field("replaced", a.replaced)
+        .build()
+}
+
+pub fn signal_refused(event: &str, running_time: Option<u64>, reason: &str) -> gst::Structure {
+    gst::Structure::builder(SIGNAL_REFUSED)
+        .field("event", event)
+        .field_if_some("running-time", running_time)
+        .field("reason", reason)
+        .build()
+}
+
+/// The message for a sparse session event, and a sentence for logs.
+pub fn sparse_event(url: &str, event: &SparseEvent, detail: &str) -> gst::Structure {
+    let post = |b: gst::structure::Builder, p: &SparsePost| match p {
+        SparsePost::Header => b.field("post", "header").field("id", 0u32).field("time", 0u64),
+        SparsePost::Message { id, time } => b.field("post", "message").field("id", *id).field("time", *time),
+    };
+    match event {
+        SparseEvent::Delivered { post: p, status, attempts } => {
+            post(gst::Structure::builder(SPARSE_DELIVERED).field("url", url), p)
+                .field("status", u32::from(*status))
+                .field("attempts", *attempts)
+                .build()
+        }
+        SparseEvent::Retrying { post: p, status, attempt, delay, .. } => {
+            post(gst::Structure::builder(SPARSE_RETRYING).field("url", url), p)
+                .field("status", u32::from(*status))
+                .field("detail", detail)
+                .field("attempt", *attempt)
+                .field("delay", u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX))
+                .build()
+        }
+        SparseEvent::GaveUp { post: p, attempts } => {
+            post(gst::Structure::builder(SPARSE_FAILED).field("url", url), p).field("attempts", *attempts).build()
+        }
+    }
 }
 
 /// ISO 8601 UTC with milliseconds, as the service writes `lastFragmentArrivalTime`.

@@ -106,16 +106,7 @@ impl Uploader {
     pub fn start(http: HttpConfig, session: SessionConfig, report: ReportFn) -> Result<Uploader, String> {
         crate::runtime::install_crypto_provider();
         let log = ConnectionLog::default();
-        let client = reqwest::Client::builder()
-            .http1_only()
-            .connect_timeout(http.connect_timeout)
-            // Every request on its own connection: a failed POST must never be retried on a
-            // pooled socket (spec §1.6 rule 5a).
-            .pool_max_idle_per_host(0)
-            // A streaming body cannot be replayed; a redirect would send it empty.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(http.user_agent.clone())
-            .tcp_nodelay(true)
+        let client = base_client(http.connect_timeout, &http.user_agent)
             .connector_layer(ConnectionTap { log: log.clone() })
             .build()
             .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
@@ -509,6 +500,20 @@ impl Drop for Driver {
     }
 }
 
+/// The HTTP client every ingest request uses: HTTP/1.1, every request on a connection of its
+/// own that is closed after the answer — a failed POST must never be retried on a pooled
+/// socket (spec §1.6 rule 5a), and a sparse stream leaves no idle connection (§1.10 rule 4b) —
+/// and no redirects (a streamed body cannot be replayed; a redirect would send it empty).
+pub fn base_client(connect_timeout: Duration, user_agent: &str) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .http1_only()
+        .connect_timeout(connect_timeout)
+        .pool_max_idle_per_host(0)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(user_agent)
+        .tcp_nodelay(true)
+}
+
 /// Sends a request on the runtime and reports its answer or failure as `wrap(...)`.
 fn spawn_request(
     req: reqwest::RequestBuilder,
@@ -569,7 +574,7 @@ impl Stream for BodyStream {
     }
 }
 
-fn classify(e: &reqwest::Error) -> TransportError {
+pub fn classify(e: &reqwest::Error) -> TransportError {
     if e.is_timeout() {
         TransportError::Timeout
     } else if e.is_connect() {
@@ -582,7 +587,7 @@ fn classify(e: &reqwest::Error) -> TransportError {
 }
 
 /// The error and its causes in one line, without the URL (it may carry credentials).
-fn describe(e: reqwest::Error) -> String {
+pub fn describe(e: reqwest::Error) -> String {
     let e = e.without_url();
     let mut text = e.to_string();
     let mut source = std::error::Error::source(&e);
