@@ -317,6 +317,8 @@ fn bad_messages_are_refused_and_change_nothing() {
         assert!(!send(gst::Structure::builder("fmp4ingest-splice").field("running-time", later).build()));
         // A good one afterwards still works.
         assert!(send(splice(later, 6).build()));
+        // One with too little lead is taken, sent at once, and reported.
+        assert!(send(splice(running_now(p) + SEC / 2, 8).build()));
     });
     ok(&r);
     let reasons: Vec<String> =
@@ -328,10 +330,19 @@ fn bad_messages_are_refused_and_change_nothing() {
     assert!(reasons[3].contains("in the past"), "{reasons:?}");
     assert!(reasons[4].contains("'id'") && reasons[4].contains("missing"), "{reasons:?}");
     assert_eq!(r.warnings.iter().filter(|w| w.contains("Ad signal refused")).count(), 5, "{:?}", r.warnings);
-    // Only the good one reached the server; the media is untouched.
+    // Only the good ones reached the server; the media is untouched.
     let posts = sparse_posts(&rx);
-    assert_eq!(posts.len(), 2);
-    assert_eq!(message(&posts[1]).sparse.as_ref().unwrap().id, 6);
+    assert_eq!(posts.len(), 3);
+    // The short one went first, at once, with the lead it had.
+    let short = message(&posts[1]).sparse.as_ref().unwrap();
+    assert_eq!(short.id, 8);
+    let ts = video_timescale(&rx.stream("av"));
+    assert!(short.delta > 0 && u64::from(short.delta) < ticks(4 * SEC, ts), "{short:?}");
+    assert_eq!(message(&posts[2]).sparse.as_ref().unwrap().id, 6);
+    assert_eq!(u64::from(message(&posts[2]).sparse.as_ref().unwrap().delta), ticks(4 * SEC, ts));
+    assert!(r.warnings.iter().any(|w| w.contains("Ad signal 8 has less than 4 s of lead")), "{:?}", r.warnings);
+    let accepted = r.messages_named("fmp4ingestsink-signal-accepted");
+    assert_eq!(accepted.iter().map(|m| m.get::<bool>("short-lead").unwrap()).collect::<Vec<_>>(), [false, true]);
     let media = rx.stream("av");
     assert!(check_stream(&media, 2.0).is_empty(), "{:?}", check_stream(&media, 2.0));
 }
