@@ -208,3 +208,30 @@ fn ntsc_video_and_48_khz_aac_keep_exact_2_s_fragments() {
     assert!(a.iter().all(|c| *c == 93 || *c == 94), "{a:?}");
     assert!(a.contains(&93) && a.contains(&94));
 }
+
+#[test]
+fn a_key_frame_asked_for_as_the_encoder_starts_is_not_lost() {
+    // The first boundary is 1.02 s after running time 0 and the lead is 1 s, so the first
+    // request is due as the pipeline starts, before x264enc has put out a frame. GStreamer
+    // 1.22's encoder would match it against a frame 1000 hours ahead and then ignore every
+    // later request; the sink holds it until the encoder has started.
+    let rx = Receiver::start().unwrap();
+    let d = format!(
+        "videotestsrc is-live=true num-buffers=330 ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+         x264enc speed-preset=ultrafast bitrate=600 key-int-max=600 ! h264parse ! queue ! \
+         isofmp4mux fragment-duration=2000000000 send-force-keyunit=false ! \
+         fmp4ingestsink location=\"{}\" timestamp-offset=980000000 tfxd-version=2",
+        rx.url("live", "early")
+    );
+    ok(&run_pipeline(&d, Duration::from_secs(60)));
+    let view = rx.stream("early");
+    let ts = timescales(&view);
+    on_the_grid(&view, &ts);
+    gapless(&view);
+    let frags: Vec<FragmentInfo> = fragments(&view)[&1].values().cloned().collect();
+    // 11 s of video from target time 0.98 s: boundaries at 2, 4, 6, 8, 10 s.
+    assert!(frags.len() >= 5, "{} fragments: {frags:?}", frags.len());
+    for f in &frags[1..] {
+        assert!(f.first_sample_sync, "a fragment without a key frame: {f:?}");
+    }
+}

@@ -485,8 +485,14 @@ impl Fmp4IngestSink {
                     target_offset_ns: target_offset,
                     lead_ns: s.keyframe_lead,
                 };
-                started.key_units =
-                    Some(KeyUnitScheduler::start(obj.static_pad("sink").expect("sink pad"), clock, base, b));
+                let scheduler = KeyUnitScheduler::start(obj.static_pad("sink").expect("sink pad"), clock, base, b);
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "requesting key frames at the boundaries once {} video encoder(s) upstream have started",
+                    scheduler.encoders()
+                );
+                started.key_units = Some(scheduler);
             }
         }
     }
@@ -1195,6 +1201,14 @@ impl Fmp4IngestSink {
         let keys = self.apply(started, outcomes);
         // A short lead is due at once.
         self.send_due_signals(started, false);
+        for rt in &keys {
+            gst::debug!(CAT, imp = self, "asking for a key frame at running time {rt} (splice)");
+        }
+        // Until the encoders upstream have started, the scheduler holds them (see key_units).
+        let keys = match &started.key_units {
+            Some(scheduler) => keys.into_iter().filter(|rt| !scheduler.hold_unless_open(*rt)).collect(),
+            None => keys,
+        };
         drop(state);
         self.push_key_units(keys);
         accepted
@@ -1260,7 +1274,6 @@ impl Fmp4IngestSink {
     fn push_key_units(&self, running_times: Vec<u64>) {
         let pad = self.obj().static_pad("sink").expect("sink pad");
         for rt in running_times {
-            gst::debug!(CAT, imp = self, "asking for a key frame at running time {rt} (splice)");
             pad.push_event(force_key_unit(rt, 0));
         }
     }

@@ -6,7 +6,16 @@
 //! `gst_video_event_new_upstream_force_key_unit` builds it); video encoders place the key frame
 //! at the first frame at or after that running time. Requests are sent `lead` before their
 //! boundary from clock callbacks: no thread of our own.
+//!
+//! No request goes out before every video encoder upstream has pushed its first frame. In
+//! GStreamer 1.22, GstVideoEncoder computes a frame's running time against its output segment
+//! shifted by the encoder's minimum PTS (x264enc's is 1000 hours) — but that segment is only
+//! adjusted once the first encoded frame leaves. A request that meets one of the first frames
+//! is matched at a running time 1000 hours ahead, and the encoder then ignores every later
+//! request as "before the last one". The encoder's source pad has its SEGMENT event (sticky)
+//! from the moment the first frame went out, so [`EncoderGate`] waits for that.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gst::glib;
@@ -36,15 +45,92 @@ impl Boundaries {
     }
 }
 
+/// How often a closed gate is looked at again.
+const GATE_POLL_NS: u64 = 20_000_000;
+
+/// Whether the video encoders upstream have pushed their first frame (see the module's doc).
+pub struct EncoderGate {
+    /// The source pads of the GstVideoEncoders found upstream when the element started playing.
+    encoders: Vec<gst::Pad>,
+    open: AtomicBool,
+}
+
+impl EncoderGate {
+    /// Finds the video encoders upstream of `sink_pad`, through queues, parsers, tees, muxers and
+    /// bins. With none (pre-encoded input, or no GstVideoEncoder class loaded), the gate is open.
+    pub fn find(sink_pad: &gst::Pad) -> Self {
+        let encoders = match glib::Type::from_name("GstVideoEncoder") {
+            Some(encoder_type) => upstream_pads_of(sink_pad, encoder_type),
+            None => Vec::new(),
+        };
+        EncoderGate { open: AtomicBool::new(encoders.is_empty()), encoders }
+    }
+
+    /// How many encoders the gate waits for.
+    pub fn encoders(&self) -> usize {
+        self.encoders.len()
+    }
+
+    /// Open once every encoder's source pad carries a SEGMENT: its first frame went out. Stays
+    /// open.
+    pub fn is_open(&self) -> bool {
+        if self.open.load(Ordering::Acquire) {
+            return true;
+        }
+        let open = self.encoders.iter().all(|p| p.sticky_event::<gst::event::Segment>(0).is_some());
+        if open {
+            self.open.store(true, Ordering::Release);
+        }
+        open
+    }
+}
+
+/// The source pads of the elements of type `wanted` upstream of `sink_pad`; the walk stops at
+/// them. Bounded, so that a looped graph cannot hold it.
+fn upstream_pads_of(sink_pad: &gst::Pad, wanted: glib::Type) -> Vec<gst::Pad> {
+    let mut found = Vec::new();
+    let mut to_visit = vec![sink_pad.clone()];
+    let mut visited = 0;
+    while let Some(pad) = to_visit.pop() {
+        visited += 1;
+        if visited > 1024 {
+            break;
+        }
+        let Some(mut src) = pad.peer() else { continue };
+        // Into a bin: its ghost source pad leads to the pad inside.
+        while let Some(target) = src.downcast_ref::<gst::GhostPad>().and_then(|g| g.target()) {
+            src = target;
+        }
+        let Some(element) = src.parent_element() else {
+            // Out of a bin: the pad inside a ghost sink pad stands for what feeds the ghost.
+            if let Some(ghost) = src.parent().and_then(|p| p.downcast::<gst::Pad>().ok()) {
+                to_visit.push(ghost);
+            }
+            continue;
+        };
+        if element.type_().is_a(wanted) {
+            if !found.contains(&src) {
+                found.push(src);
+            }
+            continue;
+        }
+        to_visit.extend(element.sink_pads());
+    }
+    found
+}
+
 #[derive(Default)]
 struct Inner {
     pending: Option<gst::SingleShotClockId>,
     stopped: bool,
+    /// Splice key frames asked for while the gate was closed.
+    held: Vec<u64>,
 }
 
 /// The chain of clock callbacks; stops when dropped.
 pub struct KeyUnitScheduler {
     inner: Arc<Mutex<Inner>>,
+    gate: Arc<EncoderGate>,
 }
 
 impl KeyUnitScheduler {
@@ -52,9 +138,26 @@ impl KeyUnitScheduler {
     /// time plus `base_time`.
     pub fn start(pad: gst::Pad, clock: gst::Clock, base_time: gst::ClockTime, b: Boundaries) -> Self {
         let inner = Arc::new(Mutex::new(Inner::default()));
+        let gate = Arc::new(EncoderGate::find(&pad));
         let running_now = clock.time().nseconds().saturating_sub(base_time.nseconds());
-        schedule(inner.clone(), pad.downgrade(), clock, base_time, b, b.next_after(running_now));
-        KeyUnitScheduler { inner }
+        let chain = Chain { inner: inner.clone(), gate: gate.clone(), pad: pad.downgrade(), clock, base_time, b };
+        chain.schedule(b.next_after(running_now), None);
+        KeyUnitScheduler { inner, gate }
+    }
+
+    /// How many video encoders upstream the first request waits for.
+    pub fn encoders(&self) -> usize {
+        self.gate.encoders()
+    }
+
+    /// A key frame wanted at running time `rt` (a splice): true when the gate is closed and the
+    /// scheduler keeps the request until it opens; false when the caller may push it now.
+    pub fn hold_unless_open(&self, rt: u64) -> bool {
+        if self.gate.is_open() {
+            return false;
+        }
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).held.push(rt);
+        true
     }
 }
 
@@ -78,31 +181,59 @@ pub fn force_key_unit(rt: u64, count: u32) -> gst::Event {
     gst::event::CustomUpstream::new(s)
 }
 
-fn schedule(
+/// What every callback of the chain needs.
+#[derive(Clone)]
+struct Chain {
     inner: Arc<Mutex<Inner>>,
+    gate: Arc<EncoderGate>,
     pad: glib::WeakRef<gst::Pad>,
     clock: gst::Clock,
     base_time: gst::ClockTime,
     b: Boundaries,
-    k: u64,
-) {
-    let Some(rt) = b.running_time(k) else { return };
-    let at = gst::ClockTime::from_nseconds(base_time.nseconds() + rt.saturating_sub(b.lead_ns));
-    let id = clock.new_single_shot_id(at);
-    let next = inner.clone();
-    let scheduled = id.wait_async(move |clock, _, _| {
-        if next.lock().unwrap_or_else(|e| e.into_inner()).stopped {
+}
+
+impl Chain {
+    /// Waits for the request time of boundary `k` (or, while the gate is closed, for the clock
+    /// time `retry_at`).
+    fn schedule(self, k: u64, retry_at: Option<u64>) {
+        let Some(rt) = self.b.running_time(k) else { return };
+        let at = retry_at.unwrap_or(self.base_time.nseconds() + rt.saturating_sub(self.b.lead_ns));
+        let id = self.clock.new_single_shot_id(gst::ClockTime::from_nseconds(at));
+        let next = self.clone();
+        let scheduled = id.wait_async(move |clock, _, _| next.fire(k, rt, clock.time().nseconds()));
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if scheduled.is_ok() && !guard.stopped {
+            guard.pending = Some(id);
+        } else {
+            id.unschedule();
+        }
+    }
+
+    fn fire(self, k: u64, rt: u64, now: u64) {
+        let open = self.gate.is_open();
+        let held = {
+            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            if inner.stopped {
+                return;
+            }
+            if open { std::mem::take(&mut inner.held) } else { Vec::new() }
+        };
+        let Some(pad) = self.pad.upgrade() else { return };
+        if !open {
+            // Try again shortly while the boundary is still ahead; else the next boundary.
+            let retry = now + GATE_POLL_NS;
+            if retry < self.base_time.nseconds() + rt {
+                self.schedule(k, Some(retry));
+            } else {
+                self.schedule(k + 1, None);
+            }
             return;
         }
-        let Some(pad) = pad.upgrade() else { return };
+        for splice in held {
+            pad.push_event(force_key_unit(splice, 0));
+        }
         pad.push_event(force_key_unit(rt, k as u32));
-        schedule(next, pad.downgrade(), clock.clone(), base_time, b, k + 1);
-    });
-    let mut guard = inner.lock().unwrap_or_else(|e| e.into_inner());
-    if scheduled.is_ok() && !guard.stopped {
-        guard.pending = Some(id);
-    } else {
-        id.unschedule();
+        self.schedule(k + 1, None);
     }
 }
 
