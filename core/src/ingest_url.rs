@@ -110,6 +110,20 @@ impl IngestUrl {
         IngestUrl::parse(&format!("{}/Streams({id})", &self.url[..self.streams_at]))
     }
 
+    /// Whether the URL carries `user[:password]@`.
+    pub fn has_credentials(&self) -> bool {
+        self.userinfo.is_some()
+    }
+
+    /// The same URL without `user[:password]@` (when credentials are given another way).
+    pub fn without_credentials(&self) -> IngestUrl {
+        match self.userinfo {
+            Some((start, end)) => IngestUrl::parse(&format!("{}{}", &self.url[..start], &self.url[end..]))
+                .unwrap_or_else(|_| self.clone()),
+            None => self.clone(),
+        }
+    }
+
     /// The URL with `user:password@` removed, for logs, messages and errors.
     pub fn redacted(&self) -> String {
         redact_url(&self.url)
@@ -173,6 +187,10 @@ mod tests {
         assert_eq!(u.redacted(), "https://***@h:443/p.isml/Streams(v)");
         assert_eq!(format!("{u}"), "https://***@h:443/p.isml/Streams(v)");
         assert!(!format!("{u}").contains("s3cret"));
+        assert!(u.has_credentials());
+        let bare = u.without_credentials();
+        assert_eq!(bare.as_str(), "https://h:443/p.isml/Streams(v)");
+        assert!(!bare.has_credentials());
         assert_eq!(redact_url("http://h/a@b"), "http://h/a@b");
         assert_eq!(redact_url("not a url"), "not a url");
     }

@@ -23,6 +23,69 @@ pub enum FaultKind {
     SlowRead { bytes_per_second: u64 },
     /// Read a request's whole body, then answer with this status (a refused POST).
     PostStatus(u16),
+    /// Answer (a probe, or a POST once its body is read) with something meant to exhaust the
+    /// client.
+    HostileAnswer(Hostile),
+    /// Answer probes with a redirect to `location`.
+    Redirect { status: u16, location: String },
+}
+
+/// Answers a broken or hostile server gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hostile {
+    /// One header line of 1 MiB.
+    HugeHeader,
+    /// 10 000 header lines.
+    ManyHeaders,
+    /// 200 with a 10 GiB body, written as fast as the client takes it.
+    EndlessBody,
+    /// The status line, one byte every 200 ms, for up to a minute.
+    SlowDrip,
+}
+
+/// Writes a hostile answer; returns the bytes the client took.
+pub async fn answer_with<W: tokio::io::AsyncWrite + Unpin>(how: &Hostile, w: &mut W) -> u64 {
+    use tokio::io::AsyncWriteExt;
+    let mut written = 0u64;
+    let mut put = async |w: &mut W, b: &[u8]| -> bool {
+        let ok = w.write_all(b).await.is_ok() && w.flush().await.is_ok();
+        if ok {
+            written += b.len() as u64;
+        }
+        ok
+    };
+    match how {
+        Hostile::HugeHeader => {
+            let mut head = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
+            head.resize(head.len() + (1 << 20), b'a');
+            head.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+            put(w, &head).await;
+        }
+        Hostile::ManyHeaders => {
+            let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+            for i in 0..10_000 {
+                head.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+            }
+            head.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+            put(w, &head).await;
+        }
+        Hostile::EndlessBody => {
+            if put(w, b"HTTP/1.1 200 OK\r\nContent-Length: 10737418240\r\n\r\n").await {
+                let chunk = vec![0u8; 64 * 1024];
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while Instant::now() < deadline && put(w, &chunk).await {}
+            }
+        }
+        Hostile::SlowDrip => {
+            for b in b"HTTP/1.1 200 OK\r\n".iter().cycle().take(300) {
+                if !put(w, std::slice::from_ref(b)).await {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    written
 }
 
 /// How often a fault fires.
@@ -76,6 +139,8 @@ pub struct Plan {
     pub probe_status: Option<u16>,
     pub bytes_per_second: Option<u64>,
     pub post_status: Option<u16>,
+    pub hostile: Option<Hostile>,
+    pub redirect: Option<(u16, String)>,
 }
 
 impl Plan {
@@ -92,6 +157,16 @@ impl Plan {
                 FaultKind::ErrorStatus { .. } if plan.error_after.is_some() => false,
                 FaultKind::SlowRead { .. } if plan.bytes_per_second.is_some() => false,
                 FaultKind::PostStatus(_) if plan.post_status.is_some() => false,
+                FaultKind::HostileAnswer(_) if plan.hostile.is_some() => false,
+                FaultKind::HostileAnswer(h) => {
+                    plan.hostile = Some(*h);
+                    true
+                }
+                FaultKind::Redirect { .. } if plan.redirect.is_some() => false,
+                FaultKind::Redirect { status, location } if probe => {
+                    plan.redirect = Some((*status, location.clone()));
+                    true
+                }
                 FaultKind::PostStatus(s) if !probe => {
                     plan.post_status = Some(*s);
                     true

@@ -158,3 +158,69 @@ pub async fn respond_keep_alive<W: AsyncWrite + Unpin>(w: &mut W, status: u16, r
     w.write_all(head.as_bytes()).await?;
     w.flush().await
 }
+
+/// A bodiless response with extra headers, closing the connection.
+pub async fn respond_with<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    status: u16,
+    reason: &str,
+    headers: &[(&str, &str)],
+) -> io::Result<()> {
+    let mut head = format!("HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n");
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    w.write_all(head.as_bytes()).await?;
+    w.flush().await
+}
+
+/// The user and password of an `Authorization: Basic ...` header value.
+pub fn basic_credentials(value: &str) -> Option<(String, String)> {
+    let encoded = value.strip_prefix("Basic ")?.trim();
+    let decoded = String::from_utf8(base64_decode(encoded)?).ok()?;
+    let (user, pw) = decoded.split_once(':')?;
+    Some((user.to_string(), pw.to_string()))
+}
+
+/// Standard base64 (RFC 4648 §4) with padding.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes = s.as_bytes();
+    if bytes.len() % 4 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for quad in bytes.chunks(4) {
+        let pad = quad.iter().rev().take_while(|c| **c == b'=').count();
+        let mut n = 0u32;
+        for (i, c) in quad.iter().enumerate() {
+            n = (n << 6) | if i >= 4 - pad { 0 } else { value(*c)? };
+        }
+        let b = n.to_be_bytes();
+        out.extend_from_slice(&b[1..4 - pad]);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn basic_credentials_decode() {
+        assert_eq!(
+            super::basic_credentials("Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="),
+            Some(("Aladdin".into(), "open sesame".into()))
+        );
+        assert_eq!(super::basic_credentials("Bearer x"), None);
+        assert_eq!(super::basic_credentials("Basic ***"), None);
+    }
+}

@@ -10,6 +10,7 @@ pub mod faults;
 pub mod http;
 pub mod mp4;
 pub mod record;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,9 +20,10 @@ use std::time::{Duration, Instant};
 use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 
-pub use faults::{Fault, FaultKind, Times};
+pub use faults::{Fault, FaultKind, Hostile, Times};
 pub use mp4::{FragmentInfo, MoovTrack, SmilTrack};
 pub use record::PostRecord;
+pub use tls::TlsSetup;
 
 use record::BodyReader;
 
@@ -34,11 +36,14 @@ pub struct Behaviour {
     pub max_box: usize,
     /// A fixed socket receive buffer (SO_RCVBUF) instead of the kernel's autotuning.
     pub recv_buffer: Option<u32>,
+    /// Require HTTP Basic authentication with this user and password: anything else is
+    /// answered 401 without reading the body.
+    pub basic_auth: Option<(String, String)>,
 }
 
 impl Default for Behaviour {
     fn default() -> Self {
-        Behaviour { probe_status: 200, max_box: 256 << 20, recv_buffer: None }
+        Behaviour { probe_status: 200, max_box: 256 << 20, recv_buffer: None, basic_auth: None }
     }
 }
 
@@ -61,7 +66,7 @@ struct State {
     seen: std::collections::HashMap<String, std::collections::HashSet<(u32, u64)>>,
     /// Bumped by a simulated restart: connections of an older generation are reset.
     generation: u64,
-    /// Requests refused (wrong method or path), with the reason.
+    /// Requests refused (wrong method or path, no authentication), with the reason.
     rejected: Vec<String>,
     connections: u64,
 }
@@ -85,6 +90,9 @@ impl Shared {
 /// A running receiver. Dropping it stops the server.
 pub struct Receiver {
     addr: SocketAddr,
+    /// The HTTPS port, when the receiver speaks TLS.
+    tls_addr: Option<SocketAddr>,
+    tls_failures: Arc<Mutex<Vec<String>>>,
     shared: Arc<Shared>,
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -147,7 +155,23 @@ impl Receiver {
                 }
             }
         });
-        Ok(Receiver { addr, shared, runtime: Some(runtime) })
+        Ok(Receiver { addr, tls_addr: None, tls_failures: Arc::default(), shared, runtime: Some(runtime) })
+    }
+
+    /// Starts on 127.0.0.1 speaking HTTPS only (the plain listener is still there, for the
+    /// TLS front to forward to).
+    pub fn start_tls(behaviour: Behaviour, setup: TlsSetup) -> std::io::Result<Receiver> {
+        let mut r = Self::start_with(behaviour, "127.0.0.1:0")?;
+        let rt = r.runtime.as_ref().expect("runtime");
+        let listener = rt.block_on(async { TcpListener::bind("127.0.0.1:0").await })?;
+        r.tls_addr = Some(listener.local_addr()?);
+        tls::spawn_front(rt, listener, r.addr, &setup, r.tls_failures.clone()).map_err(std::io::Error::other)?;
+        Ok(r)
+    }
+
+    /// TLS handshakes that failed, with the server's reason.
+    pub fn tls_failures(&self) -> Vec<String> {
+        self.tls_failures.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Adds a fault for the requests that start from now on.
@@ -172,7 +196,10 @@ impl Receiver {
 
     /// The ingest URL of a stream on a publishing point of this receiver.
     pub fn url(&self, publishing_point: &str, stream_id: &str) -> String {
-        format!("http://{}/{publishing_point}.isml/Streams({stream_id})", self.addr)
+        match self.tls_addr {
+            Some(a) => format!("https://{a}/{publishing_point}.isml/Streams({stream_id})"),
+            None => format!("http://{}/{publishing_point}.isml/Streams({stream_id})", self.addr),
+        }
     }
 
     pub fn set_behaviour(&self, b: Behaviour) {
@@ -254,6 +281,20 @@ async fn serve(sock: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
         return http::respond(&mut wr, 404, "Not Found", b"unknown publishing point or stream\n").await;
     };
     let probe = head.content_length() == Some(0) && !head.is_chunked();
+    if let Some((user, pw)) = &behaviour.basic_auth {
+        let given = head.header("authorization").and_then(http::basic_credentials);
+        if given.as_ref().is_none_or(|(u, p)| u != user || p != pw) {
+            let why = format!(
+                "{} {}: 401, credentials {}",
+                head.method,
+                head.path,
+                if given.is_some() { "wrong" } else { "missing" }
+            );
+            shared.update(|s| s.rejected.push(why));
+            return http::respond_with(&mut wr, 401, "Unauthorized", &[("WWW-Authenticate", "Basic realm=\"ingest\"")])
+                .await;
+        }
+    }
     let (index, plan) = {
         let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
         let index = st.posts.len();
@@ -361,6 +402,18 @@ async fn serve(sock: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
         }
         rec.status = Some(status);
     });
+    if let (Ok(()), Some(how)) = (&result, &plan.hostile) {
+        let written = faults::answer_with(how, &mut wr).await;
+        shared.update(|st| {
+            st.posts[index].ended_by_receiver = Some(format!("hostile {how:?}"));
+            st.posts[index].hostile_bytes = Some(written);
+        });
+        return Ok(());
+    }
+    if let (Ok(()), true, Some((status, location))) = (&result, probe, &plan.redirect) {
+        shared.update(|st| st.posts[index].status = Some(*status));
+        return http::respond_with(&mut wr, *status, "Redirect", &[("Location", location.as_str())]).await;
+    }
     let reason = if (200..300).contains(&status) { "OK" } else { "Refused" };
     let sized = !probe && !head.is_chunked() && head.content_length().is_some();
     if result.is_ok() && sized {

@@ -42,6 +42,8 @@ pub struct PostRecord {
     /// For a request with a Content-Length body (a sparse POST): how long after the answer the
     /// client closed the connection; `None` while it is open (the receiver waits 3 s).
     pub client_closed_after: Option<std::time::Duration>,
+    /// For a hostile answer: the response bytes written before the client stopped taking them.
+    pub hostile_bytes: Option<u64>,
 }
 
 impl PostRecord {
@@ -78,6 +80,7 @@ impl PostRecord {
             first_byte_at: None,
             ended: None,
             client_closed_after: None,
+            hostile_bytes: None,
         }
     }
 

@@ -526,17 +526,20 @@ impl IngestSession {
             ) if conn == connection => {
                 self.fail(Failure::Transport { error }, acked, now);
             }
+            // The end refused (a 5xx, or a redirect of the body): the server may not have kept
+            // what it was sent, so it goes again on a new connection, within the EOS timeout.
+            (State::Ending { conn, .. }, Input::Response { connection, status, acked })
+                if conn == connection && !(200..300).contains(&status) =>
+            {
+                self.fail(Failure::ServerAbort { status }, acked, now);
+            }
             (State::Ending { conn, .. }, Input::Response { connection, status, acked }) if conn == connection => {
                 if let (Some(a), Some(link)) = (acked, self.link.as_ref()) {
                     self.backlog.acknowledge(conn, a.min(link.pulled));
                 }
                 self.link = None;
                 self.state = State::Done;
-                self.events.push_back(if (200..300).contains(&status) {
-                    SessionEvent::Finished { status }
-                } else {
-                    SessionEvent::GaveUp { reason: Failure::ServerAbort { status }, undelivered: Vec::new() }
-                });
+                self.events.push_back(SessionEvent::Finished { status });
             }
             (State::Closing { conn, .. }, Input::Closed { connection, acked }) if conn == connection => {
                 self.connection_lost(acked);

@@ -547,6 +547,63 @@ fn a_connection_lost_while_ending_is_retried_and_the_rest_delivered() {
 }
 
 #[test]
+fn an_end_answered_with_an_error_is_sent_again_until_the_eos_timeout() {
+    let mut h = Harness::new(SessionConfig {
+        catch_up_rate: 0.0,
+        eos_timeout: Duration::from_secs(5),
+        ..SessionConfig::default()
+    });
+    let c1 = h.connect_first(true);
+    h.s.push_fragment(frag(1, 0), h.now);
+    h.s.finish(h.now);
+    assert!(h.pull(c1).1);
+    h.input(Input::Response { connection: c1, status: 503, acked: None });
+    assert!(!h.s.is_done());
+    assert!(
+        h.events().contains(&SessionEvent::Disconnected { reason: Failure::ServerAbort { status: 503 } }),
+        "a refused end is a failure like any other"
+    );
+    // The next POST sends the fragment again and ends; this time the server takes it.
+    let c2 = h.reconnect(true);
+    let (chunks, ended) = h.pull(c2);
+    assert_eq!(names(&chunks), ["1@0"]);
+    assert!(ended);
+    h.input(Input::Response { connection: c2, status: 200, acked: None });
+    assert!(h.s.is_done());
+    assert!(h.events().contains(&SessionEvent::Finished { status: 200 }));
+    // A server that refuses every end is given up on at the EOS timeout.
+    let mut h = Harness::new(SessionConfig { eos_timeout: Duration::from_secs(5), ..SessionConfig::default() });
+    let c = h.connect_first(true);
+    h.s.finish(h.now);
+    assert!(h.pull(c).1);
+    h.input(Input::Response { connection: c, status: 500, acked: None });
+    for _ in 0..100 {
+        if h.s.is_done() {
+            break;
+        }
+        let next = h.s.poll_timeout().unwrap_or(h.now + Duration::from_millis(100));
+        h.at(next.max(h.now + Duration::from_millis(1)));
+        for a in h.actions() {
+            match a {
+                Action::SendProbe { connection } => {
+                    h.input(Input::ProbeResponse { connection, status: 200 });
+                }
+                Action::OpenPost { connection } => {
+                    h.input(Input::Connected { connection, observes_acks: false });
+                    if h.pull(connection).1 {
+                        h.input(Input::Response { connection, status: 500, acked: None });
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(h.s.is_done());
+    assert!(h.now <= Duration::from_secs(6), "gave up at {:?}", h.now);
+    assert!(h.events().iter().any(|e| matches!(e, SessionEvent::GaveUp { .. })));
+}
+
+#[test]
 fn stats_follow_the_stream() {
     let mut h = Harness::new(SessionConfig { catch_up_rate: 0.0, ..SessionConfig::default() });
     assert_eq!(h.s.stats(h.now).state, "Connecting");

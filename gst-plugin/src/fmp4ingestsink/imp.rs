@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 
 use super::ad_events;
 use super::ads::{AdSettings, Ads, Outcome};
+use super::http_client::{self, ClientSettings, Secret, TlsAndAuth};
 use super::key_units::{Boundaries, KeyUnitScheduler, force_key_unit};
 use super::reporting::{self, describe_failure};
 use super::sparse_uploader::{SparseHttp, SparseReport};
@@ -91,6 +92,9 @@ struct Settings {
     sparse_parent_track: Option<String>,
     splice_mode: SpliceMode,
     splice_lead: u64,
+    /// TLS, authentication and extra headers.
+    auth: TlsAndAuth,
+    follow_redirects: bool,
 }
 
 impl Default for Settings {
@@ -126,6 +130,8 @@ impl Default for Settings {
             sparse_parent_track: None,
             splice_mode: SpliceMode::default(),
             splice_lead: DEFAULT_SPLICE_LEAD,
+            auth: TlsAndAuth::default(),
+            follow_redirects: false,
         }
     }
 }
@@ -232,8 +238,19 @@ impl Fmp4IngestSink {
     /// `start()` has stored its state (a refused connection is reported at once), so it
     /// depends on nothing but its arguments.
     fn on_report(&self, url: &str, report: Report) {
-        let detail = report.detail.unwrap_or_default();
-        match report.event {
+        let (event, detail) = match report {
+            Report::Session { event, detail } => (event, detail.unwrap_or_default()),
+            Report::Redirected { from, to, status } => {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "the probe of {from} was redirected ({status}) to {to}: the POST goes there"
+                );
+                self.post_element_message(reporting::redirected(&from, &to, status));
+                return;
+            }
+        };
+        match event {
             SessionEvent::ProbeAccepted { status } => gst::info!(CAT, imp = self, "probe of {url} answered {status}"),
             SessionEvent::Connected { connection } => {
                 gst::info!(CAT, imp = self, "streaming to {url} (connection {connection})");
@@ -305,29 +322,31 @@ impl Fmp4IngestSink {
     }
 
     fn post_gave_up(&self, url: &str, failure: &Failure, detail: &str, undelivered: usize) {
-        let (_, _, text) = describe_failure(failure);
+        let (_, status, text) = describe_failure(failure);
         let lost = format!("{undelivered} fragments were not delivered.");
+        let advice = reporting::advice(status as u16, detail);
+        let detail = if detail.is_empty() { String::new() } else { format!(" ({detail})") };
         match failure {
             Failure::ProbeRefused { status } => gst::element_imp_error!(
                 self,
                 gst::ResourceError::OpenWrite,
                 ("The ingest server refused the stream: HTTP {} {}", status, reporting::reason(*status)),
-                ["The probe POST to {url} was answered with HTTP {status}; gave up after the retry limit. \
-                     Check the URL (publishing point and Streams() id), that the channel is running, and the \
-                     credentials. {lost}"]
+                ["The probe POST to {url} was answered with HTTP {status}{detail}; gave up after the retry limit. \
+                     {advice} Check the URL (publishing point and Streams() id), that the channel is running, and \
+                     the credentials. {lost}"]
             ),
             Failure::Transport { .. } | Failure::ProbeTimeout | Failure::ConnectTimeout => gst::element_imp_error!(
                 self,
                 gst::ResourceError::OpenWrite,
                 ("Could not connect to the ingest server"),
-                ["{url}: {text}: {detail}. Gave up after the retry limit (max-retries, retry-timeout). Check that \
-                     the server is running and that the URL's host and port are right. {lost}"]
+                ["{url}: {text}{detail}. Gave up after the retry limit (max-retries, retry-timeout). {advice} Check \
+                     that the server is running and that the URL's host and port are right. {lost}"]
             ),
             _ => gst::element_imp_error!(
                 self,
                 gst::ResourceError::Write,
                 ("The ingest server stopped taking the stream"),
-                ["{url}: {text} {detail}. Gave up after the retry limit (max-retries, retry-timeout). {lost}"]
+                ["{url}: {text}{detail}. Gave up after the retry limit (max-retries, retry-timeout). {advice} {lost}"]
             ),
         }
     }
@@ -758,6 +777,60 @@ impl ObjectImpl for Fmp4IngestSink {
                     .default_value(DEFAULT_SPLICE_LEAD)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("ca-file")
+                    .nick("CA file")
+                    .blurb("PEM file of extra root certificates to trust, besides the system's")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("tls-verify")
+                    .nick("Verify TLS")
+                    .blurb("Verify the server's certificate; false accepts any certificate (self-signed), with a warning")
+                    .default_value(true)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("client-cert")
+                    .nick("Client certificate")
+                    .blurb("PEM file of the client certificate (chain) for mutual TLS; with client-key")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("client-key")
+                    .nick("Client key")
+                    .blurb("PEM file of the client certificate's private key")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("user-id")
+                    .nick("User id")
+                    .blurb("User for HTTP Basic authentication (wins over user:password@ in the location)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("user-pw")
+                    .nick("User password")
+                    .blurb("Password for HTTP Basic authentication; write-only, never shown")
+                    .write_only()
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("extra-headers")
+                    .nick("Extra headers")
+                    .blurb(
+                        "Headers sent with every request: field name = header name, value = header value (e.g. \
+                         Authorization=\"Bearer ...\"); values read back as ***",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("content-type")
+                    .nick("Content type")
+                    .blurb("Content-Type of the POSTs; none by default")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("follow-redirects")
+                    .nick("Follow redirects")
+                    .blurb(
+                        "Follow a redirect of the probe; the POST then goes to the new URL (never to another origin \
+                         with credentials, never from HTTPS to HTTP). The POST itself never follows one",
+                    )
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
                 // BaseSink has a `stats` property already; ours adds the stream's and the tracks'.
                 glib::ParamSpecOverride::for_class::<gst_base::BaseSink>("stats"),
             ]
@@ -805,6 +878,18 @@ impl ObjectImpl for Fmp4IngestSink {
             "sparse-parent-track" => s.sparse_parent_track = v.get().expect("type checked upstream"),
             "splice-mode" => s.splice_mode = v.get().expect("type checked upstream"),
             "splice-lead" => s.splice_lead = v.get().expect("type checked upstream"),
+            "ca-file" => s.auth.ca_file = v.get().expect("type checked upstream"),
+            "tls-verify" => s.auth.tls_verify = v.get().expect("type checked upstream"),
+            "client-cert" => s.auth.client_cert = v.get().expect("type checked upstream"),
+            "client-key" => s.auth.client_key = v.get().expect("type checked upstream"),
+            "user-id" => s.auth.user_id = v.get().expect("type checked upstream"),
+            "user-pw" => s.auth.user_pw = v.get::<Option<String>>().expect("type checked upstream").map(Secret),
+            "extra-headers" => {
+                let h = v.get::<Option<gst::Structure>>().expect("type checked upstream");
+                s.auth.extra_headers = h.map(|h| http_client::headers_from_structure(&h)).unwrap_or_default();
+            }
+            "content-type" => s.auth.content_type = v.get().expect("type checked upstream"),
+            "follow-redirects" => s.follow_redirects = v.get().expect("type checked upstream"),
             other => gst::warning!(CAT, imp = self, "unknown property {other}"),
         }
     }
@@ -845,6 +930,16 @@ impl ObjectImpl for Fmp4IngestSink {
             "sparse-parent-track" => s.sparse_parent_track.to_value(),
             "splice-mode" => s.splice_mode.to_value(),
             "splice-lead" => s.splice_lead.to_value(),
+            "ca-file" => s.auth.ca_file.to_value(),
+            "tls-verify" => s.auth.tls_verify.to_value(),
+            "client-cert" => s.auth.client_cert.to_value(),
+            "client-key" => s.auth.client_key.to_value(),
+            "user-id" => s.auth.user_id.to_value(),
+            "extra-headers" => (!s.auth.extra_headers.is_empty())
+                .then(|| http_client::redacted_headers_structure(&s.auth.extra_headers))
+                .to_value(),
+            "content-type" => s.auth.content_type.to_value(),
+            "follow-redirects" => s.follow_redirects.to_value(),
             _ => glib::Value::from_type(pspec.value_type()),
         }
     }
@@ -942,11 +1037,14 @@ impl BaseSinkImpl for Fmp4IngestSink {
             ..StreamConfig::default()
         });
         let session = s.session_config();
+        let client = self.client_settings(&s, session.connect_timeout)?;
+        // Basic credentials from the properties win over those in the URL.
+        let request_url = if client.basic.is_some() { url.without_credentials() } else { url.clone() };
         let http = HttpConfig {
-            url: url.clone(),
-            connect_timeout: session.connect_timeout,
-            user_agent: s.user_agent.clone(),
+            url: request_url,
+            client: client.clone(),
             send_buffer: (s.send_buffer_size > 0).then_some(s.send_buffer_size),
+            follow_redirects: s.follow_redirects,
         };
         // Enough for a last outage (eos-timeout), a connection and the final response.
         let eos_wait =
@@ -959,7 +1057,7 @@ impl BaseSinkImpl for Fmp4IngestSink {
             }
         });
         self.failed.store(false, Ordering::SeqCst);
-        let ads = self.start_ads(&s, &url, &session)?;
+        let ads = self.start_ads(&s, &http.url, &session, &client)?;
         let uploader = Uploader::start(http, session, report)
             .map_err(|e| gst::error_msg!(gst::ResourceError::OpenWrite, ("{}", e), ["{}", url]))?;
         gst::info!(CAT, imp = self, "started, probing {url}");
@@ -1118,6 +1216,7 @@ impl Fmp4IngestSink {
         s: &Settings,
         url: &IngestUrl,
         session: &SessionConfig,
+        client: &ClientSettings,
     ) -> Result<Option<Ads>, gst::ErrorMessage> {
         let Some(stream_id) = s.sparse_stream_id.clone().filter(|id| !id.is_empty()) else { return Ok(None) };
         let settings = AdSettings {
@@ -1134,9 +1233,8 @@ impl Fmp4IngestSink {
         };
         let http = SparseHttp {
             url: url.clone(),
-            connect_timeout: session.connect_timeout,
+            client: client.clone(),
             request_timeout: session.connect_timeout + session.final_response_timeout,
-            user_agent: s.user_agent.clone(),
         };
         let config = fmp4ingest_core::session::sparse::SparseConfig {
             retry_delay: session.retry_delay,
@@ -1154,6 +1252,36 @@ impl Fmp4IngestSink {
             .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("{}", e), ["{}", url]))?;
         gst::info!(CAT, imp = self, "sparse stream at {}", ads.url());
         Ok(Some(ads))
+    }
+
+    /// The HTTP client's settings: the files named by the properties are read here, and
+    /// anything wrong with them stops the start with an error that names the property.
+    fn client_settings(&self, s: &Settings, connect_timeout: Duration) -> Result<ClientSettings, gst::ErrorMessage> {
+        let client = s.auth.client_settings(connect_timeout, &s.user_agent).map_err(|e| {
+            gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("Invalid TLS or authentication settings: {}", e),
+                ["Check ca-file, client-cert, client-key, user-id/user-pw and extra-headers"]
+            )
+        })?;
+        crate::runtime::install_crypto_provider();
+        if let Err(e) = http_client::builder(&client) {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("Invalid TLS or authentication settings: {}", e),
+                ["Check ca-file (PEM certificates), client-cert and client-key (PEM), and extra-headers"]
+            ));
+        }
+        if !client.verify {
+            gst::element_imp_warning!(
+                self,
+                gst::ResourceError::Settings,
+                ("TLS certificate verification is off (tls-verify=false)"),
+                ["Any certificate is accepted, so anyone on the path can read and change the stream; use ca-file \
+                  to trust a private CA instead"]
+            );
+        }
+        Ok(client)
     }
 
     /// What the sparse stream's POSTs did.

@@ -31,6 +31,7 @@ use gst::prelude::*;
 
 mod ad_events;
 mod ads;
+mod http_client;
 mod imp;
 mod key_units;
 mod reporting;

@@ -9,7 +9,9 @@
 //! - `fmp4ingestsink-resent`: `count` (guint), `track-ids` and `times` (arrays: the resent
 //!   fragments' tracks and tfxd times);
 //! - `fmp4ingestsink-dropped`: `count` (guint), `media-time` (guint64 ns, start of the first
-//!   dropped fragment), `media-duration` (guint64 ns), `track-ids`, `times`.
+//!   dropped fragment), `media-duration` (guint64 ns), `track-ids`, `times`;
+//! - `fmp4ingestsink-redirected`: `to` (string), `status` (guint): the probe was redirected
+//!   and the POST goes to `to` (`follow-redirects`).
 //!
 //! Ad signals (`url` is the sparse stream's):
 //! - `fmp4ingestsink-signal-accepted`: `id` (guint), `running-time` (guint64 ns, the splice),
@@ -37,6 +39,7 @@ pub const DISCONNECTED: &str = "fmp4ingestsink-disconnected";
 pub const RECONNECTING: &str = "fmp4ingestsink-reconnecting";
 pub const RESENT: &str = "fmp4ingestsink-resent";
 pub const DROPPED: &str = "fmp4ingestsink-dropped";
+pub const REDIRECTED: &str = "fmp4ingestsink-redirected";
 pub const SIGNAL_ACCEPTED: &str = "fmp4ingestsink-signal-accepted";
 pub const SIGNAL_REFUSED: &str = "fmp4ingestsink-signal-refused";
 pub const SPARSE_DELIVERED: &str = "fmp4ingestsink-sparse-delivered";
@@ -69,6 +72,31 @@ pub fn describe_failure(f: &Failure) -> (&'static str, u32, String) {
         Failure::SendTimeout => ("send-timeout", 0, "nothing moved for the send-timeout while data waited".into()),
         Failure::EosTimeout => ("eos-timeout", 0, "the rest could not be delivered within the eos-timeout".into()),
     }
+}
+
+/// What to do about a failure, from its HTTP status (0 = none) and the transport's words.
+pub fn advice(status: u16, detail: &str) -> String {
+    let d = detail.to_ascii_lowercase();
+    let mut out = Vec::new();
+    if d.contains("certificaterequired") || d.contains("certificate required") {
+        out.push("The server requires a client certificate: set client-cert and client-key (mutual TLS).");
+    } else if d.contains("badcertificate") || d.contains("unknownca") || d.contains("bad certificate") {
+        out.push("The server refused the client certificate: check client-cert and client-key.");
+    } else if d.contains("certificate") || d.contains("unknownissuer") {
+        out.push(
+            "The server's certificate is not trusted: add its CA with ca-file (PEM), or set tls-verify=false to \
+             accept any certificate (not for production).",
+        );
+    }
+    match status {
+        401 | 407 => {
+            out.push("Check the credentials: user-id/user-pw, user:password@ in the location, or extra-headers.")
+        }
+        403 => out.push("The server forbids this stream: check the credentials and the channel's access rules."),
+        300..=399 => out.push("Redirects of the probe are followed only with follow-redirects=true."),
+        _ => {}
+    }
+    out.join(" ")
 }
 
 /// Reason phrase of common statuses, for texts.
@@ -137,6 +165,10 @@ pub fn dropped(url: &str, fragments: &[DroppedFragment]) -> gst::Structure {
         .field("track-ids", ids)
         .field("times", times)
         .build()
+}
+
+pub fn redirected(from: &str, to: &str, status: u16) -> gst::Structure {
+    gst::Structure::builder(REDIRECTED).field("url", from).field("to", to).field("status", u32::from(status)).build()
 }
 
 pub fn signal_accepted(url: &str, a: &Accepted, running_time: u64) -> gst::Structure {

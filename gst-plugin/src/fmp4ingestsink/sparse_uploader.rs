@@ -12,17 +12,17 @@ use fmp4ingest_core::ingest_url::IngestUrl;
 use fmp4ingest_core::session::sparse::{PostRequest, SparseConfig, SparseEvent, SparseInput, SparseSession};
 use tokio::sync::{Notify, mpsc, watch};
 
-use super::uploader::{base_client, classify, describe};
+use super::http_client::{self, ClientSettings, MAX_RESPONSE_BODY};
+use super::uploader::{classify, describe};
 use crate::runtime::RUNTIME;
 
 /// How the sparse stream's requests are made.
 #[derive(Debug, Clone)]
 pub struct SparseHttp {
     pub url: IngestUrl,
-    pub connect_timeout: Duration,
+    pub client: ClientSettings,
     /// Connecting, sending and the answer, together.
     pub request_timeout: Duration,
-    pub user_agent: String,
 }
 
 /// A session event, with the transport's words for a failure.
@@ -64,7 +64,7 @@ pub struct SparseUploader {
 impl SparseUploader {
     pub fn start(http: SparseHttp, config: SparseConfig, report: SparseReportFn) -> Result<Self, String> {
         crate::runtime::install_crypto_provider();
-        let client = base_client(http.connect_timeout, &http.user_agent)
+        let client = http_client::builder(&http.client)?
             .timeout(http.request_timeout)
             .build()
             .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
@@ -187,10 +187,17 @@ impl Driver {
         let tx = tx.clone();
         RUNTIME.spawn(async move {
             let result = match req.send().await {
-                // The answer is read whole before the connection is let go (and closed: no pool).
-                Ok(resp) => {
+                // The answer is read, up to a cap, before the connection is let go (and closed:
+                // no pool); a server that sends more is not listened to.
+                Ok(mut resp) => {
                     let status = resp.status().as_u16();
-                    let _ = resp.bytes().await;
+                    let mut read = 0;
+                    while let Ok(Some(chunk)) = resp.chunk().await {
+                        read += chunk.len();
+                        if read >= MAX_RESPONSE_BODY {
+                            break;
+                        }
+                    }
                     (SparseInput::Answered { request, status }, None)
                 }
                 Err(e) => (SparseInput::Failed { request, error: classify(&e) }, Some(describe(e))),

@@ -19,13 +19,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fmp4ingest_core::fragment::Fragment;
-use fmp4ingest_core::ingest_url::IngestUrl;
+use fmp4ingest_core::ingest_url::{IngestUrl, redact_url};
 use fmp4ingest_core::session::{
     Action, ConnectionId, IngestSession, Input, SessionConfig, SessionEvent, StreamStats, Transmit, TransportError,
 };
 use futures_util::Stream;
 use tokio::sync::{Notify, mpsc, watch};
 
+use super::http_client::{self, ClientSettings};
 use super::tcp_watch::{ConnectionLog, ConnectionTap, TcpWatch};
 use crate::runtime::RUNTIME;
 
@@ -46,18 +47,24 @@ const TLS_BUFFER_BOUND: u64 = 80 * 1024;
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     pub url: IngestUrl,
-    pub connect_timeout: Duration,
-    pub user_agent: String,
+    pub client: ClientSettings,
     /// SO_SNDBUF for POST connections; `None` leaves the kernel's autotuning.
     pub send_buffer: Option<u32>,
+    /// Follow a redirect of the probe (the POST then goes where the probe ended up).
+    pub follow_redirects: bool,
 }
 
-/// What the uploader tells the element, with any detail the network gave.
+/// Redirects of one probe followed at most.
+const MAX_REDIRECTS: u32 = 5;
+
+/// What the uploader tells the element.
 #[derive(Debug, Clone)]
-pub struct Report {
-    pub event: SessionEvent,
-    /// The transport's own words for the last failure (e.g. "connection refused").
-    pub detail: Option<String>,
+pub enum Report {
+    /// A session event, with the transport's own words for the last failure (e.g.
+    /// "connection refused").
+    Session { event: SessionEvent, detail: Option<String> },
+    /// The probe was redirected; the POST goes to `to` (both without credentials).
+    Redirected { from: String, to: String, status: u16 },
 }
 
 pub type ReportFn = Arc<dyn Fn(Report) + Send + Sync>;
@@ -106,7 +113,7 @@ impl Uploader {
     pub fn start(http: HttpConfig, session: SessionConfig, report: ReportFn) -> Result<Uploader, String> {
         crate::runtime::install_crypto_provider();
         let log = ConnectionLog::default();
-        let client = base_client(http.connect_timeout, &http.user_agent)
+        let client = http_client::builder(&http.client)?
             .connector_layer(ConnectionTap { log: log.clone() })
             .build()
             .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
@@ -120,12 +127,20 @@ impl Uploader {
             done: done_tx,
         });
         shared.with_session(|s, now| s.start(now));
-        // Bound on the request head: request line, Host, User-Agent, Transfer-Encoding.
-        let head_bound = 512 + 2 * http.url.as_str().len() as u64 + http.user_agent.len() as u64;
+        // Bound on the request head: request line, Host, User-Agent, Transfer-Encoding, and
+        // the configured headers.
+        let c = &http.client;
+        let configured: usize = c.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>()
+            + c.basic.as_ref().map_or(0, |(u, p)| 32 + 2 * (u.len() + p.len()))
+            + c.content_type.as_ref().map_or(0, |t| t.len() + 16);
+        let head_bound = 512 + 2 * http.url.as_str().len() as u64 + c.user_agent.len() as u64 + configured as u64;
         let driver = Driver {
             shared: shared.clone(),
             client,
+            post_url: http.url.as_str().to_string(),
             url: http.url.clone(),
+            follow_redirects: http.follow_redirects,
+            secrets: http.client.basic.is_some() || !http.client.headers.is_empty() || http.url.has_credentials(),
             tls: http.url.is_tls(),
             head_bound,
             report,
@@ -267,8 +282,8 @@ impl DoneWaiter {
 enum NetEvent {
     /// hyper started pulling the body of this POST: its connection is up.
     BodyStarted(ConnectionId),
-    /// The probe was answered or failed.
-    Probe(ConnectionId, Result<u16, (TransportError, String)>),
+    /// The probe was answered (status, Location header) or failed, after `u32` redirects.
+    Probe(ConnectionId, Result<(u16, Option<String>), (TransportError, String)>, u32),
     /// The POST was answered or failed.
     Post(ConnectionId, Result<u16, (TransportError, String)>),
 }
@@ -296,6 +311,11 @@ struct Driver {
     shared: Arc<Shared>,
     client: reqwest::Client,
     url: IngestUrl,
+    /// Where the POST goes: the URL, or where a redirected probe ended up.
+    post_url: String,
+    follow_redirects: bool,
+    /// Credentials or headers that must not follow a redirect to another origin.
+    secrets: bool,
     tls: bool,
     head_bound: u64,
     report: ReportFn,
@@ -325,7 +345,7 @@ impl Driver {
                     SessionEvent::Disconnected { .. } | SessionEvent::GaveUp { .. } => self.last_detail.clone(),
                     _ => None,
                 };
-                (self.report)(Report { event, detail });
+                (self.report)(Report::Session { event, detail });
             }
             if done {
                 let _ = self.shared.done.send(true);
@@ -352,7 +372,7 @@ impl Driver {
                 _ = sleep => {
                     self.shared.with_session(|s, now| s.handle_timeout(now));
                 }
-                Some(ev) = net_rx.recv() => self.on_net(ev),
+                Some(ev) = net_rx.recv() => self.on_net(ev, &net_tx),
             }
         }
     }
@@ -413,7 +433,39 @@ impl Driver {
         acked
     }
 
-    fn on_net(&mut self, ev: NetEvent) {
+    /// Where a probe's redirect leads, if it may be followed.
+    fn redirect(&self, location: &Option<String>, hops: u32) -> Result<String, String> {
+        let Some(location) = location else { return Err("a redirect without a Location header".into()) };
+        if !self.follow_redirects {
+            return Err(format!(
+                "the probe was redirected to {}; set follow-redirects=true to follow",
+                redact_url(location)
+            ));
+        }
+        if hops >= MAX_REDIRECTS {
+            return Err(format!("more than {MAX_REDIRECTS} redirects"));
+        }
+        resolve_redirect(&self.post_url, location, self.secrets)
+    }
+
+    fn send_probe(&mut self, connection: ConnectionId, url: &str, hops: u32, net: &mpsc::UnboundedSender<NetEvent>) {
+        let req = self.client.post(url).header(reqwest::header::CONTENT_LENGTH, "0").body(Vec::<u8>::new());
+        let net = net.clone();
+        let task = RUNTIME.spawn(async move {
+            let result = match req.send().await {
+                Ok(resp) => {
+                    let location =
+                        resp.headers().get(reqwest::header::LOCATION).and_then(|l| l.to_str().ok()).map(str::to_string);
+                    Ok((resp.status().as_u16(), location))
+                }
+                Err(e) => Err((classify(&e), describe(e))),
+            };
+            let _ = net.send(NetEvent::Probe(connection, result, hops));
+        });
+        self.conns.insert(connection, RequestTask { task, body: None, watch: None, max_window: AtomicU64::new(0) });
+    }
+
+    fn on_net(&mut self, ev: NetEvent, net: &mpsc::UnboundedSender<NetEvent>) {
         match ev {
             NetEvent::BodyStarted(conn) => {
                 let addresses = self.log.take_newest();
@@ -431,10 +483,23 @@ impl Driver {
                 self.shared
                     .with_session(|s, now| s.handle_input(Input::Connected { connection: conn, observes_acks }, now));
             }
-            NetEvent::Probe(conn, result) => {
+            NetEvent::Probe(conn, result, hops) => {
                 self.conns.remove(&conn);
                 let input = match result {
-                    Ok(status) => Input::ProbeResponse { connection: conn, status },
+                    Ok((status, location)) if (300..400).contains(&status) => match self.redirect(&location, hops) {
+                        Ok(to) => {
+                            let from = redact_url(&self.post_url);
+                            (self.report)(Report::Redirected { from, to: redact_url(&to), status });
+                            self.post_url = to.clone();
+                            self.send_probe(conn, &to, hops + 1, net);
+                            return;
+                        }
+                        Err(why) => {
+                            self.last_detail = Some(why);
+                            Input::ProbeResponse { connection: conn, status }
+                        }
+                    },
+                    Ok((status, _)) => Input::ProbeResponse { connection: conn, status },
                     Err((error, detail)) => {
                         self.last_detail = Some(detail);
                         Input::Failed { connection: conn, error, acked: None }
@@ -459,14 +524,10 @@ impl Driver {
     fn perform(&mut self, action: Action, net: &mpsc::UnboundedSender<NetEvent>) {
         match action {
             Action::SendProbe { connection } => {
-                let req = self
-                    .client
-                    .post(self.url.as_str())
-                    .header(reqwest::header::CONTENT_LENGTH, "0")
-                    .body(Vec::<u8>::new());
-                let task = spawn_request(req, connection, net, NetEvent::Probe);
-                self.conns
-                    .insert(connection, RequestTask { task, body: None, watch: None, max_window: AtomicU64::new(0) });
+                // Every probe starts from the configured URL: a redirect may change.
+                self.post_url = self.url.as_str().to_string();
+                let url = self.post_url.clone();
+                self.send_probe(connection, &url, 0, net);
             }
             Action::OpenPost { connection } => {
                 let counters = Arc::new(BodyCounters::default());
@@ -477,7 +538,7 @@ impl Driver {
                     started: false,
                     counters: counters.clone(),
                 };
-                let req = self.client.post(self.url.as_str()).body(reqwest::Body::wrap_stream(body));
+                let req = self.client.post(self.post_url.as_str()).body(reqwest::Body::wrap_stream(body));
                 let task = spawn_request(req, connection, net, NetEvent::Post);
                 self.conns.insert(
                     connection,
@@ -500,18 +561,26 @@ impl Drop for Driver {
     }
 }
 
-/// The HTTP client every ingest request uses: HTTP/1.1, every request on a connection of its
-/// own that is closed after the answer — a failed POST must never be retried on a pooled
-/// socket (spec §1.6 rule 5a), and a sparse stream leaves no idle connection (§1.10 rule 4b) —
-/// and no redirects (a streamed body cannot be replayed; a redirect would send it empty).
-pub fn base_client(connect_timeout: Duration, user_agent: &str) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .http1_only()
-        .connect_timeout(connect_timeout)
-        .pool_max_idle_per_host(0)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(user_agent)
-        .tcp_nodelay(true)
+/// Where a redirect's `location` leads from `from`: an absolute http(s) URL. Refused when it
+/// leaves HTTPS for HTTP, or changes origin (scheme, host, port) while credentials or extra
+/// headers would go with it.
+pub fn resolve_redirect(from: &str, location: &str, secrets: bool) -> Result<String, String> {
+    let base = reqwest::Url::parse(from).map_err(|e| format!("cannot read the URL: {e}"))?;
+    let to = base.join(location).map_err(|_| format!("a redirect to an invalid location {}", redact_url(location)))?;
+    match (base.scheme(), to.scheme()) {
+        ("https", "http") => {
+            return Err(format!("a redirect from HTTPS to HTTP ({}) is not followed", redact_url(to.as_str())));
+        }
+        (_, "http" | "https") => {}
+        (_, other) => return Err(format!("a redirect to a {other}: URL is not followed")),
+    }
+    if secrets && base.origin() != to.origin() {
+        return Err(format!(
+            "a redirect to another origin ({}) is not followed: the credentials and headers would go with it",
+            redact_url(to.as_str())
+        ));
+    }
+    Ok(to.to_string())
 }
 
 /// Sends a request on the runtime and reports its answer or failure as `wrap(...)`.
@@ -597,4 +666,31 @@ pub fn describe(e: reqwest::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_that_may_be_followed() {
+        let from = "https://a.example/live.isml/Streams(v)";
+        assert_eq!(
+            resolve_redirect(from, "/other.isml/Streams(v)", true).unwrap(),
+            "https://a.example/other.isml/Streams(v)"
+        );
+        assert_eq!(
+            resolve_redirect(from, "https://b.example/x.isml/Streams(v)", false).unwrap(),
+            "https://b.example/x.isml/Streams(v)"
+        );
+        let e = resolve_redirect(from, "https://b.example/x.isml/Streams(v)", true).unwrap_err();
+        assert!(e.contains("another origin"), "{e}");
+        let e = resolve_redirect(from, "http://a.example/x", false).unwrap_err();
+        assert!(e.contains("HTTPS to HTTP"), "{e}");
+        let e = resolve_redirect(from, "ftp://a.example/x", false).unwrap_err();
+        assert!(e.contains("ftp"), "{e}");
+        // Credentials in a Location are never shown.
+        let e = resolve_redirect(from, "https://u:pw@b.example/x", true).unwrap_err();
+        assert!(!e.contains("pw@"), "{e}");
+    }
 }

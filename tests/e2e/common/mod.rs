@@ -48,6 +48,13 @@ pub fn run_pipeline(description: &str, timeout: Duration) -> RunResult {
     run(&pipeline, timeout)
 }
 
+/// Builds a pipeline from a gst-launch description, to set it up before running it.
+pub fn init_pipeline(description: &str) -> gst::Pipeline {
+    init();
+    let pipeline = gst::parse::launch(description).unwrap_or_else(|e| panic!("bad pipeline {description}: {e}"));
+    pipeline.downcast::<gst::Pipeline>().expect("a pipeline")
+}
+
 /// The same on another thread, so that the test can act on the receiver meanwhile.
 pub fn spawn_pipeline(description: &str, timeout: Duration) -> std::thread::JoinHandle<RunResult> {
     let d = description.to_string();
@@ -103,6 +110,17 @@ pub fn video_source(seconds: u32, gop: u32) -> String {
         "videotestsrc is-live=true num-buffers={} pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! \
          x264enc key-int-max={gop} speed-preset=ultrafast bitrate=600 ! h264parse",
         seconds * 30
+    )
+}
+
+/// `seconds` of live video and audio through isofmp4mux (2 s fragments) into a sink named
+/// `sink` with these extra properties.
+pub fn av_pipeline(url: &str, props: &str, seconds: u32) -> String {
+    format!(
+        "isofmp4mux name=mux fragment-duration=2000000000 ! fmp4ingestsink name=sink location=\"{url}\" {props} \
+         {} ! queue ! mux. {} ! queue ! mux.",
+        video_source(seconds, 600),
+        audio_source(seconds)
     )
 }
 
