@@ -10,8 +10,9 @@ packages=(
   gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav
   # the meson build of the plugin
   meson ninja-build python3
-  # Debian's Rust 1.96 with its library sources: the offline WASM check of the core
-  rustc-web cargo-web rust-web-src
+  # Debian's Rust 1.96 with its library sources: the offline WASM check of the core; and its
+  # rustfmt, for `cargo fmt --check` on a machine without rustup
+  rustc-web cargo-web rust-web-src rustfmt-web
   ca-certificates gcc
 )
 

@@ -515,3 +515,77 @@ fn scte35_from_an_mpeg_ts_input_reaches_the_sparse_stream() {
     assert!(i.out_of_network && i.event_id == 7);
     assert_eq!(i.break_duration.map(|(_, d)| d), Some(900_000));
 }
+
+/// Runs 12 s with one splice 1.3 s after a boundary of the UTC grid, about 7 s in; returns the
+/// media stream, the sparse stream's POSTs and the splice's UTC instant.
+fn splice_run(mode: &str, props: &str) -> (StreamView, Vec<PostRecord>, u64) {
+    let rx = Receiver::start().unwrap();
+    // The muxer asks for no key frames of its own, so that only the sink's requests place them.
+    let d = format!(
+        "isofmp4mux name=mux fragment-duration=2000000000 send-force-keyunit=false ! fmp4ingestsink name=sink \
+         location=\"{}\" timestamp-mode=utc sparse-stream-id=ads splice-mode={mode} {props} {} ! queue ! mux. \
+         {} ! queue ! mux.",
+        rx.url("live", "av"),
+        common::video_source(12, 600),
+        common::audio_source(12)
+    );
+    let p = pipeline(&d);
+    let at = std::sync::Arc::new(std::sync::Mutex::new(0u64));
+    let shared = at.clone();
+    let r = run_with(&p, Duration::from_secs(60), move |p, base| {
+        std::thread::sleep(Duration::from_millis(500));
+        let utc = (base + 6 * SEC).div_ceil(2 * SEC) * 2 * SEC + 1_300_000_000;
+        *shared.lock().unwrap() = utc;
+        assert!(sink_pad(p).send_event(gst::event::CustomDownstream::new(splice(utc - base, 5).build())));
+    });
+    ok(&r);
+    let accepted = r.messages_named("fmp4ingestsink-signal-accepted");
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(accepted[0].get::<bool>("key-unit").unwrap(), mode == "keyframe");
+    assert!(!accepted[0].get::<bool>("new-fragment").unwrap());
+    let utc = *at.lock().unwrap();
+    (rx.stream("av"), sparse_posts(&rx), utc)
+}
+
+/// Whether a video fragment has a key frame within one frame of `at` (ticks), inside it.
+fn key_frame_near(view: &StreamView, at: u64) -> bool {
+    let video = view.media_posts()[0].moov_tracks.iter().find(|t| t.handler == "vide").unwrap().clone();
+    let frame = u64::from(video.timescale) / 30;
+    let f = view
+        .fragments()
+        .into_iter()
+        .find(|f| {
+            f.track_id == video.track_id && f.time().unwrap() <= at && at < f.time().unwrap() + f.duration().unwrap()
+        })
+        .expect("a video fragment holds the splice")
+        .clone();
+    assert!(at - f.time().unwrap() > frame, "the splice is inside the fragment, not at its start");
+    f.sync_offsets.iter().any(|o| (f.time().unwrap() + o).abs_diff(at) <= frame)
+}
+
+#[test]
+fn keyframe_mode_puts_a_key_frame_at_the_splice_and_none_does_not() {
+    // keyframe (the default), with the sparse track's names set and the audio track as parent.
+    let props = "sparse-track-name=ad-cues sparse-scheme=urn:example:cues sparse-parent-track=audio";
+    let (media, posts, utc) = splice_run("keyframe", props);
+    let video_ts = video_timescale(&media);
+    assert!(key_frame_near(&media, ticks(utc, video_ts)), "a key frame at the splice");
+    assert!(check_stream(&media, 2.0).is_empty(), "{:?}", check_stream(&media, 2.0));
+    let audio = media.media_posts()[0].moov_tracks.iter().find(|t| t.handler == "soun").unwrap().clone();
+    let t = &posts[0].smil_tracks[0];
+    let ts_text = audio.timescale.to_string();
+    for (n, v) in [
+        ("trackName", "ad-cues"),
+        ("Scheme", "urn:example:cues"),
+        ("parentTrackName", "audio"),
+        ("timescale", ts_text.as_str()),
+    ] {
+        assert_eq!(t.param(n), Some(v), "{n}");
+    }
+    // The message is timed on the audio track's timeline.
+    let m = message(&posts[1]);
+    assert_eq!(m.time().unwrap() + u64::from(m.sparse.as_ref().unwrap().delta), ticks(utc, audio.timescale));
+    // none: no key frame is asked for, and none comes (key-int-max is 20 s).
+    let (media, _, utc) = splice_run("none", "");
+    assert!(!key_frame_near(&media, ticks(utc, video_timescale(&media))), "no key frame at the splice");
+}

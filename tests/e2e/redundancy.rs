@@ -7,8 +7,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{RunResult, run_pipeline, spawn_pipeline};
-use fmp4ingest_receiver::{FragmentInfo, Receiver, StreamView};
+use common::{RunResult, check_media_post, run_pipeline, spawn_pipeline};
+use fmp4ingest_receiver::{FragmentInfo, PostRecord, Receiver, StreamView};
 
 /// A live test pattern (30 fps unless `fps` says otherwise) and a 48 kHz AAC tone through
 /// isofmp4mux into the sink in UTC mode with tfxd v2.
@@ -87,9 +87,21 @@ fn two_encoders_started_3_3_s_apart_write_identical_fragments() {
     on_the_grid(&vb, &ts);
     gapless(&va);
     gapless(&vb);
+    for post in va.media_posts().into_iter().chain(vb.media_posts()) {
+        assert!(check_media_post(post).is_empty(), "{:?}", check_media_post(post));
+    }
     let (fa, fb) = (fragments(&va), fragments(&vb));
     for (track, a_frags) in &fa {
         let b_frags = &fb[track];
+        // B joined 3.3 s later: on the common timeline its first fragment is later (which
+        // running times, both starting at 0, would not give).
+        let (a_first, b_first) = (a_frags.values().next().unwrap(), b_frags.values().next().unwrap());
+        assert!(
+            b_first.tfxd_index.unwrap() > a_first.tfxd_index.unwrap(),
+            "track {track}: B starts at index {:?}, A at {:?}",
+            b_first.tfxd_index,
+            a_first.tfxd_index
+        );
         // Both have it, and neither's is the last one (cut by the end of its stream).
         let last_a = *a_frags.keys().last().unwrap();
         let common: Vec<u64> = b_frags.keys().copied().filter(|t| a_frags.contains_key(t) && *t != last_a).collect();
@@ -126,27 +138,75 @@ fn a_send_delay_holds_every_fragment_back() {
 }
 
 #[test]
-fn killing_one_of_two_encoders_on_the_same_stream_id_leaves_no_gap() {
+fn killing_the_primary_of_two_encoders_on_the_same_stream_id_leaves_no_gap() {
     let rx = Receiver::start().unwrap();
     let url = rx.url("live", "shared");
-    let survivor = spawn_pipeline(&pipeline(&url, 20, "30/1", ""), Duration::from_secs(90));
-    std::thread::sleep(Duration::from_millis(1700));
-    // The other encoder dies without EOS after 8 s.
+    // The primary pushes first; the secondary joins 1.7 s later with a send delay, as the README
+    // advises, so that its copies arrive second. The primary dies without EOS after 11 s.
     common::init();
-    let killed = gst::parse::launch(&pipeline(&url, 60, "30/1", "")).unwrap();
     use gst::prelude::*;
-    killed.set_state(gst::State::Playing).unwrap();
-    std::thread::sleep(Duration::from_secs(8));
-    killed.set_state(gst::State::Null).unwrap();
-    let r = survivor.join().unwrap();
+    let primary = gst::parse::launch(&pipeline(&url, 60, "30/1", "")).unwrap();
+    primary.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(1700));
+    let secondary = spawn_pipeline(&pipeline(&url, 20, "30/1", "send-delay=500000000"), Duration::from_secs(90));
+    std::thread::sleep(Duration::from_millis(9300));
+    primary.set_state(gst::State::Null).unwrap();
+    let r = secondary.join().unwrap();
     ok(&r);
     let view = rx.stream("shared");
-    assert!(view.media_posts().len() >= 2);
+    let posts = view.media_posts();
+    assert_eq!(posts.len(), 2, "one POST per encoder");
+    let (first, second) = (posts[0], posts[1]);
+    assert!(!first.complete, "the primary died mid-stream");
+    assert!(check_media_post(second).is_empty(), "{:?}", check_media_post(second));
     let ts = timescales(&view);
     on_the_grid(&view, &ts);
     gapless(&view);
     for t in view.track_ids() {
-        assert!(view.timeline(t).len() >= 7, "track {t}: {} fragments", view.timeline(t).len());
+        let timeline = view.timeline(t);
+        assert!(timeline.len() >= 7, "track {t}: {} fragments", timeline.len());
+        let by_time = |p: &PostRecord| -> BTreeMap<u64, FragmentInfo> {
+            p.fragments.iter().filter(|f| f.track_id == t).map(|f| (f.time().unwrap(), f.clone())).collect()
+        };
+        let (a, b) = (by_time(first), by_time(second));
+        // The primary's copies come first; the secondary's fill the place it left.
+        assert_eq!(timeline.first().map(|f| f.0), a.keys().next().copied(), "track {t}");
+        let primary_end = *a.keys().last().unwrap();
+        assert!(timeline.last().unwrap().0 > primary_end, "track {t}: the secondary took over");
+        let both: Vec<u64> = a.keys().filter(|k| b.contains_key(k)).copied().collect();
+        assert!(both.len() >= 2, "track {t}: the encoders overlapped by {} fragments", both.len());
+        for k in both {
+            let (x, y) = (&a[&k], &b[&k]);
+            assert_eq!((x.tfxd, x.tfxd_index, x.sequence), (y.tfxd, y.tfxd_index, y.sequence), "track {t} at {k}");
+        }
+    }
+}
+
+#[test]
+fn utc_times_are_the_wall_clock_and_the_offset_moves_them() {
+    let rx = Receiver::start().unwrap();
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let before = now();
+    let plain = spawn_pipeline(&pipeline(&rx.url("live", "utc"), 6, "30/1", ""), Duration::from_secs(60));
+    let hour = spawn_pipeline(
+        &pipeline(&rx.url("live", "utc-1h"), 6, "30/1", "timestamp-offset=3600000000000"),
+        Duration::from_secs(60),
+    );
+    ok(&plain.join().unwrap());
+    ok(&hour.join().unwrap());
+    let after = now();
+    for (id, offset) in [("utc", 0.0), ("utc-1h", 3600.0)] {
+        let view = rx.stream(id);
+        let ts = timescales(&view);
+        on_the_grid(&view, &ts);
+        for (track, timescale) in &ts {
+            let first = view.timeline(*track)[0].0 as f64 / f64::from(*timescale);
+            // The first fragment starts at the first boundary after the pipeline started.
+            assert!(
+                first >= before + offset - 0.5 && first <= after + offset,
+                "{id} track {track}: starts at {first} s since the epoch, not within [{before}, {after}] + {offset}"
+            );
+        }
     }
 }
 
@@ -192,6 +252,9 @@ fn ntsc_video_and_48_khz_aac_keep_exact_2_s_fragments() {
     let ts = timescales(&view);
     on_the_grid(&view, &ts);
     gapless(&view);
+    // tfxd durations are the sums of the sample durations, among the rest.
+    let post = view.media_posts()[0];
+    assert!(check_media_post(post).is_empty(), "{:?}", check_media_post(post));
     let tracks = &view.media_posts()[0].moov_tracks;
     let video = tracks.iter().find(|t| t.handler == "vide").unwrap().track_id;
     let audio = tracks.iter().find(|t| t.handler == "soun").unwrap().track_id;

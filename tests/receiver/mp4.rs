@@ -318,6 +318,9 @@ pub struct FragmentInfo {
     pub sample_count: u32,
     pub duration_sum: u64,
     pub first_sample_sync: bool,
+    /// Where each sync sample starts, in ticks after the fragment's first sample (by the
+    /// sample durations before it).
+    pub sync_offsets: Vec<u64>,
     /// Some sample has a non-zero composition time offset (B-frames).
     pub has_cto: bool,
     /// moof + mdat bytes.
@@ -406,6 +409,7 @@ pub fn parse_fragment(
         sample_count: 0,
         duration_sum: 0,
         first_sample_sync: false,
+        sync_offsets: Vec::new(),
         has_cto: false,
         size: (moof.bytes.len() + mdat.bytes.len()) as u64,
         hash: fnv1a(&[moof.bytes, mdat.bytes]),
@@ -499,6 +503,7 @@ pub fn parse_fragment(
         };
         for s in 0..count {
             let mut sample_flags = None;
+            let starts_at = info.duration_sum;
             if flags & 0x100 != 0 {
                 info.duration_sum += u64::from(be32(b, p).unwrap_or(0));
                 p += 4;
@@ -515,10 +520,14 @@ pub fn parse_fragment(
                 info.has_cto |= be32(b, p).is_some_and(|c| c != 0);
                 p += 4;
             }
+            let first = if s == 0 { first_flags } else { None };
+            let f = first.or(sample_flags).or(tfhd_default_flags).unwrap_or_else(|| trex_flags(info.track_id));
+            let sync = f & 0x0001_0000 == 0;
             if i == 0 && s == 0 {
-                let f =
-                    first_flags.or(sample_flags).or(tfhd_default_flags).unwrap_or_else(|| trex_flags(info.track_id));
-                info.first_sample_sync = f & 0x0001_0000 == 0;
+                info.first_sample_sync = sync;
+            }
+            if sync {
+                info.sync_offsets.push(starts_at);
             }
         }
         if p > b.len() {

@@ -33,6 +33,9 @@ use backlog::{Backlog, Chunk};
 use backoff::Backoff;
 use stats::StatsKeeper;
 
+/// How many recent fragments the automatic send timeout looks at: a few per track.
+const RECENT_FRAGMENTS: usize = 8;
+
 /// Identifies one connection the session asked for, so that late events of an abandoned
 /// connection are recognised and ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -44,8 +47,11 @@ pub struct SessionConfig {
     /// Time to connect, and for the probe to be answered (spec §1.6 rule 1: 10 s).
     pub connect_timeout: Duration,
     /// Time without progress while data waits before the connection is abandoned; `None` is
-    /// 1.5 × the fragment duration (spec §1.6 rule 2: between N and 2N).
+    /// 1.5 × the fragment duration N (spec §1.6 rule 2: between N and 2N).
     pub send_timeout: Option<Duration>,
+    /// N when the fragments are cut on a grid (the element's `fragment-duration`); `None`
+    /// takes it from the fragments: the longest of the last few.
+    pub fragment_duration: Option<Duration>,
     /// Time to wait for the server's answer after the last chunk.
     pub final_response_timeout: Duration,
     /// Consecutive failed attempts before giving up; `None` retries forever (spec §1.6 rule 4).
@@ -85,6 +91,7 @@ impl Default for SessionConfig {
         SessionConfig {
             connect_timeout: Duration::from_secs(10),
             send_timeout: None,
+            fragment_duration: None,
             final_response_timeout: Duration::from_secs(10),
             max_retries: None,
             retry_limit: None,
@@ -303,8 +310,9 @@ pub struct IngestSession {
     outage_since: Option<Duration>,
     /// Set by `finish()`: the end of the stream and the deadline to deliver it.
     finishing: Option<Duration>,
-    /// Longest fragment seen, for the automatic send timeout.
-    nominal_fragment: Duration,
+    /// Durations of the last fragments (up to `RECENT_FRAGMENTS`), for the automatic send
+    /// timeout when no fragment duration is configured.
+    recent_durations: VecDeque<Duration>,
     /// Fragments to announce as resent once the next connection is up.
     resend_notice: Vec<ResentFragment>,
     next_connection: u64,
@@ -332,7 +340,7 @@ impl IngestSession {
             last_failure: None,
             outage_since: None,
             finishing: None,
-            nominal_fragment: Duration::from_secs(2),
+            recent_durations: VecDeque::new(),
             resend_notice: Vec::new(),
             next_connection: 0,
             connections: 0,
@@ -370,8 +378,10 @@ impl IngestSession {
         let t = &fragment.timing;
         self.timescales.retain(|(id, _)| *id != fragment.track_id);
         self.timescales.push((fragment.track_id, t.timescale));
-        self.nominal_fragment =
-            self.nominal_fragment.max(Duration::from_nanos(t.duration_ns()).min(Duration::from_secs(10)));
+        if self.recent_durations.len() == RECENT_FRAGMENTS {
+            self.recent_durations.pop_front();
+        }
+        self.recent_durations.push_back(Duration::from_nanos(t.duration_ns()));
         self.stats.produced(fragment.track_id, t.timescale, t.time, t.duration);
         self.last_now = self.last_now.max(now);
         self.note_idle(now);
@@ -775,8 +785,26 @@ impl IngestSession {
         }
     }
 
+    /// The send timeout: as configured, else 1.5 N. N is the configured fragment duration, else
+    /// the longest of the last fragments of all tracks (one long fragment, a late key frame,
+    /// does not raise it for good), 2 s before any, and never above 10 s.
     fn send_timeout(&self) -> Duration {
-        self.config.send_timeout.unwrap_or(self.nominal_fragment.mul_f64(1.5))
+        if let Some(t) = self.config.send_timeout {
+            return t;
+        }
+        let n = self
+            .config
+            .fragment_duration
+            .filter(|d| !d.is_zero())
+            .or_else(|| self.recent_durations.iter().max().copied().filter(|d| !d.is_zero()))
+            .unwrap_or(Duration::from_secs(2))
+            .min(Duration::from_secs(10));
+        n.mul_f64(1.5)
+    }
+
+    /// The send timeout in force now (for tests and stats).
+    pub fn current_send_timeout(&self) -> Duration {
+        self.send_timeout()
     }
 
     /// Whether something is waiting on the open link: data to hand over, or bytes the peer

@@ -730,3 +730,38 @@ fn a_send_delay_holds_every_fragment_back_that_long() {
     h.at(ms(800));
     assert_eq!(names(&h.pull(c1).0), ["1@0"]);
 }
+
+#[test]
+fn the_send_timeout_is_one_and_a_half_fragments() {
+    let dur = |f: &mut Fragment, ms: u64| f.timing.duration = ms;
+    // Before any fragment: 1.5 × 2 s.
+    let mut h = Harness::new(SessionConfig::default());
+    assert_eq!(h.s.current_send_timeout(), ms(3000));
+    // 1 s fragments: 1.5 s, within [N, 2N].
+    for k in 0..4 {
+        let mut f = frag(1, k * 1000);
+        dur(&mut f, 1000);
+        h.s.push_fragment(f, h.now);
+    }
+    assert_eq!(h.s.current_send_timeout(), ms(1500));
+    // One long fragment (a late key frame) raises it for a while, not for good.
+    let mut f = frag(1, 4000);
+    dur(&mut f, 6000);
+    h.s.push_fragment(f, h.now);
+    assert_eq!(h.s.current_send_timeout(), ms(9000));
+    for k in 0..8 {
+        let mut f = frag(1, 10_000 + k * 1000);
+        dur(&mut f, 1000);
+        h.s.push_fragment(f, h.now);
+    }
+    assert_eq!(h.s.current_send_timeout(), ms(1500));
+    // On a grid, N is the grid's, whatever the fragments (a cut at a splice is shorter).
+    let mut h = Harness::new(SessionConfig { fragment_duration: Some(ms(4000)), ..SessionConfig::default() });
+    let mut f = frag(1, 0);
+    dur(&mut f, 500);
+    h.s.push_fragment(f, h.now);
+    assert_eq!(h.s.current_send_timeout(), ms(6000));
+    // A configured timeout is taken as it is.
+    let h = Harness::new(SessionConfig { send_timeout: Some(ms(2500)), ..SessionConfig::default() });
+    assert_eq!(h.s.current_send_timeout(), ms(2500));
+}

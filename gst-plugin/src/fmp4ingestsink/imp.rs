@@ -146,6 +146,7 @@ impl Settings {
         SessionConfig {
             connect_timeout: ns(self.connect_timeout),
             send_timeout: (self.send_timeout > 0).then(|| ns(self.send_timeout)),
+            fragment_duration: (self.fragment_duration > 0).then(|| ns(self.fragment_duration)),
             final_response_timeout: ns(self.final_response_timeout),
             max_retries: u32::try_from(self.max_retries).ok(),
             retry_limit: (self.retry_timeout > 0).then(|| ns(self.retry_timeout)),
@@ -737,7 +738,7 @@ impl ObjectImpl for Fmp4IngestSink {
                     .nick("Sparse stream id")
                     .blurb(
                         "Streams() id of the sparse (SCTE-35) stream, POSTed next to the media stream; empty = no \
-                         sparse track, ad events are refused",
+                         sparse track, ad events are ignored with a warning",
                     )
                     .mutable_ready()
                     .build(),
