@@ -638,6 +638,38 @@ mod tests {
     }
 
     #[test]
+    fn hvcc_gives_sps_and_pps_in_annex_b_and_the_codecs_string() {
+        // Main profile (1), compatibility flags 0x60000000, progressive + frame-only constraint
+        // flags (0x90), level 3.1 (93), then VPS, SPS and PPS arrays.
+        let mut hvcc = alloc::vec![1, 0x01, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 93];
+        hvcc.extend_from_slice(&[0xf0, 0, 0xfc, 0xfd, 0xf8, 0xf8, 0, 0, 0x0f]);
+        hvcc.push(3);
+        for (nal_type, nal) in [(32u8, &[0x40, 0x01, 0x0c][..]), (33, &[0x42, 0x01, 0x01]), (34, &[0x44, 0x01])] {
+            hvcc.push(0x80 | nal_type);
+            hvcc.extend_from_slice(&1u16.to_be_bytes());
+            hvcc.extend_from_slice(&(nal.len() as u16).to_be_bytes());
+            hvcc.extend_from_slice(nal);
+        }
+        let (cpd, codecs) = parse_hvcc(&hvcc, codes::HEV1).unwrap();
+        // The VPS stays in hvcC (AZ-HEVC): SPS and PPS only.
+        assert_eq!(cpd, [0, 0, 0, 1, 0x42, 0x01, 0x01, 0, 0, 0, 1, 0x44, 0x01]);
+        assert_eq!(codecs, "hev1.1.6.L93.90");
+        let (_, codecs) = parse_hvcc(&hvcc, codes::HVC1).unwrap();
+        assert_eq!(codecs, "hvc1.1.6.L93.90");
+        // High tier, main 10, no constraint flags.
+        let mut high = hvcc.clone();
+        high[1] = 0x22;
+        high[6] = 0;
+        assert_eq!(parse_hvcc(&high, codes::HEV1).unwrap().1, "hev1.2.6.H93");
+        // Every truncation is an error, none a panic; without SPS/PPS there is nothing to say.
+        for n in 0..hvcc.len() {
+            assert!(parse_hvcc(&hvcc[..n], codes::HEV1).is_err(), "{n} bytes");
+        }
+        let only_vps = [&hvcc[..22], &[1, 0xa0, 0, 1, 0, 1, 0x40]].concat();
+        assert!(parse_hvcc(&only_vps, codes::HEV1).is_err());
+    }
+
+    #[test]
     fn avcc_parameter_sets_become_annex_b() {
         let avcc = [1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 3, 0x67, 0x64, 0x1f, 1, 0, 2, 0x68, 0xeb];
         assert_eq!(avcc_to_annexb(&avcc).unwrap(), [0, 0, 0, 1, 0x67, 0x64, 0x1f, 0, 0, 0, 1, 0x68, 0xeb]);

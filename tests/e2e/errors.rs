@@ -73,3 +73,40 @@ fn a_probe_answered_500_is_an_error_too() {
     let error = result.errors.join("\n");
     assert!(error.contains("HTTP 500 Internal Server Error"), "{error}");
 }
+
+#[test]
+fn every_property_has_a_nick_a_blurb_a_default_in_range_and_a_readme_entry() {
+    common::init();
+    use gst::glib;
+    use gst::prelude::*;
+    let sink = gst::ElementFactory::make("fmp4ingestsink").build().unwrap();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let ours: Vec<glib::ParamSpec> =
+        sink.list_properties().iter().filter(|p| p.owner_type() == sink.type_()).cloned().collect();
+    assert!(ours.len() >= 35, "{} properties", ours.len());
+    for p in &ours {
+        let name = p.name();
+        assert!(!p.nick().is_empty() && p.nick() != name, "{name}: nick {:?}", p.nick());
+        assert!(p.blurb().is_some_and(|b| b.len() >= 15), "{name}: blurb {:?}", p.blurb());
+        assert!(readme.contains(&format!("`{name}`")), "{name} is not in the README's property table");
+        macro_rules! in_range {
+            ($t:ty) => {
+                if let Some(q) = p.downcast_ref::<$t>() {
+                    let (min, max, def) = (q.minimum(), q.maximum(), q.default_value());
+                    assert!(min <= def && def <= max, "{name}: default {def} outside [{min}, {max}]");
+                    assert!(min < max, "{name}: empty range");
+                }
+            };
+        }
+        in_range!(glib::ParamSpecUInt64);
+        in_range!(glib::ParamSpecInt64);
+        in_range!(glib::ParamSpecUInt);
+        in_range!(glib::ParamSpecInt);
+        in_range!(glib::ParamSpecDouble);
+        // Read back, every readable property gives its default.
+        if p.flags().contains(glib::ParamFlags::READABLE) && name != "stats" {
+            let v = sink.property_value(name);
+            assert_eq!(v.type_(), p.value_type(), "{name}");
+        }
+    }
+}

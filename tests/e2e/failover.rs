@@ -159,8 +159,12 @@ fn check_stats_fields(stats: &gst::Structure) {
 /// socket buffers held is still read (`discard` false) or lost with a reset (`discard` true).
 /// Its receive buffer is a fixed 16 KiB (32 KiB once Linux doubles it), so that how long the sender's bytes keep moving after
 /// the stall does not depend on the kernel's autotuning.
-fn stall(discard: bool, id: &str) {
-    let rx = Receiver::start_with(Behaviour { recv_buffer: Some(16 * 1024), ..Behaviour::default() }, "127.0.0.1:0")
+fn stall(discard: bool, id: &str) -> RunResult {
+    stall_with(discard, id, 16 * 1024)
+}
+
+fn stall_with(discard: bool, id: &str, recv_buffer: u32) -> RunResult {
+    let rx = Receiver::start_with(Behaviour { recv_buffer: Some(recv_buffer), ..Behaviour::default() }, "127.0.0.1:0")
         .unwrap();
     let stall = FaultKind::Stall { fragments: 4, duration: Duration::from_secs(40), until_new_post: true, discard };
     rx.inject(Fault::new(stall, Duration::from_secs(300)).once());
@@ -179,6 +183,19 @@ fn stall(discard: bool, id: &str) {
     assert_eq!(reasons, ["send-timeout"]);
     let waited = next.started - media[stalled].fault_at.unwrap();
     assert!(waited < Duration::from_millis(6500), "reconnected {waited:?} after the stall began");
+    r
+}
+
+/// Resent fragments per track, from the `resent` message of the one reconnect.
+fn resent_per_track(r: &RunResult) -> std::collections::BTreeMap<u32, usize> {
+    let resent = r.messages_named("fmp4ingestsink-resent");
+    assert_eq!(resent.len(), 1, "{resent:?}");
+    let ids = resent[0].get::<gst::Array>("track-ids").unwrap();
+    let mut per_track = std::collections::BTreeMap::new();
+    for id in ids.iter() {
+        *per_track.entry(id.get::<u32>().unwrap()).or_insert(0) += 1;
+    }
+    per_track
 }
 
 #[test]
@@ -188,7 +205,22 @@ fn a_stalled_receiver_is_abandoned_within_the_send_timeout_and_nothing_is_lost()
 
 #[test]
 fn a_stalled_receiver_that_loses_its_socket_buffers_still_gets_a_gapless_timeline() {
-    stall(true, "stall-lost");
+    let r = stall(true, "stall-lost");
+    // What was in flight when the receiver stopped is resent besides the last two of each track.
+    let per_track = resent_per_track(&r);
+    assert!(per_track.values().all(|n| *n >= 2) && per_track.values().any(|n| *n > 2), "{per_track:?}");
+}
+
+#[test]
+fn data_the_receivers_kernel_acknowledged_but_never_read_is_resent() {
+    // A 1 MiB receive buffer: once the receiver stops reading, its kernel still takes (and
+    // acknowledges) several fragments, which the reset then throws away. Only the window the
+    // receiver advertises shows they were never read; the sink resends them, so the timeline
+    // has no gap (gapless is checked in stall_with).
+    let r = stall_with(true, "acked-unread", 1 << 20);
+    let per_track = resent_per_track(&r);
+    let video = per_track[&1];
+    assert!(video > 2, "only {video} video fragments resent: {per_track:?}");
 }
 
 #[test]

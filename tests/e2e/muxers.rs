@@ -76,3 +76,21 @@ fn mp4mux_with_b_frames_keeps_a_contiguous_presentation_timeline() {
     let view = push_video("mp4mux fragment-duration=2000 streamable=true", &video, true, "bframes");
     assert!(view.fragments().iter().any(|f| f.has_cto), "no composition offsets: the encoder made no B-frames");
 }
+
+#[test]
+fn isofmp4mux_with_hevc_from_x265enc() {
+    let video = format!(
+        "videotestsrc is-live=true num-buffers={} pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+         x265enc key-int-max=60 speed-preset=ultrafast bitrate=600 ! h265parse",
+        SECONDS * 30
+    );
+    let view = push_video("isofmp4mux fragment-duration=2000000000", &video, true, "hevc");
+    let p = view.media_posts()[0];
+    let v = p.moov_tracks.iter().find(|t| t.handler == "vide").unwrap();
+    assert!(v.entry == "hvc1" || v.entry == "hev1", "{}", v.entry);
+    // The HEVC brands in ftyp, and the codecs attribute next to FourCC in the manifest.
+    let smil = p.smil_tracks.iter().find(|t| t.param("trackID") == Some(v.track_id.to_string().as_str())).unwrap();
+    assert!(smil.param("codecs").is_some_and(|c| c.starts_with(&v.entry)), "{:?}", smil.params);
+    let ftyp = &p.header_bytes[..u32::from_be_bytes(p.header_bytes[..4].try_into().unwrap()) as usize];
+    assert!(ftyp.windows(4).any(|w| w == b"ccff") && ftyp.windows(4).any(|w| w == b"iso8"), "{ftyp:?}");
+}

@@ -33,6 +33,10 @@ use backlog::{Backlog, Chunk};
 use backoff::Backoff;
 use stats::StatsKeeper;
 
+/// While the server holds unread bytes, how far the estimate of what it read must move to
+/// count as progress (see `Input::Progress`).
+const READ_PROGRESS: u64 = 16 * 1024;
+
 /// How many recent fragments the automatic send timeout looks at: a few per track.
 const RECENT_FRAGMENTS: usize = 8;
 
@@ -158,10 +162,12 @@ pub enum Input {
     /// The POST is connected and its body is being pulled. `observes_acks` says whether
     /// [`Input::Progress`] will report acknowledgements.
     Connected { connection: ConnectionId, observes_acks: bool },
-    /// The peer acknowledged at least `acked` body bytes; `wire_acked` is the kernel's raw
-    /// count of acknowledged bytes (framing included; only its movement matters), and
-    /// `unacked` wire bytes wait in the kernel's send queue.
-    Progress { connection: ConnectionId, acked: u64, wire_acked: u64, unacked: u64 },
+    /// The peer's application took at least `acked` body bytes; `wire_acked` is the kernel's
+    /// raw count of acknowledged bytes (framing included; only its movement matters),
+    /// `unacked` wire bytes wait in the kernel's send queue, and `unread` bytes were
+    /// acknowledged by the peer's kernel but not yet read by its application (from the window
+    /// it advertises; 0 when unknown).
+    Progress { connection: ConnectionId, acked: u64, wire_acked: u64, unacked: u64, unread: u64 },
     /// The server answered the POST. Before the body ended, that is a server abort.
     Response { connection: ConnectionId, status: u16, acked: Option<u64> },
     /// The connection failed; `acked` is what the peer acknowledged, when known.
@@ -276,6 +282,10 @@ struct Link {
     observes_acks: bool,
     /// Wire bytes waiting in the kernel's send queue.
     unacked: u64,
+    /// Bytes the peer's kernel holds that its application has not read.
+    unread: u64,
+    /// `acked` when the link last moved.
+    read_mark: u64,
     header_sent: bool,
     /// Last time something moved (or the link was idle).
     progress_at: Duration,
@@ -496,6 +506,8 @@ impl IngestSession {
                     pulled: 0,
                     acked: 0,
                     wire_acked: 0,
+                    unread: 0,
+                    read_mark: 0,
                     observes_acks,
                     unacked: 0,
                     header_sent: false,
@@ -510,17 +522,30 @@ impl IngestSession {
                     self.events.push_back(SessionEvent::Resent { fragments: resent });
                 }
             }
-            (_, Input::Progress { connection, acked, wire_acked, unacked }) => {
+            (_, Input::Progress { connection, acked, wire_acked, unacked, unread }) => {
                 if let Some(link) = self.link.as_mut().filter(|l| l.conn == connection) {
-                    if wire_acked > link.wire_acked {
-                        link.wire_acked = wire_acked;
+                    // The link moves when the server reads. Acknowledgements alone are movement
+                    // only while nothing sits unread at the peer: a server that stopped reading
+                    // still has a kernel that acknowledges until its buffer is full. With bytes
+                    // unread, the estimate of what was read must move by `READ_PROGRESS`: it
+                    // creeps by a few percent of the incoming bytes even when nothing is read.
+                    let read = acked.min(link.pulled) > link.acked;
+                    let moved = if unread == 0 {
+                        read || wire_acked > link.wire_acked
+                    } else {
+                        acked.saturating_sub(link.read_mark) >= READ_PROGRESS
+                    };
+                    if moved {
                         link.progress_at = now;
+                        link.read_mark = link.read_mark.max(acked);
                     }
-                    if acked > link.acked {
+                    link.wire_acked = link.wire_acked.max(wire_acked);
+                    if read {
                         link.acked = acked.min(link.pulled);
                         self.backlog.acknowledge(connection, link.acked);
                     }
                     link.unacked = unacked;
+                    link.unread = unread;
                     self.note_idle(now);
                 }
             }
@@ -571,20 +596,26 @@ impl IngestSession {
             State::Opening { deadline, .. } if now >= deadline => {
                 self.fail(Failure::ConnectTimeout, None, now);
             }
-            State::Streaming { conn } => {
-                if let Some(t) = self.stall_deadline() {
-                    if now >= t {
-                        self.last_failure = Some(Failure::SendTimeout);
-                        self.events.push_back(SessionEvent::Disconnected { reason: Failure::SendTimeout });
-                        self.actions.push_back(Action::Close { connection: conn });
-                        // Wait for the driver's final acknowledgement count before resending.
-                        self.state = State::Closing { conn, deadline: now + Duration::from_secs(1) };
-                    }
-                }
+            State::Streaming { conn } | State::Ending { conn, .. }
+                if self.stall_deadline().is_some_and(|t| now >= t) =>
+            {
+                self.last_failure = Some(Failure::SendTimeout);
+                self.events.push_back(SessionEvent::Disconnected { reason: Failure::SendTimeout });
+                self.actions.push_back(Action::Close { connection: conn });
+                // Wait for the driver's final acknowledgement count before resending.
+                self.state = State::Closing { conn, deadline: now + Duration::from_secs(1) };
             }
             State::Closing { deadline, .. } if now >= deadline => {
                 self.connection_lost(None);
                 self.retry(now);
+            }
+            // No answer, and the server's kernel still holds bytes it never read: the server
+            // did not take the end of the stream, which goes again.
+            State::Ending { conn, deadline }
+                if now >= deadline && self.link.as_ref().is_some_and(|l| l.observes_acks && l.unread > 0) =>
+            {
+                self.actions.push_back(Action::Close { connection: conn });
+                self.fail(Failure::SendTimeout, None, now);
             }
             State::Ending { conn, deadline } if now >= deadline => {
                 self.actions.push_back(Action::Close { connection: conn });
@@ -612,10 +643,10 @@ impl IngestSession {
     /// When the session wants [`IngestSession::handle_timeout`] called.
     pub fn poll_timeout(&self) -> Option<Duration> {
         let state = match self.state {
-            State::Probing { deadline, .. }
-            | State::Opening { deadline, .. }
-            | State::Ending { deadline, .. }
-            | State::Closing { deadline, .. } => Some(deadline),
+            State::Probing { deadline, .. } | State::Opening { deadline, .. } | State::Closing { deadline, .. } => {
+                Some(deadline)
+            }
+            State::Ending { deadline, .. } => Some(self.stall_deadline().map_or(deadline, |t| t.min(deadline))),
             State::Backoff { until } => Some(until),
             State::Streaming { .. } => {
                 [self.stall_deadline(), self.pace_wake(), self.backlog.next_ready_at(self.last_now)]
@@ -813,7 +844,7 @@ impl IngestSession {
         let Some(link) = &self.link else { return false };
         let allowed = Self::pace_limit(link, self.config.catch_up_rate, self.last_now);
         let data = !link.header_sent || self.backlog.next_is_allowed(link.conn, allowed, self.last_now);
-        data || (link.observes_acks && link.unacked > 0)
+        data || (link.observes_acks && (link.unacked > 0 || link.unread > 0))
     }
 
     /// An idle link (nothing waiting) restarts the stall clock.

@@ -183,7 +183,13 @@ fn reconnect_resends_header_last_two_acknowledged_per_track_and_everything_unack
     assert_eq!(names(&body), ["1@0", "2@0", "1@2000", "2@2000", "1@4000", "2@4000"]);
     // The peer acknowledged the header and the first two fragments only.
     let through_2_at_0: u64 = body.iter().take(5).map(|b| b.len() as u64).sum();
-    h.input(Input::Progress { connection: c1, acked: through_2_at_0, wire_acked: through_2_at_0, unacked: 50 });
+    h.input(Input::Progress {
+        connection: c1,
+        acked: through_2_at_0,
+        wire_acked: through_2_at_0,
+        unacked: 50,
+        unread: 0,
+    });
     h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: None });
     let ev = h.events();
     assert!(ev.contains(&SessionEvent::Disconnected { reason: Failure::Transport { error: TransportError::Closed } }));
@@ -275,19 +281,50 @@ fn unacknowledged_bytes_that_do_not_move_are_a_stall_and_an_idle_link_is_not() {
     let (body, _) = h.pull(c1);
     let all: u64 = body.iter().map(|b| b.len() as u64).sum();
     // Everything acknowledged: idle, no timer.
-    h.input(Input::Progress { connection: c1, acked: all, wire_acked: all, unacked: 0 });
+    h.input(Input::Progress { connection: c1, acked: all, wire_acked: all, unacked: 0, unread: 0 });
     assert_eq!(h.s.poll_timeout(), None);
     h.at(ms(60_000));
     assert!(h.actions().is_empty());
     // Next fragment is taken by the transport, but the peer stops acknowledging.
     h.s.push_fragment(frag(1, 2000), h.now);
     h.pull(c1);
-    h.input(Input::Progress { connection: c1, acked: all, wire_acked: all, unacked: 400 });
+    h.input(Input::Progress { connection: c1, acked: all, wire_acked: all, unacked: 400, unread: 0 });
     assert_eq!(h.s.poll_timeout(), Some(ms(63_000)));
     h.now = ms(62_000);
-    h.input(Input::Progress { connection: c1, acked: all, wire_acked: all, unacked: 400 });
+    h.input(Input::Progress { connection: c1, acked: all, wire_acked: all, unacked: 400, unread: 0 });
     h.at(ms(63_000));
     assert_eq!(h.actions(), [Action::Close { connection: c1 }]);
+}
+
+#[test]
+fn the_forward_buffer_is_bounded_by_bytes_too() {
+    // Each test fragment is a few bytes ("moof" + "<1@2000>"): a 100-byte bound holds a handful,
+    // whatever the duration bound allows.
+    let config = SessionConfig {
+        forward_buffer_duration: Duration::from_secs(3600),
+        forward_buffer_bytes: 100,
+        max_retries: None,
+        ..SessionConfig::default()
+    };
+    let mut h = Harness::new(config);
+    h.s.start(h.now);
+    let Some(Action::SendProbe { connection }) = h.actions().first().cloned() else { panic!() };
+    h.input(Input::Failed { connection, error: TransportError::Connect, acked: None });
+    h.events();
+    let mut dropped = Vec::new();
+    for k in 0..50u64 {
+        h.s.push_fragment(frag(1, 2000 * k), h.now);
+        for e in h.events() {
+            if let SessionEvent::Dropped { fragments } = e {
+                dropped.extend(fragments.iter().map(|f| f.time));
+            }
+        }
+        assert!(h.s.stats(h.now).queue_bytes <= 100, "{}", h.s.stats(h.now).queue_bytes);
+    }
+    let held = h.s.held_fragments();
+    assert!((3..=10).contains(&held), "{held} held");
+    // The oldest went, in order.
+    assert_eq!(dropped, (0..50 - held as u64).map(|k| 2000 * k).collect::<Vec<_>>());
 }
 
 #[test]
@@ -652,13 +689,13 @@ fn pulls_into_a_kernel_buffer_that_never_drains_are_not_progress() {
     let mut h = Harness::new(SessionConfig { catch_up_rate: 0.0, ..SessionConfig::default() });
     let c1 = h.connect_first(true);
     h.pull(c1);
-    h.input(Input::Progress { connection: c1, acked: 10, wire_acked: 200, unacked: 0 });
+    h.input(Input::Progress { connection: c1, acked: 10, wire_acked: 200, unacked: 0, unread: 0 });
     // The receiver stopped reading: the kernel keeps taking bytes, acknowledgements stop.
     for k in 0..10u64 {
         h.now = ms(500 * k);
         h.s.push_fragment(frag(1, 2000 * k), h.now);
         h.pull(c1);
-        h.input(Input::Progress { connection: c1, acked: 10, wire_acked: 200, unacked: 1000 * (k + 1) });
+        h.input(Input::Progress { connection: c1, acked: 10, wire_acked: 200, unacked: 1000 * (k + 1), unread: 0 });
         h.s.handle_timeout(h.now);
     }
     // 1.5 x 2 s after the last movement (at 0 ms) the link is abandoned, although bytes
@@ -677,7 +714,7 @@ fn with_everything_acknowledged_exactly_the_last_two_per_track_go_again() {
         h.s.push_fragment(frag(2, t), h.now);
         total += h.pull(c1).0.iter().map(|b| b.len() as u64).sum::<u64>();
     }
-    h.input(Input::Progress { connection: c1, acked: total, wire_acked: total, unacked: 0 });
+    h.input(Input::Progress { connection: c1, acked: total, wire_acked: total, unacked: 0, unread: 0 });
     // Fragments no longer needed for resending are freed as they are acknowledged.
     assert_eq!(h.s.held_fragments(), 4);
     h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: Some(total) });
@@ -764,4 +801,70 @@ fn the_send_timeout_is_one_and_a_half_fragments() {
     // A configured timeout is taken as it is.
     let h = Harness::new(SessionConfig { send_timeout: Some(ms(2500)), ..SessionConfig::default() });
     assert_eq!(h.s.current_send_timeout(), ms(2500));
+}
+
+#[test]
+fn a_server_that_stops_reading_is_abandoned_although_its_kernel_still_acknowledges() {
+    let mut h = Harness::new(SessionConfig { catch_up_rate: 0.0, ..SessionConfig::default() });
+    let c1 = h.connect_first(true);
+    let mut pulled = h.pull(c1).0.iter().map(|b| b.len() as u64).sum::<u64>();
+    h.input(Input::Progress { connection: c1, acked: pulled, wire_acked: pulled, unacked: 0, unread: 0 });
+    // From here the server reads nothing: its kernel acknowledges every byte into its big
+    // receive buffer (wire acknowledgements move), the window it advertises shrinks.
+    let read = pulled;
+    for k in 0..7u64 {
+        h.now = ms(500 * k);
+        h.s.push_fragment(frag(1, 2000 * k), h.now);
+        pulled += h.pull(c1).0.iter().map(|b| b.len() as u64).sum::<u64>();
+        // The estimate of what it read creeps (window granularity), a little.
+        let creep = k;
+        let input = Input::Progress {
+            connection: c1,
+            acked: read + creep,
+            wire_acked: pulled,
+            unacked: 0,
+            unread: pulled - read,
+        };
+        h.input(input);
+        h.s.handle_timeout(h.now);
+    }
+    // 1.5 x 2 s after the last read (at 0 ms) the link is abandoned.
+    assert!(h.events().contains(&SessionEvent::Disconnected { reason: Failure::SendTimeout }));
+    assert!(h.actions().contains(&Action::Close { connection: c1 }));
+    // Everything it never read goes again.
+    h.input(Input::Closed { connection: c1, acked: Some(read) });
+    let c2 = h.reconnect(true);
+    let names = names(&h.pull(c2).0);
+    assert_eq!(names.len(), 7, "{names:?}");
+}
+
+#[test]
+fn an_end_the_server_never_read_is_sent_again() {
+    let mut h =
+        Harness::new(SessionConfig { catch_up_rate: 0.0, send_timeout: Some(ms(60_000)), ..SessionConfig::default() });
+    let c1 = h.connect_first(true);
+    h.s.push_fragment(frag(1, 0), h.now);
+    h.s.finish(h.now);
+    let (chunks, ended) = h.pull(c1);
+    assert!(ended);
+    let pulled = chunks.iter().map(|b| b.len() as u64).sum::<u64>();
+    // All acknowledged by the server's kernel, nothing read, no answer.
+    h.input(Input::Progress { connection: c1, acked: 0, wire_acked: pulled, unacked: 0, unread: pulled });
+    h.at(ms(10_000));
+    assert!(!h.s.is_done());
+    assert!(h.events().contains(&SessionEvent::Disconnected { reason: Failure::SendTimeout }));
+    let c2 = h.reconnect(true);
+    let (chunks, ended) = h.pull(c2);
+    assert_eq!(names(&chunks), ["1@0"]);
+    assert!(ended);
+    // Read and answered this time.
+    h.input(Input::Response { connection: c2, status: 200, acked: None });
+    assert!(h.events().contains(&SessionEvent::Finished { status: 200 }));
+    // Without unread bytes, a missing answer still just ends the session.
+    let mut h = Harness::new(SessionConfig::default());
+    let c = h.connect_first(true);
+    h.s.finish(h.now);
+    assert!(h.pull(c).1);
+    h.at(ms(10_000));
+    assert!(h.s.is_done());
 }

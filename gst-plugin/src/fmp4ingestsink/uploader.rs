@@ -54,6 +54,10 @@ pub struct HttpConfig {
     pub follow_redirects: bool,
 }
 
+/// Unread bytes at the server below this are taken as noise of the window it advertises (its
+/// granularity, autotuning), not as a server that stopped reading.
+const UNREAD_NOTICED: u64 = 16 * 1024;
+
 /// Redirects of one probe followed at most.
 const MAX_REDIRECTS: u32 = 5;
 
@@ -378,7 +382,8 @@ impl Driver {
     }
 
     /// Body bytes the peer has certainly received on `conn`, the kernel's raw count of
-    /// acknowledged bytes, and the bytes in its send queue.
+    /// acknowledged bytes, the bytes in its send queue, and the bytes the server's kernel holds
+    /// unread (0 below `UNREAD_NOTICED`, window noise).
     ///
     /// Two lower bounds, the larger wins: what the kernel acknowledged minus the most that can
     /// be framing (request head, chunk headers, TLS records) — exact for plain HTTP, drifting
@@ -387,7 +392,7 @@ impl Driver {
     /// read yet comes off: acknowledged bytes still in its socket buffer, the difference
     /// between the largest window it advertised (an empty buffer) and the current one. A server
     /// that stops reading and drops its connection loses those.
-    fn acked_body(&self, conn: ConnectionId) -> Option<(u64, u64, u64)> {
+    fn acked_body(&self, conn: ConnectionId) -> Option<(u64, u64, u64, u64)> {
         let c = self.conns.get(&conn)?;
         let counters = c.watch.as_ref()?.counters()?;
         let body = c.body.as_ref()?;
@@ -409,15 +414,19 @@ impl Driver {
             None => 0,
         };
         let delivered = by_acks.max(by_queue).saturating_sub(unread);
-        Some((delivered, counters.bytes_acked, counters.unacked))
+        let noticed = if unread >= UNREAD_NOTICED { unread } else { 0 };
+        Some((delivered, counters.bytes_acked, counters.unacked, noticed))
     }
 
     fn report_progress(&mut self) {
         let open: Vec<ConnectionId> = self.conns.iter().filter(|(_, c)| c.watch.is_some()).map(|(id, _)| *id).collect();
         for conn in open {
-            if let Some((acked, wire_acked, unacked)) = self.acked_body(conn) {
-                gst::trace!(CAT, "POST {conn:?}: {acked} body bytes acknowledged, {unacked} in the send queue");
-                let input = Input::Progress { connection: conn, acked, wire_acked, unacked };
+            if let Some((acked, wire_acked, unacked, unread)) = self.acked_body(conn) {
+                gst::trace!(
+                    CAT,
+                    "POST {conn:?}: {acked} body bytes acknowledged, {unacked} in the send queue, {unread} unread"
+                );
+                let input = Input::Progress { connection: conn, acked, wire_acked, unacked, unread };
                 self.shared.with_session(|s, now| s.handle_input(input, now));
             }
         }
@@ -425,7 +434,7 @@ impl Driver {
 
     /// Ends the driver's record of a connection, returning the final acknowledged count.
     fn end(&mut self, conn: ConnectionId) -> Option<u64> {
-        let acked = self.acked_body(conn).map(|(a, _, _)| a);
+        let acked = self.acked_body(conn).map(|(a, ..)| a);
         if let Some(c) = self.conns.remove(&conn) {
             c.task.abort();
         }
