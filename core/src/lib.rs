@@ -45,6 +45,8 @@ pub mod timeline;
 pub mod track_fragment;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod test_support;
 
 pub use bytes::Bytes;

@@ -25,6 +25,8 @@ fn push_video(muxer: &str, video: &str, with_audio: bool, stream_id: &str) -> fm
     }
     let result = run_pipeline(&desc, Duration::from_secs(60));
     assert!(result.eos && result.errors.is_empty(), "{muxer}: {result:?}");
+    // A well-behaved muxer gives the sink nothing to warn about.
+    assert!(result.warnings.is_empty(), "{muxer}: {:?}", result.warnings);
     let view = rx.stream(stream_id);
     let problems = check_stream(&view, 2.0);
     assert!(problems.is_empty(), "{muxer}: {problems:#?}");

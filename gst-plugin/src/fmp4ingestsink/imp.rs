@@ -6,7 +6,7 @@
 //! bounded forward buffer. EOS ends the chunked body and waits for the server's final answer.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -429,24 +429,39 @@ impl Fmp4IngestSink {
             Notice::Discontinuity { track_id, expected, actual } => {
                 gst::warning!(CAT, imp = self, "track {track_id}: fragment at {actual}, expected {expected}")
             }
-            Notice::RepeatedHeader => gst::debug!(CAT, imp = self, "muxer repeated its header"),
+            Notice::RepeatedHeader => gst::element_imp_warning!(
+                self,
+                gst::StreamError::Format,
+                ("The muxer sent its header (ftyp, moov) again mid-stream"),
+                ["It describes the same tracks, so the stream goes on unchanged; a muxer that restarts \
+                  (a new segment, a flush) does this. A different set of tracks would end the stream."]
+            ),
         }
     }
 
-    /// A fault in the input: deliver what was accepted, then report.
-    fn input_error(&self, started: &mut Started, error: fmp4ingest_core::Error) {
+    /// A fault in the input: everything accepted before it is delivered (within `eos-timeout`,
+    /// as at EOS), then the error names the fault. Called with the state locked; unlocks it to
+    /// wait, so that the uploader's reports get through.
+    fn input_error(&self, mut state: MutexGuard<'_, State>, error: fmp4ingest_core::Error) {
+        let State::Started(started) = &mut *state else { return };
         self.drain(started);
         started.uploader.finish();
+        let (waiter, wait, url) = (started.uploader.waiter(), started.eos_wait, started.url.redacted());
+        drop(state);
+        let cancelled = || self.canceller.flushing.load(Ordering::SeqCst);
+        let delivered = match waiter.wait(wait, &self.canceller.notify, cancelled) {
+            WaitOutcome::Done if !self.failed.load(Ordering::SeqCst) => {
+                "every fragment accepted before it was delivered and the POST ended properly".to_string()
+            }
+            _ => format!("the fragments accepted before it could not all be delivered within {wait:?}"),
+        };
+        self.failed.store(true, Ordering::SeqCst);
         gst::element_imp_error!(
             self,
             gst::StreamError::Format,
             ("Invalid input from the muxer: {}", error),
-            [
-                "The stream to {} stops here; fragments accepted before this point are still delivered. \
-                 fmp4ingestsink needs fragmented MP4 from mp4mux/ismlmux/qtmux (fragment-duration > 0), \
-                 isofmp4mux or cmafmux.",
-                started.url
-            ]
+            ["The stream to {url} stops here; {delivered}. fmp4ingestsink needs fragmented MP4 from \
+                 mp4mux/ismlmux/qtmux (fragment-duration > 0, streamable=true), isofmp4mux or cmafmux."]
         );
     }
 
@@ -1113,13 +1128,11 @@ impl BaseSinkImpl for Fmp4IngestSink {
             let playing = self.obj().current_state() == gst::State::Playing;
             self.place_timeline(started, running_time, playing);
         }
-        match started.stream.push_timed(bytes, running_time) {
-            Ok(()) => self.drain(started),
-            Err(e) => {
-                self.input_error(started, e);
-                return Err(gst::FlowError::Error);
-            }
+        if let Err(e) = started.stream.push_timed(bytes, running_time) {
+            self.input_error(state, e);
+            return Err(gst::FlowError::Error);
         }
+        self.drain(started);
         if let Some(end) = end {
             started.media_ns = Some(started.media_ns.map_or(end, |m| m.max(end)));
             self.send_due_signals(started, false);
