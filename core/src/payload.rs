@@ -8,11 +8,14 @@ use alloc::vec::Vec;
 use bytes::Bytes;
 
 /// A sequence of byte slices that together form one logical byte range.
+///
+/// The first slice lives inline: a payload of one slice (a muxer buffer per fragment, or a run
+/// sliced out of one) allocates nothing.
 #[derive(Clone, Debug, Default)]
 pub struct Payload {
-    chunks: Vec<Bytes>,
-    /// Start offset of each chunk within the payload, for binary search when slicing.
-    starts: Vec<u64>,
+    first: Option<Bytes>,
+    /// The other slices, with their start offsets within the payload (for slicing).
+    rest: Vec<(u64, Bytes)>,
     len: u64,
 }
 
@@ -26,13 +29,20 @@ impl Payload {
         if chunk.is_empty() {
             return;
         }
-        self.starts.push(self.len);
+        let at = self.len;
         self.len += chunk.len() as u64;
-        self.chunks.push(chunk);
+        match self.first {
+            None => self.first = Some(chunk),
+            Some(_) => self.rest.push((at, chunk)),
+        }
     }
 
     pub fn append(&mut self, other: Payload) {
-        for c in other.chunks {
+        if self.first.is_some() {
+            self.rest.reserve(other.chunk_count());
+        }
+        let Payload { first, rest, .. } = other;
+        for c in first.into_iter().chain(rest.into_iter().map(|(_, c)| c)) {
             self.push(c);
         }
     }
@@ -45,8 +55,26 @@ impl Payload {
         self.len == 0
     }
 
-    pub fn chunks(&self) -> &[Bytes] {
-        &self.chunks
+    /// The slices, in order.
+    pub fn chunks(&self) -> impl Iterator<Item = &Bytes> + Clone {
+        self.first.iter().chain(self.rest.iter().map(|(_, c)| c))
+    }
+
+    pub fn chunk_count(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    /// Slice `i`, in order.
+    pub fn chunk(&self, i: usize) -> Option<&Bytes> {
+        match i {
+            0 => self.first.as_ref(),
+            _ => self.rest.get(i - 1).map(|(_, c)| c),
+        }
+    }
+
+    /// Start offset of slice `i` within the payload.
+    fn chunk_start(&self, i: usize) -> u64 {
+        if i == 0 { 0 } else { self.rest[i - 1].0 }
     }
 
     /// The bytes `[start, start + len)` as views of the same memory, or `None` if the range
@@ -60,15 +88,14 @@ impl Payload {
         if len == 0 {
             return Some(out);
         }
-        // The chunk holding `start`: the last one whose start offset is <= start.
-        let mut i = match self.starts.binary_search(&start) {
-            Ok(i) => i,
-            Err(i) => i - 1, // i >= 1 because starts[0] == 0 <= start
+        // The slice holding `start`: the last one whose start offset is <= start.
+        let mut i = match self.rest.binary_search_by_key(&start, |(at, _)| *at) {
+            Ok(k) => k + 1,
+            Err(k) => k, // rest[k-1] starts before `start`, or k == 0: the first slice
         };
         let mut pos = start;
         while pos < end {
-            let chunk = &self.chunks[i];
-            let chunk_start = self.starts[i];
+            let (Some(chunk), chunk_start) = (self.chunk(i), self.chunk_start(i)) else { break };
             let from = (pos - chunk_start) as usize;
             let to = ((end - chunk_start) as usize).min(chunk.len());
             out.push(chunk.slice(from..to));
@@ -81,7 +108,7 @@ impl Payload {
     /// Copies the payload into one vector. For tests and diagnostics, never on the media path.
     pub fn to_vec(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(self.len as usize);
-        for c in &self.chunks {
+        for c in self.chunks() {
             v.extend_from_slice(c);
         }
         v
@@ -121,9 +148,9 @@ mod tests {
     fn slices_share_memory_with_the_source() {
         let (p, _) = sample();
         let s = p.slice(4, 5).unwrap();
-        assert_eq!(s.chunks().len(), 1);
+        assert_eq!(s.chunk_count(), 1);
         // Same allocation: the slice points into the third chunk of the source.
-        let src = &p.chunks()[2];
-        assert_eq!(s.chunks()[0].as_ptr(), src.as_ptr());
+        let src = p.chunk(2).unwrap();
+        assert_eq!(s.chunk(0).unwrap().as_ptr(), src.as_ptr());
     }
 }

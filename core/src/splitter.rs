@@ -473,8 +473,8 @@ mod tests {
         let units = collect(&mut split);
         let Unit::Fragment(f) = &units[1] else { panic!("{units:?}") };
         // The sample buffers themselves are the payload: no copy was made.
-        assert_eq!(f.payload.chunks().len(), 5);
-        for (c, s) in f.payload.chunks().iter().zip(&samples) {
+        assert_eq!(f.payload.chunk_count(), 5);
+        for (c, s) in f.payload.chunks().zip(&samples) {
             assert_eq!(c.as_ptr(), s.as_ptr());
         }
     }

@@ -63,7 +63,32 @@ struct Building {
     decode: Vec<i128>,
     samples: Vec<Sample>,
     data: Payload,
+    /// Bytes `[start, end)` of the muxer fragment being read that belong to this fragment but
+    /// are not sliced into `data` yet: consecutive samples are sliced once, as one run.
+    pending: Option<(u64, u64)>,
     starts_without_sync: bool,
+}
+
+impl Building {
+    /// Slices the pending run out of `source` (the muxer fragment's payload) into `data`.
+    fn take_pending(&mut self, source: &Payload) {
+        if let Some((start, end)) = self.pending.take() {
+            if let Some(run) = source.slice(start, end - start) {
+                self.data.append(run);
+            }
+        }
+    }
+
+    /// Adds the sample at `[at, at + size)` of the muxer fragment to the pending run.
+    fn add_bytes(&mut self, source: &Payload, at: u64, size: u64) {
+        match self.pending {
+            Some((start, end)) if end == at => self.pending = Some((start, end + size)),
+            _ => {
+                self.take_pending(source);
+                self.pending = Some((at, at + size));
+            }
+        }
+    }
 }
 
 /// Grid state of one track.
@@ -80,6 +105,8 @@ struct TrackGrid {
     closed_at: Option<u64>,
     /// Longest sample seen, for tolerances.
     longest: u32,
+    /// Samples in the track's last fragment: the next one's vectors are reserved that big.
+    last_count: usize,
     /// Largest composition offset seen: the reorder window of B-frames.
     max_cto: u32,
     /// Whether the video timeline was checked against the first key frame at a boundary.
@@ -227,6 +254,7 @@ impl Grid {
                     building: None,
                     closed_at: None,
                     longest: 0,
+                    last_count: 0,
                     max_cto: 0,
                     settled: !video,
                 });
@@ -259,11 +287,13 @@ impl Grid {
             // The offset may move once, at the first key frame (see add_sample).
             let a = muxer_decode + self.tracks[ti].offset.unwrap_or(0);
             muxer_decode += i128::from(s.duration);
-            let data = fragment.data.slice(data_pos, u64::from(s.size)).unwrap_or_default();
-            data_pos += u64::from(s.size);
-            if let Some(done) = self.add_sample(ti, a, *s, data) {
+            if let Some(done) = self.add_sample(ti, a, *s, &fragment.data, data_pos) {
                 out.push(done);
             }
+            data_pos += u64::from(s.size);
+        }
+        if let Some(b) = self.tracks[ti].building.as_mut() {
+            b.take_pending(&fragment.data);
         }
         // Complete when the samples reach the next boundary: the next one starts the next
         // fragment, so there is no need to wait for it. Video must end right at the boundary
@@ -294,7 +324,8 @@ impl Grid {
     }
 
     /// One sample at actual decode tick `a`.
-    fn add_sample(&mut self, ti: usize, a: i128, s: Sample, data: Payload) -> Option<GridFragment> {
+    /// `source` is the muxer fragment's payload, in which the sample's bytes start at `at`.
+    fn add_sample(&mut self, ti: usize, a: i128, s: Sample, source: &Payload, at: u64) -> Option<GridFragment> {
         let ts = self.tracks[ti].timescale;
         let video = self.tracks[ti].video;
         self.tracks[ti].longest = self.tracks[ti].longest.max(s.duration);
@@ -358,7 +389,9 @@ impl Grid {
         };
         if let Some((start, index)) = start_new {
             let tr = &mut self.tracks[ti];
-            if let Some(b) = tr.building.take() {
+            if let Some(mut b) = tr.building.take() {
+                b.take_pending(source);
+                tr.last_count = b.samples.len();
                 done = Some(finish(b, start));
             }
             tr.closed_at = None;
@@ -366,16 +399,18 @@ impl Grid {
                 track_id: tr.track_id,
                 index,
                 start,
-                decode: Vec::new(),
-                samples: Vec::new(),
+                // One more than last time: a fragment of 93 or 94 frames needs no second allocation.
+                decode: Vec::with_capacity(tr.last_count + 1),
+                samples: Vec::with_capacity(tr.last_count + 1),
                 data: Payload::new(),
+                pending: None,
                 starts_without_sync: video && !s.is_sync(),
             });
         }
         if let Some(b) = self.tracks[ti].building.as_mut() {
             b.decode.push(a);
             b.samples.push(s);
-            b.data.append(data);
+            b.add_bytes(source, at, u64::from(s.size));
         }
         if done.is_some() {
             // What went out fixed the timeline.
@@ -607,10 +642,10 @@ mod tests {
     fn split_muxer_fragments_share_the_payload_memory() {
         let mut g = grid(TimestampMode::Pipeline, 0);
         let f = mux_frag(0, 150, 1024, 0, |_| true);
-        let first_chunk = f.data.chunks()[0].as_ptr();
+        let first_chunk = f.data.chunk(0).unwrap().as_ptr();
         let out = g.push(2, 48000, false, f, None);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].fragment.data.chunks()[0].as_ptr(), first_chunk);
+        assert_eq!(out[0].fragment.data.chunk(0).unwrap().as_ptr(), first_chunk);
     }
 
     #[test]

@@ -353,7 +353,7 @@ mod tests {
             FragmentTiming { time: 6000, duration: tf.duration(), decode_time: 6000, index: None, timescale: 3000 };
         let out = write_fragment(&tf, 7, timing, FragmentOptions::default());
         // The payload of the output is the input's memory, not a copy.
-        assert_eq!(out.payload.chunks()[0].as_ptr(), tf.data.chunks()[0].as_ptr());
+        assert_eq!(out.payload.chunk(0).unwrap().as_ptr(), tf.data.chunk(0).unwrap().as_ptr());
         // Parse the output as a muxer stream of its own.
         let mut wire = Vec::new();
         for c in out.wire_chunks() {

@@ -164,9 +164,12 @@ impl Backlog {
         };
         let item = &mut self.items[idx];
         let Stage::Sending { start, next, .. } = item.stage else { return Chunk::None };
-        let chunks = 1 + item.fragment.payload.chunks().len();
-        let bytes =
-            if next == 0 { item.fragment.head.clone() } else { item.fragment.payload.chunks()[next - 1].clone() };
+        let chunks = 1 + item.fragment.payload.chunk_count();
+        let bytes = if next == 0 {
+            item.fragment.head.clone()
+        } else {
+            item.fragment.payload.chunk(next - 1).cloned().unwrap_or_default()
+        };
         let last = next + 1 == chunks;
         let track_id = item.fragment.track_id;
         let time = item.fragment.timing.time;
