@@ -14,6 +14,21 @@ cargo fmt --all -- --check
 echo "== cargo test (workspace)"
 cargo test --workspace --locked
 
+echo "== fuzz targets: their corpora replayed (stable), then a short run of each (cargo fuzz, nightly)"
+cargo test --manifest-path fuzz/Cargo.toml --locked
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+  echo "no nightly toolchain: cargo fuzz needs it (rustup toolchain install nightly)" >&2
+  exit 1
+fi
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2
+work="$(mktemp -d)"
+for target in splitter moov rewrite scte35; do
+  mkdir -p "$work/$target"
+  (cd fuzz && CARGO_TARGET_DIR="$PWD/target" cargo +nightly fuzz run "$target" --features fuzzing "$work/$target" "corpus/$target" -- \
+    -max_total_time=10 -rss_limit_mb=2048 2>&1 | tail -n 2)
+done
+rm -rf "$work"
+
 echo "== WASM build of fmp4ingest-core (wasm32-unknown-unknown, no_std)"
 RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$PWD/target/wasm-web" \
   /usr/bin/cargo build --locked -p fmp4ingest-core -Zbuild-std=core,alloc --target wasm32-unknown-unknown

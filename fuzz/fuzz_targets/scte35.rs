@@ -1,0 +1,4 @@
+//! libFuzzer entry point of [`fmp4ingest_fuzz::scte35`].
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fmp4ingest_fuzz::scte35(data));
