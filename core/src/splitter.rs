@@ -198,6 +198,8 @@ impl BoxSplitter {
         match &mut self.state {
             State::Header => {
                 self.chunk_time = None;
+                // A box that starts in this chunk may lie in it whole: then it is a view of it.
+                let origin = self.head.is_empty().then(|| data.clone());
                 let need = header_bytes_needed(&self.head);
                 let take = (need - self.head.len()).min(data.len());
                 let taken = self.consume(data, take);
@@ -208,7 +210,7 @@ impl BoxSplitter {
                     // so a complete header never comes back as "need more".
                     let header = BoxHeader::parse(&self.head)?
                         .ok_or(Error::Truncated { in_box: FourCC::new(b"file"), field: "box header" })?;
-                    self.begin_box(header)?;
+                    self.begin_box(header, origin, data)?;
                 }
             }
             State::Buffer { buf, header, .. } => {
@@ -258,7 +260,9 @@ impl BoxSplitter {
         Ok(())
     }
 
-    fn begin_box(&mut self, header: BoxHeader) -> Result<()> {
+    /// A box header was read. `origin` is the chunk the header started in, from the header's
+    /// first byte; `data` what is left of the current chunk.
+    fn begin_box(&mut self, header: BoxHeader, origin: Option<Bytes>, data: &mut Bytes) -> Result<()> {
         let start = self.pos - self.head.len() as u64;
         let box_type = header.box_type;
         if !self.seen_first_box {
@@ -304,6 +308,14 @@ impl BoxSplitter {
         if buffered {
             if header.size > self.limits.max_box_size {
                 return Err(Error::BoxTooLarge { box_type, size: header.size, limit: self.limits.max_box_size });
+            }
+            // The whole box in the chunk it started in (a muxer's usual buffer): a view, no copy.
+            if let Some(whole) = origin.filter(|o| o.len() as u64 >= header.size) {
+                let rest = (header.size - header_len) as usize;
+                self.consume(data, rest);
+                self.head.clear();
+                self.state = State::Header;
+                return self.finish_box(header, start, whole.slice(..header.size as usize));
             }
             let mut buf = Vec::with_capacity(header.size as usize);
             buf.extend_from_slice(&self.head);

@@ -66,6 +66,9 @@ struct Building {
     /// Bytes `[start, end)` of the muxer fragment being read that belong to this fragment but
     /// are not sliced into `data` yet: consecutive samples are sliced once, as one run.
     pending: Option<(u64, u64)>,
+    /// Where it must end: [`Grid::next_edge`], kept here because every sample asks (and a
+    /// boundary costs a 128-bit division); refreshed when the cuts change.
+    edge: u64,
     starts_without_sync: bool,
 }
 
@@ -176,6 +179,7 @@ impl Grid {
         if let Err(i) = self.cuts.binary_search(&target_ns) {
             self.cuts.insert(i, target_ns);
         }
+        self.refresh_edges();
         true
     }
 
@@ -184,6 +188,7 @@ impl Grid {
         match self.cuts.binary_search(&target_ns) {
             Ok(i) => {
                 self.cuts.remove(i);
+                self.refresh_edges();
                 true
             }
             Err(_) => false,
@@ -202,9 +207,21 @@ impl Grid {
     }
 
     /// Where the fragment being built must end: the next boundary, or a cut before it.
-    fn next_edge(&self, ti: usize, b: &Building) -> u64 {
-        let next = self.boundary(b.index + 1, self.tracks[ti].timescale);
-        self.cut_ticks(ti).filter(|c| *c > b.start).fold(next, u64::min)
+    fn next_edge(&self, ti: usize, index: u64, start: u64) -> u64 {
+        let next = self.boundary(index + 1, self.tracks[ti].timescale);
+        self.cut_ticks(ti).filter(|c| *c > start).fold(next, u64::min)
+    }
+
+    /// Recomputes every fragment's edge after the cuts changed.
+    fn refresh_edges(&mut self) {
+        for ti in 0..self.tracks.len() {
+            if let Some((index, start)) = self.tracks[ti].building.as_ref().map(|b| (b.index, b.start)) {
+                let edge = self.next_edge(ti, index, start);
+                if let Some(b) = self.tracks[ti].building.as_mut() {
+                    b.edge = edge;
+                }
+            }
+        }
     }
 
     /// The last edge (boundary or cut) at or before `ticks`.
@@ -308,7 +325,7 @@ impl Grid {
             let end_presentation = u64::try_from(end + cto).unwrap_or(0);
             // Video is closed early only at a boundary, where a key frame was asked for ahead
             // of time; at a cut it waits for the key frame itself (see add_sample).
-            let next = if video { self.boundary(b.index + 1, ts) } else { self.next_edge(ti, b) };
+            let next = if video { self.boundary(b.index + 1, ts) } else { b.edge };
             let reached = end_presentation + half >= next;
             if reached && (!video || end_presentation <= next + half) {
                 let tr = &mut self.tracks[ti];
@@ -328,7 +345,13 @@ impl Grid {
     fn add_sample(&mut self, ti: usize, a: i128, s: Sample, source: &Payload, at: u64) -> Option<GridFragment> {
         let ts = self.tracks[ti].timescale;
         let video = self.tracks[ti].video;
-        self.tracks[ti].longest = self.tracks[ti].longest.max(s.duration);
+        if s.duration > self.tracks[ti].longest {
+            self.tracks[ti].longest = s.duration;
+            // The cuts near a boundary are judged by the longest sample.
+            if !self.cuts.is_empty() {
+                self.refresh_edges();
+            }
+        }
         self.tracks[ti].max_cto = self.tracks[ti].max_cto.max(s.cto.unsigned_abs());
         let tol = u64::from(self.tracks[ti].longest.max(s.duration));
         let mut a = a;
@@ -377,7 +400,7 @@ impl Grid {
                 }
             }
             (Some(b), _) => {
-                let next = self.next_edge(ti, b);
+                let next = b.edge;
                 // "At or after" the boundary (or cut), within half a sample for rounding.
                 let reach = p + u64::from(s.duration / 2);
                 if can_start && reach >= next {
@@ -388,6 +411,7 @@ impl Grid {
             }
         };
         if let Some((start, index)) = start_new {
+            let edge = self.next_edge(ti, index, start);
             let tr = &mut self.tracks[ti];
             if let Some(mut b) = tr.building.take() {
                 b.take_pending(source);
@@ -404,6 +428,7 @@ impl Grid {
                 samples: Vec::with_capacity(tr.last_count + 1),
                 data: Payload::new(),
                 pending: None,
+                edge,
                 starts_without_sync: video && !s.is_sync(),
             });
         }

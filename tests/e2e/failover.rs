@@ -134,6 +134,16 @@ fn check_stats_fields(stats: &gst::Structure) {
         assert!(stats.get::<u64>(f).is_ok(), "{f} in {stats}");
     }
     assert!(stats.get::<u64>("bytes-sent").unwrap() > 1_000_000);
+    // The send latency: every fragment sent was measured once; those that waited out the
+    // outage make the maximum.
+    let (count, p50, p99, max) = (
+        stats.get::<u64>("latency-count").unwrap(),
+        stats.get::<u64>("latency-p50").unwrap(),
+        stats.get::<u64>("latency-p99").unwrap(),
+        stats.get::<u64>("latency-max").unwrap(),
+    );
+    assert!(count >= 10 && count <= stats.get::<u64>("fragments-sent").unwrap(), "{stats}");
+    assert!(p50 <= p99 && p99 <= max && max > 1_000_000_000, "{stats}");
     let tracks = stats.get::<gst::Array>("tracks").unwrap();
     assert_eq!(tracks.len(), 2);
     for t in tracks.iter() {

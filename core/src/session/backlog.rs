@@ -66,7 +66,9 @@ pub struct ResentFragment {
 #[derive(Debug, Clone)]
 pub enum Chunk {
     /// Bytes of a fragment (of `track_id`, at tfxd `time`); `last` when they complete it.
-    Data { bytes: Bytes, track_id: u32, time: u64, last: bool },
+    /// `first_ready_at` is when the fragment could first be sent, when these bytes complete its
+    /// first sending (for the send latency; resends do not count).
+    Data { bytes: Bytes, track_id: u32, time: u64, last: bool, first_ready_at: Option<core::time::Duration> },
     /// Nothing pending.
     None,
 }
@@ -173,14 +175,16 @@ impl Backlog {
         let last = next + 1 == chunks;
         let track_id = item.fragment.track_id;
         let time = item.fragment.timing.time;
+        let mut first_ready_at = None;
         if last {
             let end = offset + bytes.len() as u64;
             item.stage = Stage::Written { conn, start, end };
             item.sends += 1;
+            first_ready_at = (item.sends == 1).then_some(item.ready_at);
         } else {
             item.stage = Stage::Sending { conn, start, next: next + 1 };
         }
-        Chunk::Data { bytes, track_id, time, last }
+        Chunk::Data { bytes, track_id, time, last, first_ready_at }
     }
 
     /// Puts a delivered fragment in its track's ring; returns those that left the ring.

@@ -458,7 +458,12 @@ impl IngestSession {
         }
         let allowed = Self::pace_limit(link, self.config.catch_up_rate, now);
         if self.backlog.next_is_allowed(conn, allowed, now) {
-            if let Chunk::Data { bytes, track_id, time, last } = self.backlog.next_chunk(conn, link.pulled) {
+            if let Chunk::Data { bytes, track_id, time, last, first_ready_at } =
+                self.backlog.next_chunk(conn, link.pulled)
+            {
+                if let Some(ready) = first_ready_at {
+                    self.stats.sent_after(now.saturating_sub(ready));
+                }
                 link.pulled += bytes.len() as u64;
                 if !link.observes_acks {
                     link.progress_at = now;
@@ -679,6 +684,7 @@ impl IngestSession {
     /// The stream's figures at `now`.
     pub fn stats(&mut self, now: Duration) -> StreamStats {
         self.stats.refresh(now);
+        self.stats.stream.latency = self.stats.latency();
         let (n, bytes, duration) = self.backlog.pending_size();
         let s = &mut self.stats.stream;
         s.queue_fragments = n as u64;

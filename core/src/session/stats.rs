@@ -44,8 +44,24 @@ pub struct StreamStats {
     pub queue_fragments: u64,
     pub queue_bytes: u64,
     pub queue_duration_ns: u64,
+    /// Send latency of the last `LATENCY_WINDOW` fragments sent for the first time: from when a
+    /// fragment could be sent (the muxer's last byte of it taken, plus any send delay) to its
+    /// last byte handed to the connection.
+    pub latency: LatencySummary,
     pub tracks: Vec<TrackStats>,
 }
+
+/// Percentiles of the send latency, in nanoseconds; all 0 before the first fragment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
+}
+
+/// Fragments the latency figures cover.
+pub const LATENCY_WINDOW: usize = 4096;
 
 impl StreamStats {
     /// The service's rule: healthy when nothing overlaps, jumps or goes back (and, on the
@@ -59,6 +75,8 @@ impl StreamStats {
 #[derive(Debug, Default)]
 pub struct StatsKeeper {
     pub stream: StreamStats,
+    latencies: VecDeque<u64>,
+    latency_count: u64,
     /// Per track: where the next fragment should start, and the start of the last one.
     expected: Vec<(u32, u64, u64)>,
     /// Per track: (when written, bytes) within the window.
@@ -66,6 +84,26 @@ pub struct StatsKeeper {
 }
 
 impl StatsKeeper {
+    /// A fragment's last byte went to the connection `waited` after it could be sent.
+    pub fn sent_after(&mut self, waited: Duration) {
+        if self.latencies.len() == LATENCY_WINDOW {
+            self.latencies.pop_front();
+        }
+        self.latencies.push_back(u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX));
+        self.latency_count += 1;
+    }
+
+    /// The latency figures, computed when asked for.
+    pub fn latency(&self) -> LatencySummary {
+        let mut v: Vec<u64> = self.latencies.iter().copied().collect();
+        if v.is_empty() {
+            return LatencySummary::default();
+        }
+        v.sort_unstable();
+        let at = |p: usize| v[((v.len() - 1) * p).div_ceil(100)];
+        LatencySummary { count: self.latency_count, p50_ns: at(50), p99_ns: at(99), max_ns: v[v.len() - 1] }
+    }
+
     fn track(&mut self, track_id: u32, timescale: u32) -> &mut TrackStats {
         if let Some(i) = self.stream.tracks.iter().position(|t| t.track_id == track_id) {
             return &mut self.stream.tracks[i];

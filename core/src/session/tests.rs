@@ -868,3 +868,25 @@ fn an_end_the_server_never_read_is_sent_again() {
     h.at(ms(10_000));
     assert!(h.s.is_done());
 }
+
+#[test]
+fn the_send_latency_counts_first_sends_from_when_each_fragment_could_go() {
+    let mut h = Harness::new(SessionConfig { catch_up_rate: 0.0, ..SessionConfig::default() });
+    let c1 = h.connect_first(true);
+    h.pull(c1);
+    // Three fragments, taken 1, 2 and 30 ms after they came.
+    for (k, wait) in [(0u64, 1u64), (1, 2), (2, 30)] {
+        h.now = ms(1000 * k);
+        h.s.push_fragment(frag(1, 2000 * k), h.now);
+        h.now = ms(1000 * k + wait);
+        h.pull(c1);
+    }
+    let l = h.s.stats(h.now).latency;
+    assert_eq!((l.count, l.p50_ns, l.max_ns), (3, 2_000_000, 30_000_000));
+    // Resent after a reconnect: not counted again.
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: Some(0) });
+    let c2 = h.reconnect(true);
+    h.now += ms(500);
+    h.pull(c2);
+    assert_eq!(h.s.stats(h.now).latency.count, 3);
+}

@@ -1,49 +1,23 @@
-//! fmp4ingest's benchmarks. Figures go into BENCHMARKS.md, never into timed assertions.
-//!
-//!     fmp4ingest-bench [failover] [--out BENCHMARKS.md]
-//!
-//! `failover` (issue 3):
+//! Failover (issue 3):
 //! - recovery: time from a server reset to the first bytes of the new POST and to its first
 //!   resent fragment, on loopback, over many resets of a live stream;
 //! - outage memory: peak RSS of a process pushing 10 minutes of live 6 Mbps media while the
 //!   server refuses every connection (10 real minutes), with RSS along the way;
 //! - CPU: CPU time of a process that pushes 60 s of 6 Mbps fMP4 from a file through the
 //!   element to a discard server, scaled to an hour of media.
-//!
-//! Heavy phases run in child processes (this binary with an internal sub-command), so that
-//! RSS and CPU time belong to the element's process alone.
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fmp4ingest_receiver::discard::{self, DiscardCounters};
 use fmp4ingest_receiver::{Fault, FaultKind, Receiver};
 use gst::prelude::*;
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("outage-child") => outage_child(args.get(1).and_then(|m| m.parse().ok()).unwrap_or(10)),
-        Some("push-file-child") => push_file_child(&args[1], &args[2]),
-        Some("discard-server") => discard_server(args.get(1).and_then(|p| p.parse().ok()).unwrap_or(0)),
-        _ => run(&args),
-    };
-    if let Err(e) = result {
-        eprintln!("fmp4ingest-bench: {e}");
-        std::process::exit(1);
-    }
-}
+use crate::util::{
+    child_cpu_seconds, init, machine, muxed_input, percentile, rss_kib, run_pipeline, start_discard_child,
+};
 
-fn init() -> Result<(), String> {
-    gst::init().map_err(|e| e.to_string())?;
-    gstfmp4ingest::plugin_register_static().map_err(|e| e.to_string())?;
-    gstfmp4::plugin_register_static().map_err(|e| e.to_string())
-}
-
-fn run(args: &[String]) -> Result<(), String> {
-    let out = args.windows(2).find(|w| w[0] == "--out").map_or("BENCHMARKS.md".to_string(), |w| w[1].clone());
-    init()?;
+/// All three; the section of BENCHMARKS.md.
+pub fn section() -> Result<String, String> {
     println!("== recovery after a reset (live stream, loopback)");
     let recovery = recovery()?;
     println!("{recovery}");
@@ -53,81 +27,11 @@ fn run(args: &[String]) -> Result<(), String> {
     println!("== CPU time per hour of media (6 Mbps, file to discard server)");
     let cpu = cpu()?;
     println!("{cpu}");
-    let section = format!(
-        "## Failover (issue 3)\n\n{}\n\n### Recovery after a reset\n\n{recovery}\n\n### Memory through a 10-minute outage\n\n{outage}\n\n### CPU in steady state\n\n{cpu}\n",
+    Ok(format!(
+        "## Failover (issue 3)\n\n{}\n\n### Recovery after a reset\n\n{recovery}\n\n### Memory through a 10-minute \
+         outage\n\n{outage}\n\n### CPU in steady state\n\n{cpu}\n",
         machine()
-    );
-    write_section(&out, "failover", &section)?;
-    println!("written to {out}");
-    Ok(())
-}
-
-/// Replaces (or appends) the section between `<!-- name:begin -->` and `<!-- name:end -->`.
-fn write_section(path: &str, name: &str, body: &str) -> Result<(), String> {
-    let begin = format!("<!-- {name}:begin -->");
-    let end = format!("<!-- {name}:end -->");
-    let old = std::fs::read_to_string(path).unwrap_or_else(|_| {
-        "# Benchmarks\n\nFigures measured by `scripts/bench.sh` (`fmp4ingest-bench`); each section says how.\n\n"
-            .to_string()
-    });
-    let block = format!("{begin}\n{body}{end}\n");
-    let new = match (old.find(&begin), old.find(&end)) {
-        (Some(a), Some(b)) if b > a => {
-            format!("{}{}{}", &old[..a], block, &old[b + end.len()..].trim_start_matches('\n'))
-        }
-        _ => format!("{}\n{}", old.trim_end(), "\n".to_string() + &block),
-    };
-    std::fs::write(path, new).map_err(|e| format!("cannot write {path}: {e}"))
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let date = Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d %H:%M UTC")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    format!(
-        "Measured {date} on {cpu}, {cores} cores, Linux {}, GStreamer {}, debug build of the element.",
-        kernel.trim(),
-        gst::version_string()
-    )
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i]
-}
-
-fn run_pipeline(description: &str, limit: Duration) -> Result<(), String> {
-    let p = gst::parse::launch(description).map_err(|e| format!("{e}: {description}"))?;
-    let p = p.downcast::<gst::Pipeline>().map_err(|_| "not a pipeline")?;
-    let bus = p.bus().ok_or("no bus")?;
-    p.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
-    let msg = bus.timed_pop_filtered(
-        gst::ClockTime::from_nseconds(limit.as_nanos() as u64),
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-    );
-    let _ = p.set_state(gst::State::Null);
-    match msg.as_ref().map(|m| m.view()) {
-        Some(gst::MessageView::Eos(_)) => Ok(()),
-        Some(gst::MessageView::Error(e)) => Err(format!("{} ({:?})", e.error(), e.debug())),
-        _ => Err("timed out".into()),
-    }
+    ))
 }
 
 /// Resets every 4 new fragments of a 60 s live stream; for each, the time until the new POST's
@@ -174,17 +78,10 @@ fn recovery() -> Result<String, String> {
     ))
 }
 
-fn rss_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-        .unwrap_or(0)
-}
-
 /// Child: pushes `minutes` of live 6 Mbps media (in real time: a non-live source would make the
 /// sink wait for room instead of dropping) to a port that refuses every connection; prints
 /// "rss <media s> <KiB>" along the way and "peak <KiB>" at the end.
-fn outage_child(minutes: u64) -> Result<(), String> {
+pub fn outage_child(minutes: u64) -> Result<(), String> {
     init()?;
     let held = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let port = held.local_addr().map_err(|e| e.to_string())?.port();
@@ -258,64 +155,18 @@ fn outage() -> Result<String, String> {
     ))
 }
 
-/// Child: serves a discard server on 127.0.0.1:`port` until killed, printing its port.
-fn discard_server(port: u16) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    rt.block_on(async {
-        let (l, a) = discard::bind(port).await.map_err(|e| e.to_string())?;
-        println!("{}", a.port());
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-        discard::serve(l, Arc::new(DiscardCounters::default())).await;
-        Ok(())
-    })
-}
-
 /// Child: pushes a file through the element to `url`.
-fn push_file_child(file: &str, url: &str) -> Result<(), String> {
+pub fn push_file_child(file: &str, url: &str) -> Result<(), String> {
     init()?;
     run_pipeline(&format!("filesrc location=\"{file}\" ! fmp4ingestsink location=\"{url}\""), Duration::from_secs(300))
 }
 
-fn child_cpu_seconds() -> f64 {
-    // SAFETY: getrusage writes into the zeroed struct it is given.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(ru.ru_utime) + t(ru.ru_stime)
-}
-
 fn cpu() -> Result<String, String> {
-    let dir = std::path::Path::new("target/bench");
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let input = dir.join("input-6mbps-60s.mp4");
-    if !input.exists() {
-        println!("   generating {}", input.display());
-        run_pipeline(
-            &format!(
-                "isofmp4mux name=mux fragment-duration=2000000000 ! filesink location=\"{}\" \
-                 videotestsrc num-buffers=1800 pattern=snow ! video/x-raw,width=640,height=360,framerate=30/1 ! \
-                 x264enc key-int-max=60 speed-preset=ultrafast bitrate=6000 ! h264parse ! queue ! mux. \
-                 audiotestsrc num-buffers=2813 samplesperbuffer=1024 ! audio/x-raw,rate=48000,channels=2 ! \
-                 avenc_aac ! aacparse ! queue ! mux.",
-                input.display()
-            ),
-            Duration::from_secs(600),
-        )?;
-    }
+    let input = muxed_input("input-6mbps-60s.mp4", "isofmp4mux fragment-duration=2000000000", 640, 360, 6000, "snow")?;
     let size = std::fs::metadata(&input).map_err(|e| e.to_string())?.len();
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut server = Command::new(&exe)
-        .arg("discard-server")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let mut port = String::new();
-    use std::io::BufRead;
-    std::io::BufReader::new(server.stdout.take().ok_or("no stdout")?)
-        .read_line(&mut port)
-        .map_err(|e| e.to_string())?;
-    let url = format!("http://127.0.0.1:{}/live.isml/Streams(cpu)", port.trim());
+    let (mut server, port) = start_discard_child()?;
+    let url = format!("http://127.0.0.1:{port}/live.isml/Streams(cpu)");
     let mut runs = Vec::new();
     let mut walls = Vec::new();
     for _ in 0..5 {

@@ -294,6 +294,10 @@ pub fn stats_structure(
         .field("queue-fragments", s.queue_fragments)
         .field("queue-bytes", s.queue_bytes)
         .field("queue-duration", s.queue_duration_ns)
+        .field("latency-count", s.latency.count)
+        .field("latency-p50", s.latency.p50_ns)
+        .field("latency-p99", s.latency.p99_ns)
+        .field("latency-max", s.latency.max_ns)
         .field("tracks", gst::Array::from_values(per_track));
     if let Some(base) = base {
         for (name, value) in base.iter() {
