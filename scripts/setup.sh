@@ -14,6 +14,8 @@ packages=(
   # rustfmt, for `cargo fmt --check` on a machine without rustup
   rustc-web cargo-web rust-web-src rustfmt-web
   ca-certificates gcc
+  # GNU time: the benchmarks' wall, CPU and peak RSS of whole processes
+  time
 )
 
 missing=()

@@ -168,14 +168,21 @@ pub fn write_fragment(tf: &TrackFragment, sequence: u32, timing: FragmentTiming,
                 if let FlagsLayout::FirstThenDefault(first, _) = layout {
                     o.put_u32(first);
                 }
-                for s in samples {
-                    o.put_u32(s.duration);
-                    o.put_u32(s.size);
+                // The sample table in one go: sized once, each entry filled in place.
+                let per_sample =
+                    8 + 4 * usize::from(matches!(layout, FlagsLayout::PerSample)) + 4 * usize::from(any_cto);
+                let at = o.len();
+                o.resize(at + per_sample * samples.len(), 0);
+                for (entry, s) in o[at..].chunks_exact_mut(per_sample).zip(samples) {
+                    entry[0..4].copy_from_slice(&s.duration.to_be_bytes());
+                    entry[4..8].copy_from_slice(&s.size.to_be_bytes());
+                    let mut k = 8;
                     if matches!(layout, FlagsLayout::PerSample) {
-                        o.put_u32(s.flags);
+                        entry[k..k + 4].copy_from_slice(&s.flags.to_be_bytes());
+                        k += 4;
                     }
                     if any_cto {
-                        o.put_i32(s.cto);
+                        entry[k..k + 4].copy_from_slice(&s.cto.to_be_bytes());
                     }
                 }
             });

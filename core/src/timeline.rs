@@ -302,9 +302,25 @@ impl Grid {
         let mut data_pos = 0u64;
         for s in &fragment.samples {
             // The offset may move once, at the first key frame (see add_sample).
-            let a = muxer_decode + self.tracks[ti].offset.unwrap_or(0);
+            let t = &mut self.tracks[ti];
+            let a = muxer_decode + t.offset.unwrap_or(0);
             muxer_decode += i128::from(s.duration);
-            if let Some(done) = self.add_sample(ti, a, *s, &fragment.data, data_pos) {
+            // Most samples only join the fragment being built: nothing to decide for them (the
+            // same test as add_sample's, without its bookkeeping, which they would not change).
+            let sync = s.is_sync();
+            let plain = s.duration <= t.longest
+                && s.cto.unsigned_abs() <= t.max_cto
+                && !(t.video && sync && !t.settled)
+                && t.building.as_ref().is_some_and(|b| {
+                    let p = u64::try_from(a + i128::from(s.cto)).unwrap_or(0);
+                    let can_start = !t.video || sync;
+                    !(can_start && p + u64::from(s.duration / 2) >= b.edge)
+                });
+            if let (true, Some(b)) = (plain, t.building.as_mut()) {
+                b.decode.push(a);
+                b.samples.push(*s);
+                b.add_bytes(&fragment.data, data_pos, u64::from(s.size));
+            } else if let Some(done) = self.add_sample(ti, a, *s, &fragment.data, data_pos) {
                 out.push(done);
             }
             data_pos += u64::from(s.size);
@@ -332,6 +348,7 @@ impl Grid {
                 if let Some(done) = tr.building.take() {
                     tr.closed_at = Some(next);
                     tr.settled = true;
+                    tr.last_count = done.samples.len();
                     out.push(finish(done, next));
                 }
             }

@@ -209,29 +209,54 @@ impl FragmentReader {
                     let mut run_len = 0u64;
                     // Grows with the samples actually read, never from the header's count alone.
                     samples.reserve((count as usize).min(4096));
-                    for i in 0..count {
-                        let duration =
-                            if tflags & TRUN_DURATION != 0 { r.u32("sample_duration")? } else { default_duration };
-                        let size = if tflags & TRUN_SIZE != 0 { r.u32("sample_size")? } else { default_size };
-                        let mut sflags = if tflags & TRUN_FLAGS != 0 { r.u32("sample_flags")? } else { default_flags };
+                    // The whole table at once (its size was checked against the box above): each
+                    // entry's fields at fixed offsets, in the order the flags give them.
+                    let table = r.bytes(per_sample * count as usize, "trun sample table")?;
+                    let field = |entry: &[u8], at: usize| {
+                        u32::from_be_bytes([entry[at], entry[at + 1], entry[at + 2], entry[at + 3]])
+                    };
+                    let mut at = 0;
+                    let mut offset_of = |flag: u32| {
+                        (tflags & flag != 0).then(|| {
+                            at += 4;
+                            at - 4
+                        })
+                    };
+                    let (d_at, s_at, f_at, c_at) =
+                        (offset_of(TRUN_DURATION), offset_of(TRUN_SIZE), offset_of(TRUN_FLAGS), offset_of(TRUN_CTO));
+                    let entries = if per_sample == 0 { &[][..] } else { table };
+                    for (i, entry) in entries.chunks_exact(per_sample.max(1)).enumerate() {
+                        let duration = d_at.map_or(default_duration, |o| field(entry, o));
+                        let size = s_at.map_or(default_size, |o| field(entry, o));
+                        let mut sflags = f_at.map_or(default_flags, |o| field(entry, o));
                         if i == 0 {
                             if let Some(f) = first_flags {
                                 sflags = f;
                             }
                         }
-                        let cto = if tflags & TRUN_CTO != 0 {
-                            let raw = r.u32("sample_composition_time_offset")?;
-                            // Version 0 offsets are unsigned; a value above i32::MAX cannot be a real offset.
-                            if version == 0 {
-                                i32::try_from(raw).map_err(|_| r.invalid("sample_composition_time_offset"))?
-                            } else {
-                                raw as i32
+                        let cto = match c_at {
+                            Some(o) => {
+                                let raw = field(entry, o);
+                                // Version 0 offsets are unsigned; a value above i32::MAX cannot be a
+                                // real offset.
+                                if version == 0 {
+                                    i32::try_from(raw).map_err(|_| r.invalid("sample_composition_time_offset"))?
+                                } else {
+                                    raw as i32
+                                }
                             }
-                        } else {
-                            0
+                            None => 0,
                         };
                         run_len += u64::from(size);
                         samples.push(Sample { duration, size, flags: sflags, cto });
+                    }
+                    // A trun whose entries carry no field at all: the defaults, `count` times.
+                    if per_sample == 0 {
+                        for i in 0..count {
+                            let flags = if i == 0 { first_flags.unwrap_or(default_flags) } else { default_flags };
+                            run_len += u64::from(default_size);
+                            samples.push(Sample { duration: default_duration, size: default_size, flags, cto: 0 });
+                        }
                     }
                     let rel = start.checked_sub(frag.payload_offset).ok_or(Error::SampleOutsideMdat { track_id })?;
                     let run = frag.payload.slice(rel, run_len).ok_or(Error::SampleOutsideMdat { track_id })?;

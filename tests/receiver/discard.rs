@@ -34,6 +34,7 @@ async fn discard(sock: TcpStream, counters: Arc<DiscardCounters>) -> std::io::Re
     // One request per connection: the answer says "Connection: close".
     let Some(head) = http::read_head(&mut rd).await? else { return Ok(()) };
     counters.requests.fetch_add(1, Ordering::Relaxed);
+    http::continue_if_expected(&head, &mut wr).await?;
     let mut body = http::IncomingBody::new(&head);
     while let Some(piece) = body.next(&mut rd, 256 * 1024).await? {
         counters.bytes.fetch_add(piece.len() as u64, Ordering::Relaxed);

@@ -77,6 +77,16 @@ pub async fn read_head<R: AsyncBufRead + Unpin>(r: &mut R) -> io::Result<Option<
     }
 }
 
+/// Answers `Expect: 100-continue` (curl sends it with a POST body, then waits a second for
+/// the interim answer before sending anyway), as a real server does once it takes the request.
+pub async fn continue_if_expected<W: AsyncWrite + Unpin>(head: &RequestHead, w: &mut W) -> io::Result<()> {
+    if head.header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue")) {
+        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+        w.flush().await?;
+    }
+    Ok(())
+}
+
 /// A request body read piece by piece, so that the server decides when (and whether) to read
 /// on: Content-Length or chunked.
 pub struct IncomingBody {

@@ -310,6 +310,7 @@ async fn serve(sock: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
         shared.changed.notify_all();
         (index, plan)
     };
+    http::continue_if_expected(&head, &mut wr).await?;
     let mut reader = BodyReader::new(behaviour.max_box);
     let mut body = http::IncomingBody::new(&head);
     let started = Instant::now();

@@ -80,11 +80,13 @@ pub struct Backlog {
     /// Per track, the sequence numbers of its last two delivered fragments.
     last_delivered: Vec<(u32, VecDeque<u64>)>,
     resend_depth: usize,
+    /// See [`crate::session::SessionConfig::delivery_slack_bytes`].
+    delivery_slack: u64,
 }
 
 impl Backlog {
-    pub fn new(resend_depth: usize) -> Self {
-        Backlog { resend_depth: resend_depth.max(1), ..Default::default() }
+    pub fn new(resend_depth: usize, delivery_slack: u64) -> Self {
+        Backlog { resend_depth: resend_depth.max(1), delivery_slack, ..Default::default() }
     }
 
     pub fn push(&mut self, fragment: Fragment, ready_at: core::time::Duration) {
@@ -129,6 +131,16 @@ impl Backlog {
     }
 
     /// Fragments held in memory, whatever their stage.
+    /// Bytes of the fragments handed to a connection (or being handed) whose delivery is not
+    /// known yet.
+    pub fn unconfirmed_bytes(&self) -> u64 {
+        self.items
+            .iter()
+            .filter(|i| matches!(i.stage, Stage::Sending { .. } | Stage::Written { .. }))
+            .map(|i| i.fragment.head.len() as u64 + i.fragment.payload.len())
+            .sum()
+    }
+
     pub fn held(&self) -> usize {
         self.items.len()
     }
@@ -218,8 +230,9 @@ impl Backlog {
     /// longer needed.
     fn deliver(&mut self, conn: ConnectionId, acked: u64) {
         let mut newly = Vec::new();
+        let reach = acked.saturating_add(self.delivery_slack);
         for i in self.items.iter_mut() {
-            if matches!(i.stage, Stage::Written { conn: c, end, .. } if c == conn && end <= acked) {
+            if matches!(i.stage, Stage::Written { conn: c, end, .. } if c == conn && end <= reach) {
                 i.stage = Stage::Delivered;
                 i.delivered = true;
                 newly.push((i.fragment.track_id, i.seq));

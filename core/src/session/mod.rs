@@ -77,6 +77,22 @@ pub struct SessionConfig {
     /// nothing may block). When false the application waits for [`IngestSession::has_room`]
     /// instead (a non-live source, such as a file, that can be slowed down).
     pub drop_oldest: bool,
+    /// When the application waits (`drop_oldest` false), it may go on once no more than this
+    /// many bytes wait to be sent, connected or not: the connection keeps busy, and a file
+    /// pushed as fast as it goes (or through an outage) holds little memory. A source that can
+    /// wait gains nothing from a bigger buffer.
+    pub wait_window_bytes: u64,
+    /// ... and once no more than this many bytes are on their way (handed to the connection,
+    /// not yet known to be read by the server): what is in flight is held for resending, so
+    /// this bounds memory too. Above any ingest's bandwidth-delay product (4 MiB is 130 Mbit/s
+    /// at a 250 ms round trip).
+    pub wait_in_flight_bytes: u64,
+    /// A fragment handed over counts as delivered once the acknowledged count is within this
+    /// many bytes of its end. A driver whose count is a lower bound that lags by a known slack
+    /// (its estimate of the request head) sets it, so that the newest fragment is confirmed
+    /// without waiting for more bytes to follow. Nothing is lost by it: the newest delivered
+    /// fragments of every track are resent after any failure anyway.
+    pub delivery_slack_bytes: u64,
     /// After `finish()`, how long to keep trying to deliver what is left.
     pub eos_timeout: Duration,
     /// Fully written fragments per track sent again on every new connection (spec: 2).
@@ -106,6 +122,9 @@ impl Default for SessionConfig {
             forward_buffer_bytes: 64 << 20,
             catch_up_rate: 2.0,
             drop_oldest: true,
+            wait_window_bytes: 1 << 20,
+            wait_in_flight_bytes: 4 << 20,
+            delivery_slack_bytes: 0,
             eos_timeout: Duration::from_secs(30),
             resend_depth: 2,
             unobserved_in_flight: 8 << 20,
@@ -338,7 +357,7 @@ pub struct IngestSession {
 impl IngestSession {
     pub fn new(config: SessionConfig) -> Self {
         let backoff = Backoff::new(config.retry_delay, config.retry_delay_max, config.jitter_seed);
-        let backlog = Backlog::new(config.resend_depth);
+        let backlog = Backlog::new(config.resend_depth, config.delivery_slack_bytes);
         IngestSession {
             config,
             state: State::Idle,
@@ -427,7 +446,11 @@ impl IngestSession {
         }
         let (_, bytes, duration) = self.backlog.pending_size();
         let max_ns = u64::try_from(self.config.forward_buffer_duration.as_nanos()).unwrap_or(u64::MAX);
-        duration < max_ns && bytes < self.config.forward_buffer_bytes
+        // With nothing waiting, go on whatever is in flight: the last bytes of a connection
+        // may only be confirmed once more follow.
+        bytes <= self.config.wait_window_bytes.min(self.config.forward_buffer_bytes)
+            && duration < max_ns
+            && (bytes == 0 || self.backlog.unconfirmed_bytes() <= self.config.wait_in_flight_bytes)
     }
 
     /// Chooses between dropping the oldest and letting the application wait (see

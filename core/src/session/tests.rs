@@ -753,6 +753,30 @@ fn without_dropping_the_application_is_told_to_wait() {
 }
 
 #[test]
+fn the_application_waits_once_a_small_window_is_pending() {
+    let mut h = Harness::new(SessionConfig { drop_oldest: false, wait_window_bytes: 40, ..SessionConfig::default() });
+    let c1 = h.connect_first(true);
+    h.pull(c1);
+    // Each test fragment is about 14 bytes: three fit the 40-byte window, a fourth does not.
+    for t in 0..3 {
+        h.s.push_fragment(frag(1, 2000 * t), h.now);
+        assert!(h.s.has_room(), "{t}");
+    }
+    h.s.push_fragment(frag(1, 6000), h.now);
+    assert!(!h.s.has_room());
+    // The connection takes them: room again.
+    h.pull(c1);
+    assert!(h.s.has_room());
+    // Disconnected too: a source that can wait gains nothing from a bigger buffer.
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: None });
+    for t in 4..7 {
+        h.s.push_fragment(frag(1, 2000 * t), h.now);
+    }
+    assert!(!h.s.has_room());
+    assert!(!h.events().iter().any(|e| matches!(e, SessionEvent::Dropped { .. })));
+}
+
+#[test]
 fn a_send_delay_holds_every_fragment_back_that_long() {
     let mut h = Harness::new(SessionConfig { send_delay: ms(800), ..SessionConfig::default() });
     let c1 = h.connect_first(true);

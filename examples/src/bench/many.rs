@@ -57,19 +57,19 @@ fn self_cpu() -> f64 {
     t(ru.ru_utime) + t(ru.ru_stime)
 }
 
-/// The process's threads by name (`/proc/self/task/*/comm`), digits folded so that
-/// `src12:src` and `src3:src` count together.
+/// The process's threads by name (`/proc/self/task/*/comm`), the appsrc threads together.
 fn threads() -> Vec<(String, usize)> {
     let mut names: std::collections::BTreeMap<String, usize> = Default::default();
     if let Ok(d) = std::fs::read_dir("/proc/self/task") {
         for t in d.flatten() {
             let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-            let folded: String = comm.trim().chars().map(|c| if c.is_ascii_digit() { '#' } else { c }).collect();
-            let mut f = folded.clone();
-            while f.contains("##") {
-                f = f.replace("##", "#");
-            }
-            *names.entry(f).or_default() += 1;
+            // The appsrc threads are named after their element (src0:src, src1:src, ...).
+            let comm = comm.trim();
+            let name = match comm.strip_prefix("src").and_then(|r| r.split_once(':')) {
+                Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => format!("src<n>:{rest}"),
+                _ => comm.to_string(),
+            };
+            *names.entry(name).or_default() += 1;
         }
     }
     names.into_iter().collect()

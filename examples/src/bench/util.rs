@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fmp4ingest_receiver::discard::{self, DiscardCounters};
 use gst::prelude::*;
@@ -53,7 +53,7 @@ pub fn machine() -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     format!(
-        "Measured {date} on {cpu}, {cores} cores, Linux {}, GStreamer {}, release build of the element.",
+        "Measured {date} on {cpu}, {cores} cores, Linux {}, {}, release build of the element.",
         kernel.trim(),
         gst::version_string()
     )
@@ -138,23 +138,28 @@ pub struct ChildRun {
     pub max_rss_kib: u64,
 }
 
-/// Runs `cmd` to its end; fails unless it exits 0.
-pub fn run_child(cmd: &mut Command) -> Result<ChildRun, String> {
-    let start = Instant::now();
-    let child = cmd.spawn().map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
-    let mut status = 0;
-    // SAFETY: wait4 fills the zeroed rusage and the status of the child it reaps.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut ru) };
-    let wall = start.elapsed().as_secs_f64();
-    if r < 0 {
-        return Err(format!("wait4: {}", std::io::Error::last_os_error()));
+/// Runs `cmd` to its end under GNU time (`/usr/bin/time`, Debian's `time`); fails unless it
+/// exits 0. Not measured by this process itself: a child forked from a big process starts
+/// with the parent's resident pages in its peak RSS, which GNU time's own small child does not.
+pub fn run_child(cmd: &Command) -> Result<ChildRun, String> {
+    let report = std::env::temp_dir().join(format!("fmp4ingest-bench-time-{}", std::process::id()));
+    let mut timed = Command::new("/usr/bin/time");
+    timed.arg("-f").arg("%e %U %S %M").arg("-o").arg(&report).arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            timed.env(k, v);
+        }
     }
-    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err(format!("{cmd:?} failed (status {status})"));
+    timed.stdout(std::process::Stdio::null());
+    let st = timed.status().map_err(|e| format!("cannot start /usr/bin/time (Debian package time): {e}"))?;
+    let text = std::fs::read_to_string(&report).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&report);
+    if !st.success() {
+        return Err(format!("{cmd:?} failed: {text}"));
     }
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    Ok(ChildRun { wall, cpu: t(ru.ru_utime) + t(ru.ru_stime), max_rss_kib: ru.ru_maxrss as u64 })
+    let f: Vec<f64> = text.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let [wall, user, sys, rss] = f[..] else { return Err(format!("unexpected GNU time output {text:?}")) };
+    Ok(ChildRun { wall, cpu: user + sys, max_rss_kib: rss as u64 })
 }
 
 /// The median of some values.

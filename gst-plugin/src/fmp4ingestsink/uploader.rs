@@ -34,8 +34,11 @@ static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::new(|
     gst::DebugCategory::new("fmp4ingesthttp", gst::DebugColorFlags::empty(), Some("fmp4ingestsink HTTP transport"))
 });
 
-/// How often the kernel's counters are read while a POST is up.
+/// How often the kernel's counters are read while a POST is up, at least.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Body bytes handed to the connection after which the counters are read again at once.
+const PROGRESS_BYTES: u64 = 256 << 10;
 
 /// Most body bytes hyper can hold before writing them to the socket: its write buffer limit
 /// (8 KiB + 100 x 4 KiB in hyper 1.x), rounded up; plus one chunk of any size.
@@ -81,6 +84,10 @@ struct Shared {
     body_wakers: Mutex<HashMap<ConnectionId, Waker>>,
     /// Notified when the transport took data: room may have been made in the forward buffer.
     room: Notify,
+    /// Notified when a body handed over `PROGRESS_BYTES` since the kernel's counters were last
+    /// read: the data held for resending is freed as soon as it is acknowledged, not up to
+    /// `PROGRESS_INTERVAL` later (a file pushed at loopback speed would pile up in between).
+    progress_due: Notify,
     epoch: Instant,
     done: watch::Sender<bool>,
 }
@@ -114,7 +121,7 @@ pub struct Uploader {
 
 impl Uploader {
     /// Builds the client and starts the session (the probe goes out at once).
-    pub fn start(http: HttpConfig, session: SessionConfig, report: ReportFn) -> Result<Uploader, String> {
+    pub fn start(http: HttpConfig, mut session: SessionConfig, report: ReportFn) -> Result<Uploader, String> {
         crate::runtime::install_crypto_provider();
         let log = ConnectionLog::default();
         let client = http_client::builder(&http.client)?
@@ -122,15 +129,6 @@ impl Uploader {
             .build()
             .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
         let (done_tx, done_rx) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            session: Mutex::new(IngestSession::new(session)),
-            wake: Notify::new(),
-            body_wakers: Mutex::new(HashMap::new()),
-            room: Notify::new(),
-            epoch: Instant::now(),
-            done: done_tx,
-        });
-        shared.with_session(|s, now| s.start(now));
         // Bound on the request head: request line, Host, User-Agent, Transfer-Encoding, and
         // the configured headers.
         let c = &http.client;
@@ -138,6 +136,18 @@ impl Uploader {
             + c.basic.as_ref().map_or(0, |(u, p)| 32 + 2 * (u.len() + p.len()))
             + c.content_type.as_ref().map_or(0, |t| t.len() + 16);
         let head_bound = 512 + 2 * http.url.as_str().len() as u64 + c.user_agent.len() as u64 + configured as u64;
+        // The acknowledged count lags by at most the head bound's slack (see acked_body).
+        session.delivery_slack_bytes = head_bound;
+        let shared = Arc::new(Shared {
+            session: Mutex::new(IngestSession::new(session)),
+            wake: Notify::new(),
+            body_wakers: Mutex::new(HashMap::new()),
+            room: Notify::new(),
+            progress_due: Notify::new(),
+            epoch: Instant::now(),
+            done: done_tx,
+        });
+        shared.with_session(|s, now| s.start(now));
         let driver = Driver {
             shared: shared.clone(),
             client,
@@ -373,6 +383,10 @@ impl Driver {
             };
             tokio::select! {
                 _ = self.shared.wake.notified() => {}
+                _ = self.shared.progress_due.notified() => {
+                    next_progress = Instant::now() + PROGRESS_INTERVAL;
+                    self.report_progress();
+                }
                 _ = sleep => {
                     self.shared.with_session(|s, now| s.handle_timeout(now));
                 }
@@ -428,6 +442,8 @@ impl Driver {
                 );
                 let input = Input::Progress { connection: conn, acked, wire_acked, unacked, unread };
                 self.shared.with_session(|s, now| s.handle_input(input, now));
+                // What was delivered is no longer in flight: a waiting render() may go on.
+                self.shared.room.notify_waiters();
             }
         }
     }
@@ -636,7 +652,10 @@ impl Stream for BodyStream {
                 let len = b.len() as u64;
                 // hyper frames each chunk as "<hex size>\r\n<data>\r\n".
                 let hex_digits = u64::from((64 - len.leading_zeros()).div_ceil(4).max(1));
-                self.counters.bytes.fetch_add(len, Ordering::Relaxed);
+                let total = self.counters.bytes.fetch_add(len, Ordering::Relaxed) + len;
+                if total / PROGRESS_BYTES != (total - len) / PROGRESS_BYTES {
+                    self.shared.progress_due.notify_one();
+                }
                 self.counters.framing.fetch_add(hex_digits + 4, Ordering::Relaxed);
                 self.counters.chunks.fetch_add(1, Ordering::Relaxed);
                 self.counters.largest_chunk.fetch_max(len, Ordering::Relaxed);
