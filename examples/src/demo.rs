@@ -1,25 +1,31 @@
 //! The main job: a live test pattern (H.264 + AAC) pushed through fmp4ingestsink for 30 s.
 //!
-//! With no argument it starts the project's own ingest receiver on 127.0.0.1 and pushes to it;
-//! with a URL (`.../ingest.isml/Streams(<id>)`) it pushes there instead. It prints progress
-//! every second and, at the end, what the receiver got.
+//! With no argument it starts the project's own ingest endpoint on 127.0.0.1 and pushes to it,
+//! printing progress every second, the command that plays the stream (live, while it runs) and,
+//! at the end, the heartbeat view of the whole run with a verdict. `--keep` keeps the endpoint
+//! serving the recording afterwards (until Ctrl-C). With a URL (`.../ingest.isml/Streams(<id>)`)
+//! it pushes there instead.
 //!
-//!     fmp4ingest-demo [URL] [--seconds N]
+//!     fmp4ingest-demo [URL] [--seconds N] [--port N] [--keep]
 
 use std::time::{Duration, Instant};
 
-use fmp4ingest_receiver::{Receiver, StreamView};
+use fmp4ingest_receiver::endpoint::{Endpoint, EndpointConfig};
 use gst::prelude::*;
 
 const STREAM_ID: &str = "demo";
+const POINT: &str = "live";
+const USAGE: &str = "usage: fmp4ingest-demo [URL] [--seconds N] [--port N] [--keep]";
 
 struct Options {
     url: Option<String>,
     seconds: u32,
+    port: u16,
+    keep: bool,
 }
 
 fn options() -> Result<Options, String> {
-    let mut o = Options { url: None, seconds: 30 };
+    let mut o = Options { url: None, seconds: 30, port: 0, keep: false };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -30,9 +36,11 @@ fn options() -> Result<Options, String> {
                     .filter(|s| *s > 0)
                     .ok_or("--seconds needs a positive number")?
             }
-            "-h" | "--help" => return Err("usage: fmp4ingest-demo [URL] [--seconds N]".into()),
+            "--port" => o.port = args.next().and_then(|s| s.parse().ok()).ok_or("--port needs a number")?,
+            "--keep" => o.keep = true,
+            "-h" | "--help" => return Err(USAGE.into()),
             url if o.url.is_none() && !url.starts_with('-') => o.url = Some(url.to_string()),
-            other => return Err(format!("unexpected argument {other:?}; usage: fmp4ingest-demo [URL] [--seconds N]")),
+            other => return Err(format!("unexpected argument {other:?}; {USAGE}")),
         }
     }
     Ok(o)
@@ -57,13 +65,19 @@ fn run(o: Options) -> Result<(), String> {
     gstfmp4ingest::plugin_register_static().map_err(|e| e.to_string())?;
     gstfmp4::plugin_register_static().map_err(|e| e.to_string())?;
 
-    let receiver = match &o.url {
+    let endpoint = match &o.url {
         Some(_) => None,
-        None => Some(Receiver::start().map_err(|e| format!("cannot start the receiver: {e}"))?),
+        None => {
+            let bind = format!("127.0.0.1:{}", o.port).parse().map_err(|e| format!("{e}"))?;
+            Some(
+                Endpoint::start(EndpointConfig { bind, ..EndpointConfig::default() })
+                    .map_err(|e| format!("cannot start the endpoint: {e}"))?,
+            )
+        }
     };
-    let url = match (&o.url, &receiver) {
+    let url = match (&o.url, &endpoint) {
         (Some(u), _) => u.clone(),
-        (None, Some(r)) => r.url("live", STREAM_ID),
+        (None, Some(e)) => e.ingest_url(POINT, STREAM_ID),
         (None, None) => unreachable!(),
     };
     let s = o.seconds;
@@ -79,26 +93,13 @@ fn run(o: Options) -> Result<(), String> {
     let pipeline = gst::parse::launch(&description).map_err(|e| format!("cannot build the pipeline: {e}"))?;
     let pipeline = pipeline.downcast::<gst::Pipeline>().map_err(|_| "not a pipeline")?;
     let sink = pipeline.by_name("sink").ok_or("no sink")?;
-    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counter = sent.clone();
-    // isofmp4mux pushes buffer lists, the qtmux family single buffers: count both.
-    sink.static_pad("sink").ok_or("no sink pad")?.add_probe(
-        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
-        move |_, info| {
-            let size = match &info.data {
-                Some(gst::PadProbeData::Buffer(b)) => b.size(),
-                Some(gst::PadProbeData::BufferList(l)) => l.calculate_size(),
-                _ => 0,
-            };
-            counter.fetch_add(size as u64, std::sync::atomic::Ordering::Relaxed);
-            gst::PadProbeReturn::Ok
-        },
-    );
 
     println!("fmp4ingest demo: {s} s of live 640x360 H.264 + AAC through fmp4ingestsink");
     println!("  ingest URL: {url}");
-    if receiver.is_some() {
-        println!("  receiver:   the project's own, on {}", url.split('/').nth(2).unwrap_or(""));
+    if let Some(e) = &endpoint {
+        println!("  endpoint:   the project's own, on http://{}", e.addr());
+        println!("  play it:    gst-play-1.0 {}", e.manifest_url(POINT));
+        println!("  heartbeats: curl -s -X POST '{}'", e.heartbeats_url(POINT));
     }
     let bus = pipeline.bus().ok_or("no bus")?;
     pipeline.set_state(gst::State::Playing).map_err(|e| format!("cannot start the pipeline: {e}"))?;
@@ -106,6 +107,7 @@ fn run(o: Options) -> Result<(), String> {
     let deadline = Duration::from_secs(u64::from(s) + 60);
     let mut last_print = Instant::now();
     let mut outcome: Result<(), String> = Err("timed out".into());
+    let mut warnings = 0;
     loop {
         if start.elapsed() > deadline {
             break;
@@ -121,6 +123,7 @@ fn run(o: Options) -> Result<(), String> {
                     break;
                 }
                 gst::MessageView::Warning(w) => {
+                    warnings += 1;
                     println!("  warning: {} ({})", w.error(), w.debug().unwrap_or_default())
                 }
                 _ => {}
@@ -128,116 +131,108 @@ fn run(o: Options) -> Result<(), String> {
         }
         if last_print.elapsed() >= Duration::from_secs(1) {
             last_print = Instant::now();
-            progress(
-                start.elapsed(),
-                sent.load(std::sync::atomic::Ordering::Relaxed),
-                receiver.as_ref().map(|r| r.stream(STREAM_ID)),
-            );
+            progress(start.elapsed(), &sink, endpoint.as_ref());
         }
     }
+    let stats = sink.property::<gst::Structure>("stats");
     let _ = pipeline.set_state(gst::State::Null);
     outcome?;
     println!();
-    match &receiver {
-        Some(r) => summary(&r.stream(STREAM_ID), start.elapsed()),
-        None => {
-            println!(
-                "Pushed {} bytes to {url} in {:.1} s; the stream ended gracefully.",
-                sent.load(std::sync::atomic::Ordering::Relaxed),
-                start.elapsed().as_secs_f64()
-            );
-            Ok(())
+    let Some(e) = &endpoint else {
+        println!(
+            "Pushed {} bytes to {url} in {:.1} s; the stream ended gracefully.",
+            stats.get::<u64>("bytes-sent").unwrap_or(0),
+            start.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    };
+    let result = summary(e, start.elapsed(), warnings);
+    if o.keep {
+        println!("\nServing the recording until Ctrl-C: gst-play-1.0 {}", e.manifest_url(POINT));
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
         }
     }
+    result
 }
 
-fn progress(elapsed: Duration, sent: u64, view: Option<StreamView>) {
+fn progress(elapsed: Duration, sink: &gst::Element, endpoint: Option<&Endpoint>) {
+    let stats = sink.property::<gst::Structure>("stats");
+    let sent = stats.get::<u64>("bytes-sent").unwrap_or(0);
     let secs = elapsed.as_secs_f64().max(0.001);
     let mut line = format!(
-        "  [{:5.1} s] muxer -> sink {:7.1} kB ({:6.0} kb/s)",
+        "  [{:5.1} s] sink {} sent {:7.1} kB ({:5.0} kb/s)",
         secs,
+        stats.get::<String>("state").unwrap_or_default(),
         sent as f64 / 1000.0,
         sent as f64 * 8.0 / secs / 1000.0
     );
-    if let Some(v) = view {
-        let received: u64 = v.media_posts().iter().map(|p| p.bytes).sum();
-        let per_track: Vec<String> = v
-            .track_ids()
+    if let Some(e) = endpoint {
+        let per_track: Vec<String> = e
+            .status()
             .iter()
-            .map(|t| format!("track {t}: {} frags", v.fragments().iter().filter(|f| f.track_id == *t).count()))
+            .map(|t| format!("{} {} fragments, {:.0} kb/s", t.track, t.fragments, t.incoming_bitrate as f64 / 1000.0))
             .collect();
-        line.push_str(&format!(" | receiver {:7.1} kB, {}", received as f64 / 1000.0, per_track.join(", ")));
+        line.push_str(&format!(" | endpoint: {}", per_track.join("; ")));
     }
     println!("{line}");
 }
 
-fn summary(view: &StreamView, elapsed: Duration) -> Result<(), String> {
-    println!("What the receiver got for Streams({STREAM_ID}):");
-    let probes = view.probes().len();
-    let media = view.media_posts();
-    println!("  requests: {} probe(s), {} streaming POST(s)", probes, media.len());
-    let mut ok = probes >= 1 && media.len() == 1;
-    for p in &media {
+/// The heartbeat view of the whole run, per track and 20 s window, and a verdict.
+fn summary(e: &Endpoint, elapsed: Duration, warnings: usize) -> Result<(), String> {
+    let hb = e.heartbeats(POINT);
+    let events = hb["value"].as_array().cloned().unwrap_or_default();
+    println!("Heartbeats of live event {POINT:?} (as getTrackIngestHeartbeats answers them), one per track and 20 s:");
+    println!(
+        "  {:<24} {:<6} {:>9} {:>9} {:>12} {:>6} {:>7} {:>8} {:>7} {:>5}",
+        "eventTime", "track", "bitrate", "incoming", "lastTimestamp", "gaps", "overlap", "in past", "healthy", "drift"
+    );
+    for ev in &events {
+        let d = &ev["data"];
+        // JSON values as text: strings without their quotes.
+        let f = |k: &str| d[k].as_str().map_or_else(|| d[k].to_string(), str::to_string);
         println!(
-            "  POST #{}: {} chunked={} ended-gracefully={} answered={:?} {} bytes in {} chunks, User-Agent {:?}",
-            p.index,
-            p.path,
-            p.chunked,
-            p.complete,
-            p.status,
-            p.bytes,
-            p.chunks,
-            p.header("user-agent").unwrap_or("")
+            "  {:<24} {:<6} {:>9} {:>9} {:>12} {:>6} {:>7} {:>8} {:>7} {:>5}",
+            ev["eventTime"].as_str().unwrap_or(""),
+            f("trackName"),
+            f("bitrate"),
+            f("incomingBitrate"),
+            f("lastTimestamp"),
+            f("discontinuityCount"),
+            f("overlapCount"),
+            f("nonincreasingCount"),
+            f("healthy"),
+            f("ingestDriftValue")
         );
-        println!("  header boxes: {}", p.header_boxes.join(", "));
-        for (s, m) in p.smil_tracks.iter().zip(&p.moov_tracks) {
-            println!(
-                "  track {} {:<5} {} FourCC={} timescale={} systemBitrate={} CodecPrivateData={}",
-                m.track_id,
-                s.element,
-                s.param("trackName").unwrap_or(""),
-                s.param("FourCC").unwrap_or(""),
-                m.timescale,
-                s.attr("systemBitrate").unwrap_or(""),
-                s.param("CodecPrivateData").unwrap_or("")
-            );
-        }
-        ok &= p.chunked && p.complete && p.status == Some(200) && p.header_boxes == ["ftyp", "lsm", "moov"];
     }
-    for t in view.track_ids() {
-        let frags: Vec<_> = view.fragments().into_iter().filter(|f| f.track_id == t).collect();
-        let timescale = media
-            .first()
-            .and_then(|p| p.moov_tracks.iter().find(|m| m.track_id == t))
-            .map_or(1, |m| m.timescale.max(1));
-        let timeline = view.timeline(t);
-        let total: u64 = timeline.iter().map(|(_, d)| d).sum();
-        let gaps = view.gaps(t);
-        let sync = frags.iter().filter(|f| f.first_sample_sync).count();
+    let status = e.status();
+    for t in &status {
         println!(
-            "  track {t}: {} fragments, {:.3} s of media from t={} ({} timescale), {} gaps, {} start with a sync sample, tfxd in {}",
-            frags.len(),
-            total as f64 / f64::from(timescale),
-            timeline.first().map_or(0, |x| x.0),
-            timescale,
-            gaps.len(),
-            sync,
-            frags.iter().filter(|f| f.tfxd.is_some()).count()
+            "  {} track {}: {} fragments, {:.1} s of media kept, {} duplicates, {} gaps, {} overlaps, {} in the past",
+            t.kind, t.track, t.fragments, t.kept_seconds, t.duplicates, t.discontinuities, t.overlaps, t.past
         );
-        ok &= gaps.is_empty() && frags.iter().all(|f| f.tfxd.is_some());
     }
-    let violations = view.violations();
-    for v in &violations {
-        println!("  violation: {v}");
+    let problems: Vec<String> =
+        e.log_lines().into_iter().filter(|l| !l.ends_with(" started") && !l.ends_with(" ended")).collect();
+    for p in &problems {
+        println!("  endpoint: {p}");
     }
-    ok &= violations.is_empty();
+    let counts = |f: &str| events.iter().map(|ev| ev["data"][f].as_u64().unwrap_or(0)).sum::<u64>();
+    let clean = counts("discontinuityCount") + counts("overlapCount") + counts("nonincreasingCount") == 0;
+    let ok = status.len() == 2
+        && status.iter().all(|t| t.fragments >= 2 && t.discontinuities == 0 && t.overlaps == 0)
+        && clean
+        && problems.is_empty()
+        && warnings == 0;
     println!("  took {:.1} s", elapsed.as_secs_f64());
     if ok {
         println!(
-            "\nRESULT: OK - a conformant Smooth ingest stream: probe, chunked POST, ftyp/manifest/moov, tfxd everywhere, contiguous timelines, graceful end."
+            "\nRESULT: OK - the endpoint took a conformant Smooth ingest stream (probe, chunked POST, \
+             ftyp/manifest/moov, tfxd, contiguous timelines, graceful end) and serves it at {}",
+            e.manifest_url(POINT)
         );
         Ok(())
     } else {
-        Err("the receiver saw problems (see above)".into())
+        Err("the endpoint saw problems (see above)".into())
     }
 }

@@ -150,10 +150,21 @@ impl IncomingBody {
     }
 }
 
-/// Writes a complete response and flushes it.
+/// Writes a complete plain-text response and flushes it.
 pub async fn respond<W: AsyncWrite + Unpin>(w: &mut W, status: u16, reason: &str, body: &[u8]) -> io::Result<()> {
+    respond_typed(w, status, reason, "text/plain", body).await
+}
+
+/// Writes a complete response of this content type, closing the connection, and flushes it.
+pub async fn respond_typed<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    status: u16,
+    reason: &str,
+    content_type: &str,
+    body: &[u8],
+) -> io::Result<()> {
     let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nContent-Type: {content_type}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     w.write_all(head.as_bytes()).await?;

@@ -109,6 +109,9 @@ pub struct BodyReader {
     pending_moof: Option<Vec<u8>>,
     /// Refuse to buffer more than this for one box.
     pub max_box: usize,
+    /// Keep each fragment's bytes (moof + mdat) in `kept`, one per fragment recorded.
+    pub keep: bool,
+    pub kept: Vec<Vec<u8>>,
 }
 
 impl BodyReader {
@@ -234,6 +237,9 @@ impl BodyReader {
                                 .push(format!("fragment of track {} that the moov does not declare", f.track_id));
                         }
                         rec.fragments.push(f);
+                        if self.keep {
+                            self.kept.push([moof_bytes.as_slice(), &bytes].concat());
+                        }
                     }
                 }
                 None => rec.violations.push("mdat without a moof".into()),
