@@ -238,17 +238,20 @@ fn duplicates_are_dropped_and_the_archive_window_holds() {
         archive_dir: Some(dir.clone()),
         ..EndpointConfig::default()
     });
-    // Two encoders on the same stream id, UTC-aligned: the second one's fragments are copies.
+    // One muxer, two sinks on the same stream id (a redundant pair): every fragment arrives
+    // twice, the second copy is dropped.
     let url = ep.ingest_url("dup", "av");
-    let a = common::spawn_pipeline(&push_description(&url, 16, "timestamp-mode=utc"), Duration::from_secs(60));
-    std::thread::sleep(Duration::from_millis(1500));
-    // It ends with the first (a copy that ended early would be stored first, cut short).
-    let b = common::spawn_pipeline(&push_description(&url, 14, "timestamp-mode=utc"), Duration::from_secs(60));
-    ok(&a.join().unwrap());
-    ok(&b.join().unwrap());
+    let d = format!(
+        "isofmp4mux name=mux fragment-duration=2000000000 ! tee name=t \
+         t. ! queue ! fmp4ingestsink name=sink location=\"{url}\" t. ! queue ! fmp4ingestsink location=\"{url}\" \
+         {} ! queue ! mux. {} ! queue ! mux.",
+        common::video_source(16, 60),
+        common::audio_source(16)
+    );
+    ok(&common::run_pipeline(&d, Duration::from_secs(60)));
     let status = ep.status();
     for s in &status {
-        assert!(s.duplicates >= 2, "{}: {} duplicates", s.track, s.duplicates);
+        assert!(s.duplicates >= 7, "{}: {} duplicates", s.track, s.duplicates);
         assert_eq!((s.overlaps, s.discontinuities), (0, 0), "{}", s.track);
         // 16 s went in; about 6 s (plus one fragment) are kept.
         assert!(s.kept_seconds <= 8.5 && s.kept_seconds >= 4.0, "{}: {} s kept", s.track, s.kept_seconds);
@@ -305,12 +308,19 @@ fn a_program_records_its_channel_within_its_window_and_serves_it() {
     assert_eq!(http("POST", &format!("{one}/Start"), Some("")).0, 409);
     let pusher =
         common::spawn_pipeline(&push_description(&ep.ingest_url("news", "av"), 14, ""), Duration::from_secs(60));
+    // Video fragments (60 frames each) the channel held just before and just after Start:
+    // the program holds what came after, so between 420 minus those frames.
+    let video_fragments =
+        || ep.status().iter().filter(|s| s.point == "news" && s.kind == "video").map(|s| s.fragments).sum::<usize>();
     let t = Instant::now();
-    while !ep.status().iter().any(|s| s.point == "news" && s.fragments >= 1) {
+    // Wait for video: audio alone arriving first would leave nothing of the video out.
+    while video_fragments() == 0 {
         assert!(t.elapsed() < Duration::from_secs(20));
         std::thread::sleep(Duration::from_millis(100));
     }
+    let before = video_fragments();
     assert_eq!(http("POST", &format!("{one}/Start"), Some("")).0, 202);
+    let after = video_fragments();
     assert_eq!(http("PATCH", &one, Some(r#"{"Description":"late"}"#)).0, 409, "only while stopped");
     std::thread::sleep(Duration::from_secs(1));
     let (_, e) = http("GET", &one, None);
@@ -322,7 +332,12 @@ fn a_program_records_its_channel_within_its_window_and_serves_it() {
     assert_eq!(code, 200, "{manifest}");
     let p = play(&url, Duration::from_secs(60));
     assert!(p.errors.is_empty(), "{:?}", p.errors);
-    assert!(p.video_frames >= 120 && p.video_frames < 420, "{} frames", p.video_frames);
+    let (least, most) = (420 - 60 * after as u64, 420 - 60 * before as u64);
+    assert!(
+        p.video_frames >= least && p.video_frames <= most,
+        "{} frames, expected {least}..={most} ({before}/{after} fragments before/after Start)",
+        p.video_frames
+    );
     assert_eq!(http("DELETE", &one, None).0, 409, "running");
     assert_eq!(http("POST", &format!("{one}/Stop"), Some("")).0, 202);
     std::thread::sleep(Duration::from_secs(1));
@@ -346,7 +361,13 @@ fn hostile_requests_are_refused_with_a_log_line() {
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    // At most 64 streams in a publishing point: the next probe is refused.
+    for i in 0..64 {
+        assert_eq!(http("POST", &ep.ingest_url("many", &format!("s{i}")), Some("")).0, 200);
+    }
+    assert_eq!(http("POST", &ep.ingest_url("many", "one-too-many"), Some("")).0, 503);
     let log = ep.log_lines();
+    assert!(log.iter().any(|l| l.contains("one-too-many") && l.contains("503")), "{log:?}");
     assert!(log.len() >= 4, "{log:?}");
     assert!(log.iter().any(|l| l.contains("/etc/passwd") && l.contains("404")));
     assert!(log.iter().any(|l| l.contains("bad request head")));

@@ -96,3 +96,30 @@ fn isofmp4mux_with_hevc_from_x265enc() {
     let ftyp = &p.header_bytes[..u32::from_be_bytes(p.header_bytes[..4].try_into().unwrap()) as usize];
     assert!(ftyp.windows(4).any(|w| w == b"ccff") && ftyp.windows(4).any(|w| w == b"iso8"), "{ftyp:?}");
 }
+
+/// The README's gst-launch lines, exactly as documented (variables expanded), each against the
+/// receiver: every one must give a conformant stream.
+#[test]
+fn the_readme_gst_launch_lines_push_conformant_streams() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = readme.split("## Trying it with gst-launch").nth(1).unwrap();
+    let block = section.split("```sh").nth(2).unwrap().split("```").next().unwrap();
+    let var = |name: &str| -> String {
+        let line = block.lines().find(|l| l.starts_with(&format!("{name}="))).unwrap();
+        line[name.len() + 1..].trim_matches('"').to_string()
+    };
+    let rx = Receiver::start().unwrap();
+    let base = rx.url("live", "X").trim_end_matches("(X)").to_string();
+    let (v, a) = (var("V"), var("A"));
+    let lines: Vec<&str> = block.lines().filter(|l| l.starts_with("gst-launch-1.0 -e ")).collect();
+    assert_eq!(lines.len(), 5, "{block}");
+    for line in lines {
+        let d = line["gst-launch-1.0 -e ".len()..].replace("$V", &v).replace("$A", &a).replace("$URL", &base);
+        let id = d.split(&format!("{base}(")).nth(1).unwrap().split(')').next().unwrap().to_string();
+        let r = run_pipeline(&d, Duration::from_secs(90));
+        assert!(r.eos && r.errors.is_empty(), "{line}: {r:?}");
+        let problems = check_stream(&rx.stream(&id), 2.0);
+        assert!(problems.is_empty(), "{line}: {problems:#?}");
+        assert!(rx.stream(&id).violations().is_empty());
+    }
+}

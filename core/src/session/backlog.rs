@@ -44,6 +44,8 @@ struct Item {
     sends: u32,
     /// The peer acknowledged it at least once.
     delivered: bool,
+    /// That acknowledgement was certain (see [`Backlog::acknowledge`]).
+    certain: bool,
 }
 
 /// A fragment given up on because the forward buffer was full.
@@ -103,6 +105,7 @@ impl Backlog {
             stage: Stage::Pending,
             sends: 0,
             delivered: false,
+            certain: false,
         });
     }
 
@@ -193,6 +196,7 @@ impl Backlog {
             item.stage = Stage::Written { conn, start, end };
             item.sends += 1;
             first_ready_at = (item.sends == 1).then_some(item.ready_at);
+            self.prune();
         } else {
             item.stage = Stage::Sending { conn, start, next: next + 1 };
         }
@@ -228,32 +232,73 @@ impl Backlog {
 
     /// Marks fragments of `conn` acknowledged up to `acked` as delivered and frees those no
     /// longer needed.
-    fn deliver(&mut self, conn: ConnectionId, acked: u64) {
+    fn deliver(&mut self, conn: ConnectionId, acked: u64, certain: bool) {
         let mut newly = Vec::new();
         let reach = acked.saturating_add(self.delivery_slack);
         for i in self.items.iter_mut() {
             if matches!(i.stage, Stage::Written { conn: c, end, .. } if c == conn && end <= reach) {
                 i.stage = Stage::Delivered;
                 i.delivered = true;
+                i.certain = certain;
                 newly.push((i.fragment.track_id, i.seq));
             }
         }
         for (track, seq) in newly {
             self.note_delivered(track, seq);
         }
-        let ring = self.ring();
-        self.items.retain(|i| !(i.stage == Stage::Delivered && !ring.contains(&i.seq)));
+        self.prune();
     }
 
-    /// The peer acknowledged the body of `conn` up to `acked` bytes.
-    pub fn acknowledge(&mut self, conn: ConnectionId, acked: u64) {
-        self.deliver(conn, acked);
+    /// Frees the delivered fragments no longer needed. The last `resend_depth` delivered
+    /// fragments of each track are kept (the ring), and of those, one whose delivery was
+    /// certain is freed once it is no longer among the last `resend_depth` fully written ones
+    /// (the spec's "last two": a fragment in flight takes its place). A delivery read from an
+    /// estimate (the server held unread bytes) stays in the ring: the estimate may run ahead.
+    fn prune(&mut self) {
+        let ring = self.ring();
+        let newest = self.newest_written();
+        let keep = |i: &Item| ring.contains(&i.seq) && (newest.contains(&i.seq) || !i.certain);
+        self.items.retain(|i| i.stage != Stage::Delivered || keep(i));
+        let kept: Vec<u64> = self.items.iter().map(|i| i.seq).collect();
+        for (_, r) in self.last_delivered.iter_mut() {
+            r.retain(|s| kept.contains(s));
+        }
+    }
+
+    /// The last `resend_depth` fully written (handed over whole, delivered or not) fragments
+    /// of each track.
+    fn newest_written(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut counts: Vec<(u32, usize)> = Vec::new();
+        for i in self.items.iter().rev() {
+            if !matches!(i.stage, Stage::Written { .. } | Stage::Delivered) {
+                continue;
+            }
+            let n = match counts.iter_mut().find(|(t, _)| *t == i.fragment.track_id) {
+                Some((_, n)) => n,
+                None => {
+                    counts.push((i.fragment.track_id, 0));
+                    &mut counts.last_mut().expect("just pushed").1
+                }
+            };
+            if *n < self.resend_depth {
+                *n += 1;
+                out.push(i.seq);
+            }
+        }
+        out
+    }
+
+    /// The peer acknowledged the body of `conn` up to `acked` bytes; `certain` when that is
+    /// what the server read, not an estimate of it.
+    pub fn acknowledge(&mut self, conn: ConnectionId, acked: u64, certain: bool) {
+        self.deliver(conn, acked, certain);
     }
 
     /// `conn` ended; the peer acknowledged `acked` body bytes of it. Returns what will be sent
     /// again on the next connection, in order.
     pub fn connection_ended(&mut self, conn: ConnectionId, acked: u64) -> Vec<ResentFragment> {
-        self.deliver(conn, acked);
+        self.deliver(conn, acked, false);
         let ring = self.ring();
         let mut resent = Vec::new();
         for i in self.items.iter_mut() {

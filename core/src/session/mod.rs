@@ -570,7 +570,8 @@ impl IngestSession {
                     link.wire_acked = link.wire_acked.max(wire_acked);
                     if read {
                         link.acked = acked.min(link.pulled);
-                        self.backlog.acknowledge(connection, link.acked);
+                        // Certain only when nothing sits unread: then `acked` is what the server read.
+                        self.backlog.acknowledge(connection, link.acked, unread == 0);
                     }
                     link.unacked = unacked;
                     link.unread = unread;
@@ -598,7 +599,7 @@ impl IngestSession {
             }
             (State::Ending { conn, .. }, Input::Response { connection, status, acked }) if conn == connection => {
                 if let (Some(a), Some(link)) = (acked, self.link.as_ref()) {
-                    self.backlog.acknowledge(conn, a.min(link.pulled));
+                    self.backlog.acknowledge(conn, a.min(link.pulled), true);
                 }
                 self.link = None;
                 self.state = State::Done;

@@ -171,7 +171,7 @@ fn refused_probe_is_retried_with_growing_jittered_delays() {
 }
 
 #[test]
-fn reconnect_resends_header_last_two_acknowledged_per_track_and_everything_unacknowledged() {
+fn reconnect_resends_header_last_two_written_per_track_and_everything_unacknowledged() {
     let mut h = Harness::new(SessionConfig { catch_up_rate: 0.0, ..SessionConfig::default() });
     let c1 = h.connect_first(true);
     let mut body = Vec::new();
@@ -198,13 +198,36 @@ fn reconnect_resends_header_last_two_acknowledged_per_track_and_everything_unack
     let c2 = h.reconnect(true);
     let (chunks, _) = h.pull(c2);
     assert_eq!(chunks[0], HEADER, "the same header bytes on every connection");
-    // 1@0 and 2@0 are the last (only) acknowledged fragments of their tracks; everything
-    // after them was not acknowledged; then what was produced meanwhile.
-    assert_eq!(names(&chunks), ["1@0", "2@0", "1@2000", "2@2000", "1@4000", "2@4000", "1@6000"]);
+    // The last two fully written fragments of each track (@2000 and @4000, not acknowledged
+    // either), everything not acknowledged (the same), then what was produced meanwhile; 1@0
+    // and 2@0 were acknowledged and are older than the last two: freed, not resent.
+    assert_eq!(names(&chunks), ["1@2000", "2@2000", "1@4000", "2@4000", "1@6000"]);
     let ev = h.events();
     let resent =
         ev.iter().find_map(|e| if let SessionEvent::Resent { fragments } = e { Some(fragments.clone()) } else { None });
-    assert_eq!(resent.unwrap().len(), 6);
+    assert_eq!(resent.unwrap().len(), 4);
+}
+
+#[test]
+fn a_fragment_in_flight_takes_the_place_of_the_oldest_delivered_one() {
+    let mut h = Harness::new(SessionConfig { catch_up_rate: 0.0, ..SessionConfig::default() });
+    let c1 = h.connect_first(true);
+    let mut total = 0u64;
+    for t in [0, 2000] {
+        h.s.push_fragment(frag(1, t), h.now);
+        total += h.pull(c1).0.iter().map(|b| b.len() as u64).sum::<u64>();
+    }
+    h.input(Input::Progress { connection: c1, acked: total, wire_acked: total, unacked: 0, unread: 0 });
+    assert_eq!(h.s.held_fragments(), 2, "the last two, delivered");
+    // A third goes out: while it is not confirmed, it and the newest delivered one are held.
+    h.s.push_fragment(frag(1, 4000), h.now);
+    h.pull(c1);
+    h.input(Input::Progress { connection: c1, acked: total, wire_acked: total, unacked: 20, unread: 0 });
+    assert_eq!(h.s.held_fragments(), 2, "1@0 freed: 1@2000 and 1@4000 are the last two written");
+    // Lost with the connection: both go again.
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: Some(total) });
+    let c2 = h.reconnect(true);
+    assert_eq!(names(&h.pull(c2).0), ["1@2000", "1@4000"]);
 }
 
 #[test]

@@ -18,7 +18,7 @@
 //! Robustness: it listens on 127.0.0.1 unless told otherwise; request heads are capped (64 KiB,
 //! 100 headers) and must come within 30 s, API bodies within 64 KiB; an ingest POST that sends
 //! nothing for 60 s is closed; what is kept is bounded by the archive window and a byte cap per
-//! track; every refused request gets a log line.
+//! track, in at most 256 publishing points of 64 streams; every refused request gets a log line.
 
 pub mod archive;
 pub mod clock;
@@ -74,6 +74,10 @@ impl Default for EndpointConfig {
 }
 
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Publishing points, and streams in one, that the endpoint takes: a client cannot make it
+/// hold an unbounded number of them.
+const MAX_POINTS: usize = 256;
+const MAX_STREAMS: usize = 64;
 const MAX_API_BODY: u64 = 64 * 1024;
 const LOG_LINES: usize = 1000;
 
@@ -430,8 +434,26 @@ async fn ingest(
     peer: &str,
 ) -> std::io::Result<()> {
     let probe = head.content_length() == Some(0) && !head.is_chunked();
+    let full = {
+        let mut st = shared.lock();
+        let full = match st.points.get(point) {
+            Some(pp) => !pp.streams.contains_key(stream) && pp.streams.len() >= MAX_STREAMS,
+            None => st.points.len() >= MAX_POINTS,
+        };
+        if !full {
+            st.points.entry(point.to_string()).or_default().streams.entry(stream.to_string()).or_default();
+        }
+        full
+    };
+    if full {
+        shared.log(format!(
+            "{peer}: POST /{point}.isml/Streams({stream}): 503, at most {MAX_POINTS} publishing points of \
+             {MAX_STREAMS} streams"
+        ));
+        let body = b"too many publishing points or streams\n";
+        return respond(&mut wr, 503, "Service Unavailable", "text/plain", body).await;
+    }
     if probe {
-        shared.lock().points.entry(point.to_string()).or_default().streams.entry(stream.to_string()).or_default();
         return respond(&mut wr, 200, "OK", "text/plain", b"").await;
     }
     http::continue_if_expected(head, &mut wr).await?;
