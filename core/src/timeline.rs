@@ -58,9 +58,9 @@ struct Building {
     index: u64,
     /// Written start (presentation, ticks).
     start: u64,
-    /// Actual decode ticks of each sample (negative near the start of a timeline whose
+    /// Actual decode ticks of the samples (negative near the start of a timeline whose
     /// B-frames decode before time 0), and the samples.
-    decode: Vec<i128>,
+    decode: Decodes,
     samples: Vec<Sample>,
     data: Payload,
     /// Bytes `[start, end)` of the muxer fragment being read that belong to this fragment but
@@ -70,6 +70,85 @@ struct Building {
     /// boundary costs a 128-bit division); refreshed when the cuts change.
     edge: u64,
     starts_without_sync: bool,
+}
+
+/// What [`Grid::whole_fragment`] found: the output fragment the muxer fragment becomes.
+struct WholeFragment {
+    /// Decode tick of its first sample.
+    decode: i128,
+    start: u64,
+    index: u64,
+    edge: u64,
+    data: Payload,
+}
+
+/// The decode ticks of a fragment's samples, as runs: within a muxer fragment each sample
+/// decodes where the one before it ends, so a run is its first tick, and the durations give
+/// the rest. The first run is held inline: a fragment made of one run allocates nothing.
+#[derive(Debug, Default)]
+struct Decodes {
+    /// Decode tick of the first sample.
+    first: i128,
+    /// (index of the first sample of each later run, its decode tick), in sample order.
+    jumps: Vec<(usize, i128)>,
+    len: usize,
+    last: i128,
+    /// Where the last sample ends: the next one continues the run when it decodes there.
+    next: i128,
+}
+
+impl Decodes {
+    fn push(&mut self, a: i128, duration: u32) {
+        if self.len == 0 {
+            self.first = a;
+        } else if a != self.next {
+            self.jumps.push((self.len, a));
+        }
+        self.last = a;
+        self.next = a + i128::from(duration);
+        self.len += 1;
+    }
+
+    /// A run of samples with these durations from decode tick `a`.
+    fn push_run(&mut self, a: i128, durations: impl Iterator<Item = u32>) {
+        let mut at = a;
+        let mut n = 0;
+        let mut last = a;
+        for d in durations {
+            last = at;
+            at += i128::from(d);
+            n += 1;
+        }
+        if n == 0 {
+            return;
+        }
+        if self.len == 0 {
+            self.first = a;
+        } else if a != self.next {
+            self.jumps.push((self.len, a));
+        }
+        self.last = last;
+        self.next = at;
+        self.len += n;
+    }
+
+    fn first(&self) -> Option<i128> {
+        (self.len > 0).then_some(self.first)
+    }
+
+    fn last(&self) -> Option<i128> {
+        (self.len > 0).then_some(self.last)
+    }
+
+    /// Moves every tick by `by`.
+    fn shift(&mut self, by: i128) {
+        self.first += by;
+        for r in self.jumps.iter_mut() {
+            r.1 += by;
+        }
+        self.last += by;
+        self.next += by;
+    }
 }
 
 impl Building {
@@ -124,6 +203,12 @@ pub struct Grid {
     /// Extra fragment starts (target ns, sorted): splice points that start a new fragment
     /// (ingest-spec §4.5). Only the fragment a cut falls in is split; the grid goes on.
     cuts: Vec<i128>,
+    /// Tests only: never take [`Grid::whole_fragment`]'s shortcut, to compare against it.
+    #[cfg(test)]
+    sample_by_sample: bool,
+    /// Tests only: how many times the shortcut was taken.
+    #[cfg(test)]
+    shortcuts: usize,
 }
 
 /// Ticks of `ns` nanoseconds at `timescale`, rounded down.
@@ -133,7 +218,15 @@ pub fn ns_to_ticks(ns: i128, timescale: u32) -> i128 {
 
 impl Grid {
     pub fn new(config: GridConfig) -> Self {
-        Grid { config, tracks: Vec::new(), cuts: Vec::new() }
+        Grid {
+            config,
+            tracks: Vec::new(),
+            cuts: Vec::new(),
+            #[cfg(test)]
+            sample_by_sample: false,
+            #[cfg(test)]
+            shortcuts: 0,
+        }
     }
 
     pub fn config(&self) -> &GridConfig {
@@ -171,7 +264,7 @@ impl Grid {
         let late = self.tracks.iter().any(|t| {
             let at = ns_to_ticks(target_ns, t.timescale);
             t.building.as_ref().map(|b| i128::from(b.start)).or(t.closed_at.map(i128::from)).is_some_and(|s| s >= at)
-                || t.building.as_ref().and_then(|b| b.decode.last()).is_some_and(|d| *d >= at)
+                || t.building.as_ref().and_then(|b| b.decode.last()).is_some_and(|d| d >= at)
         });
         if late {
             return false;
@@ -300,7 +393,9 @@ impl Grid {
         let mut out = Vec::new();
         let mut muxer_decode = i128::from(fragment.decode_time);
         let mut data_pos = 0u64;
-        for s in &fragment.samples {
+        let whole = self.whole_fragment(ti, &fragment);
+        let samples: &[Sample] = if whole.is_some() { &[] } else { &fragment.samples };
+        for s in samples {
             // The offset may move once, at the first key frame (see add_sample).
             let t = &mut self.tracks[ti];
             let a = muxer_decode + t.offset.unwrap_or(0);
@@ -317,7 +412,7 @@ impl Grid {
                     !(can_start && p + u64::from(s.duration / 2) >= b.edge)
                 });
             if let (true, Some(b)) = (plain, t.building.as_mut()) {
-                b.decode.push(a);
+                b.decode.push(a, s.duration);
                 b.samples.push(*s);
                 b.add_bytes(&fragment.data, data_pos, u64::from(s.size));
             } else if let Some(done) = self.add_sample(ti, a, *s, &fragment.data, data_pos) {
@@ -325,7 +420,27 @@ impl Grid {
             }
             data_pos += u64::from(s.size);
         }
-        if let Some(b) = self.tracks[ti].building.as_mut() {
+        if let Some(w) = whole {
+            #[cfg(test)]
+            {
+                self.shortcuts += 1;
+            }
+            let tr = &mut self.tracks[ti];
+            let mut decode = Decodes::default();
+            decode.push_run(w.decode, fragment.samples.iter().map(|s| s.duration));
+            tr.closed_at = None;
+            tr.building = Some(Building {
+                track_id: tr.track_id,
+                index: w.index,
+                start: w.start,
+                decode,
+                samples: fragment.samples,
+                data: w.data,
+                pending: None,
+                edge: w.edge,
+                starts_without_sync: false,
+            });
+        } else if let Some(b) = self.tracks[ti].building.as_mut() {
             b.take_pending(&fragment.data);
         }
         // Complete when the samples reach the next boundary: the next one starts the next
@@ -336,7 +451,7 @@ impl Grid {
         let half = u64::from(self.tracks[ti].longest / 2);
         let video = self.tracks[ti].video;
         if let Some(b) = &self.tracks[ti].building {
-            let end = b.decode.last().copied().unwrap_or(0) + b.samples.last().map_or(0, |s| i128::from(s.duration));
+            let end = b.decode.last().unwrap_or(0) + b.samples.last().map_or(0, |s| i128::from(s.duration));
             let cto = b.samples.first().map_or(0, |s| i128::from(s.cto));
             let end_presentation = u64::try_from(end + cto).unwrap_or(0);
             // Video is closed early only at a boundary, where a key frame was asked for ahead
@@ -355,6 +470,48 @@ impl Grid {
         }
         self.prune_cuts();
         out
+    }
+
+    /// The common case in one step: a muxer fragment that starts the next output fragment
+    /// right after one closed at a boundary, and holds nothing that would start another one
+    /// or change what the track has seen (longest sample, largest reorder, a first key frame
+    /// to settle on). Sample by sample, [`Grid::add_sample`] would start a fragment at its
+    /// first sample and add every other one as it is: here the fragment takes the muxer's
+    /// samples and payload whole, without a copy of the sample table or a slice per run.
+    fn whole_fragment(&self, ti: usize, fragment: &TrackFragment) -> Option<WholeFragment> {
+        #[cfg(test)]
+        if self.sample_by_sample {
+            return None;
+        }
+        let t = &self.tracks[ti];
+        let (Some(offset), None, Some(boundary), true) = (t.offset, &t.building, t.closed_at, t.settled) else {
+            return None;
+        };
+        let first = fragment.samples.first()?;
+        if t.video && !first.is_sync() {
+            return None;
+        }
+        if fragment.samples.iter().any(|s| s.duration > t.longest || s.cto.unsigned_abs() > t.max_cto) {
+            return None;
+        }
+        let a0 = i128::from(fragment.decode_time) + offset;
+        let p0 = u64::try_from(a0 + i128::from(first.cto)).unwrap_or(0);
+        let (start, index) = self.start_point(p0, boundary, u64::from(t.longest), t.timescale);
+        let edge = self.next_edge(ti, index, start);
+        let mut a = a0 + i128::from(first.duration);
+        let mut size = u64::from(first.size);
+        for s in &fragment.samples[1..] {
+            if !t.video || s.is_sync() {
+                let p = u64::try_from(a + i128::from(s.cto)).unwrap_or(0);
+                if p + u64::from(s.duration / 2) >= edge {
+                    return None;
+                }
+            }
+            a += i128::from(s.duration);
+            size += u64::from(s.size);
+        }
+        let data = fragment.data.slice(0, size)?;
+        Some(WholeFragment { decode: a0, start, index, edge, data })
     }
 
     /// One sample at actual decode tick `a`.
@@ -387,17 +544,14 @@ impl Grid {
             // Moving back must not take decode times below 0 (ISO cannot carry them): at the
             // start of a running-time timeline the muxer's offset is kept instead, and the
             // fragments, still contiguous and constant, start a reorder delay after the grid.
-            let earliest =
-                self.tracks[ti].building.as_ref().and_then(|b| b.decode.first().copied()).unwrap_or(a).min(a);
+            let earliest = self.tracks[ti].building.as_ref().and_then(|b| b.decode.first()).unwrap_or(a).min(a);
             if late <= tol || earliest < i128::from(late) {
                 self.tracks[ti].settled = true;
             } else if late <= window && self.tracks[ti].max_cto > 0 {
                 let t = &mut self.tracks[ti];
                 t.offset = t.offset.map(|o| o - i128::from(late));
                 if let Some(b) = t.building.as_mut() {
-                    for d in b.decode.iter_mut() {
-                        *d -= i128::from(late);
-                    }
+                    b.decode.shift(-i128::from(late));
                 }
                 a -= i128::from(late);
                 p -= late;
@@ -441,7 +595,7 @@ impl Grid {
                 index,
                 start,
                 // One more than last time: a fragment of 93 or 94 frames needs no second allocation.
-                decode: Vec::with_capacity(tr.last_count + 1),
+                decode: Decodes::default(),
                 samples: Vec::with_capacity(tr.last_count + 1),
                 data: Payload::new(),
                 pending: None,
@@ -450,7 +604,7 @@ impl Grid {
             });
         }
         if let Some(b) = self.tracks[ti].building.as_mut() {
-            b.decode.push(a);
+            b.decode.push(a, s.duration);
             b.samples.push(s);
             b.add_bytes(source, at, u64::from(s.size));
         }
@@ -492,8 +646,7 @@ impl Grid {
         let mut out = Vec::new();
         for t in &mut self.tracks {
             if let Some(b) = t.building.take() {
-                let end =
-                    b.decode.last().copied().unwrap_or(0) + b.samples.last().map_or(0, |s| i128::from(s.duration));
+                let end = b.decode.last().unwrap_or(0) + b.samples.last().map_or(0, |s| i128::from(s.duration));
                 let cto = b.samples.first().map_or(0, |s| i128::from(s.cto));
                 out.push(finish(b, u64::try_from(end + cto).unwrap_or(0)));
             }
@@ -512,13 +665,27 @@ fn finish(b: Building, end: u64) -> GridFragment {
     let start = b.start.max(u64::try_from(cto0).unwrap_or(0));
     let first_decode = start.saturating_add_signed(-cto0);
     let last_end = i128::from(end) - i128::from(cto0);
-    let n = b.samples.len();
     let mut samples = b.samples;
-    for i in 0..n {
-        let from = if i == 0 { i128::from(first_decode) } else { b.decode[i] };
-        let to = if i + 1 == n { last_end } else { b.decode[i + 1] };
-        // A sample keeps at least one tick: a fragment cut short never goes backwards.
-        samples[i].duration = u32::try_from((to - from).max(1)).unwrap_or(u32::MAX);
+    let ticks = |t: i128| u32::try_from(t.max(1)).unwrap_or(u32::MAX);
+    let n = samples.len();
+    if b.decode.jumps.is_empty() && n >= 2 {
+        // One run: only the first and the last sample change (the written start and end);
+        // every other one keeps its duration, at least one tick.
+        #[cfg(test)]
+        let general = {
+            let mut all = samples.clone();
+            write_durations(&mut all, &b.decode, first_decode, last_end);
+            all
+        };
+        samples[0].duration = ticks(b.decode.first + i128::from(samples[0].duration) - i128::from(first_decode));
+        for s in &mut samples[1..n - 1] {
+            s.duration = s.duration.max(1);
+        }
+        samples[n - 1].duration = ticks(last_end - b.decode.last);
+        #[cfg(test)]
+        assert_eq!(samples, general);
+    } else {
+        write_durations(&mut samples, &b.decode, first_decode, last_end);
     }
     let duration = samples.iter().map(|s| u64::from(s.duration)).sum();
     GridFragment {
@@ -533,6 +700,30 @@ fn finish(b: Building, end: u64) -> GridFragment {
         duration,
         index: b.index,
         starts_without_sync: b.starts_without_sync,
+    }
+}
+
+/// Writes the durations of `samples`, decoding at `decode` (the muxer's ticks), from
+/// `first_decode` to `last_end`: each sample lasts until the next one decodes, and keeps at
+/// least one tick (a fragment cut short never goes backwards).
+fn write_durations(samples: &mut [Sample], decode: &Decodes, first_decode: u64, last_end: i128) {
+    let n = samples.len();
+    let mut runs = decode.jumps.iter().peekable();
+    // Decode tick of sample i as the muxer had it: a run's first tick, or where the one
+    // before it ended (read before its duration is rewritten).
+    let mut at = decode.first().unwrap_or(0);
+    for (i, s) in samples.iter_mut().enumerate() {
+        let mut next = at + i128::from(s.duration);
+        if let Some(&&(j, tick)) = runs.peek() {
+            if j == i + 1 {
+                next = tick;
+                runs.next();
+            }
+        }
+        let from = if i == 0 { i128::from(first_decode) } else { at };
+        let to = if i + 1 == n { last_end } else { next };
+        s.duration = u32::try_from((to - from).max(1)).unwrap_or(u32::MAX);
+        at = next;
     }
 }
 
@@ -840,5 +1031,94 @@ mod tests {
         out.extend(g.push(1, 3000, true, mux_frag(10_000, 80, 100, 100, |i| i % 60 == 0), None));
         out.extend(g.flush());
         assert_eq!(summary(&out), [(0, 0, 6000), (1, 6000, 6000), (2, 12000, 6000)]);
+    }
+
+    mod shortcut {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// What an output fragment is, everything compared.
+        fn summary(f: &GridFragment) -> (u64, u64, u64, bool, u64, Vec<(u32, u32, i32)>, Vec<u8>) {
+            let samples = f.fragment.samples.iter().map(|s| (s.duration, s.size, s.cto)).collect();
+            (
+                f.time,
+                f.duration,
+                f.index,
+                f.starts_without_sync,
+                f.fragment.decode_time,
+                samples,
+                f.fragment.data.to_vec(),
+            )
+        }
+
+        proptest! {
+            /// The whole-fragment shortcut changes nothing: muxer fragments of video (key
+            /// frames every `gop` samples, B-frame offsets, jittered durations, a decode gap
+            /// now and then) or audio give the same output fragments as sample by sample.
+            #[test]
+            fn the_whole_fragment_shortcut_gives_what_sample_by_sample_gives(
+                video in any::<bool>(),
+                gop in 1u32..90,
+                per_fragment in 1u32..120,
+                fragments in 1usize..12,
+                base_dur in 1000u32..4000,
+                jitter in proptest::collection::vec(0u32..3, 0..64),
+                ctos in proptest::collection::vec(0i32..3, 0..64),
+                gaps in proptest::collection::vec(0u64..2, 0..12),
+                start in 0u64..10_000_000,
+                aligned in any::<bool>(),
+            ) {
+                // Or the usual case: 2 s muxer fragments on the grid, one key frame each.
+                let (gop, base_dur, jitter, gaps, start) = if aligned {
+                    (per_fragment, 180_000 / per_fragment, Vec::new(), Vec::new(), start / 180_000 * 180_000)
+                } else {
+                    (gop, base_dur, jitter, gaps, start)
+                };
+                // Whole from the second fragment on. (B-frames presented after their
+                // fragment's end keep it open until the next key frame: sample by sample.)
+                let exact = aligned && 180_000 % per_fragment == 0 && (!video || ctos.iter().all(|c| *c == 0));
+                let mut fast = grid(TimestampMode::Pipeline, 0);
+                let mut slow = grid(TimestampMode::Pipeline, 0);
+                slow.sample_by_sample = true;
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                let mut decode = start;
+                let mut k = 0u32;
+                for f in 0..fragments {
+                    let mut data = Payload::new();
+                    let mut samples = Vec::new();
+                    let first = decode;
+                    for _ in 0..per_fragment {
+                        let j = *jitter.get(k as usize % jitter.len().max(1)).unwrap_or(&0);
+                        let duration = base_dur + j;
+                        let sync = !video || k % gop == 0;
+                        let cto = if video { *ctos.get(k as usize % ctos.len().max(1)).unwrap_or(&0) * base_dur as i32 } else { 0 };
+                        samples.push(Sample {
+                            duration,
+                            size: 1 + k % 3,
+                            flags: if sync { SAMPLE_FLAGS_SYNC } else { SAMPLE_FLAGS_NON_SYNC },
+                            cto,
+                        });
+                        data.push(Bytes::from(vec![k as u8; (1 + k % 3) as usize]));
+                        decode += u64::from(duration);
+                        k += 1;
+                    }
+                    // Now and then the next muxer fragment does not decode where this one ends.
+                    decode += gaps.get(f).copied().unwrap_or(0) * u64::from(base_dur / 2);
+                    let frag = TrackFragment { track_id: 1, decode_time: first, samples, data, anchor: None };
+                    a.extend(fast.push(1, 90_000, video, frag.clone(), None));
+                    b.extend(slow.push(1, 90_000, video, frag, None));
+                }
+                a.extend(fast.flush());
+                b.extend(slow.flush());
+                let a: Vec<_> = a.iter().map(summary).collect();
+                let b: Vec<_> = b.iter().map(summary).collect();
+                prop_assert_eq!(a, b);
+                prop_assert_eq!(slow.shortcuts, 0);
+                if exact && fragments >= 3 {
+                    // The first fragment starts the grid; every later one is whole.
+                    prop_assert_eq!(fast.shortcuts, fragments - 1);
+                }
+            }
+        }
     }
 }
