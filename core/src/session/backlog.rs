@@ -144,6 +144,22 @@ impl Backlog {
             .sum()
     }
 
+    /// Bytes held only because their delivery was an estimate: delivered fragments in the
+    /// ring that are no longer among the last written ones (see [`Backlog::prune`]).
+    pub fn uncertain_bytes(&self) -> u64 {
+        let newest = self.newest_written();
+        self.items
+            .iter()
+            .filter(|i| i.stage == Stage::Delivered && !i.certain && !newest.contains(&i.seq))
+            .map(|i| i.fragment.wire_len())
+            .sum()
+    }
+
+    /// Whether a fragment is part way through being handed to a connection.
+    pub fn handing_over(&self) -> bool {
+        self.items.iter().any(|i| matches!(i.stage, Stage::Sending { .. }))
+    }
+
     pub fn held(&self) -> usize {
         self.items.len()
     }
@@ -245,6 +261,13 @@ impl Backlog {
         }
         for (track, seq) in newly {
             self.note_delivered(track, seq);
+        }
+        if certain {
+            // Nothing sits unread at the peer now: whatever was delivered before, on an
+            // estimate, has been read by the server as well.
+            for i in self.items.iter_mut().filter(|i| i.stage == Stage::Delivered) {
+                i.certain = true;
+            }
         }
         self.prune();
     }

@@ -87,6 +87,11 @@ pub struct SessionConfig {
     /// this bounds memory too. Above any ingest's bandwidth-delay product (4 MiB is 130 Mbit/s
     /// at a 250 ms round trip).
     pub wait_in_flight_bytes: u64,
+    /// ... and once nothing is held only because its delivery was an estimate (the server
+    /// had bytes unread when it was acknowledged), or this long after such a fragment was
+    /// first seen: the next read of an idle server confirms it, and it is freed before more
+    /// piles up; a server whose unread count never settles does not stop the application.
+    pub wait_uncertain: Duration,
     /// A fragment handed over counts as delivered once the acknowledged count is within this
     /// many bytes of its end. A driver whose count is a lower bound that lags by a known slack
     /// (its estimate of the request head) sets it, so that the newest fragment is confirmed
@@ -124,6 +129,7 @@ impl Default for SessionConfig {
             drop_oldest: true,
             wait_window_bytes: 1 << 20,
             wait_in_flight_bytes: 4 << 20,
+            wait_uncertain: Duration::from_millis(50),
             delivery_slack_bytes: 0,
             eos_timeout: Duration::from_secs(30),
             resend_depth: 2,
@@ -337,6 +343,8 @@ pub struct IngestSession {
     last_failure: Option<Failure>,
     /// Since when no connection works.
     outage_since: Option<Duration>,
+    /// Since when the application has been held back by fragments of uncertain delivery.
+    uncertain_since: Option<Duration>,
     /// Set by `finish()`: the end of the stream and the deadline to deliver it.
     finishing: Option<Duration>,
     /// Durations of the last fragments (up to `RECENT_FRAGMENTS`), for the automatic send
@@ -368,6 +376,7 @@ impl IngestSession {
             attempt: 0,
             last_failure: None,
             outage_since: None,
+            uncertain_since: None,
             finishing: None,
             recent_durations: VecDeque::new(),
             resend_notice: Vec::new(),
@@ -440,17 +449,40 @@ impl IngestSession {
 
     /// Whether what waits is within the forward buffer's bound (always true when the session
     /// drops the oldest itself).
-    pub fn has_room(&self) -> bool {
+    pub fn has_room(&mut self, now: Duration) -> bool {
         if self.config.drop_oldest || self.state == State::Done {
             return true;
+        }
+        if self.backlog.uncertain_bytes() == 0 {
+            self.uncertain_since = None;
+        } else {
+            let since = *self.uncertain_since.get_or_insert(now);
+            if now.saturating_sub(since) < self.config.wait_uncertain {
+                return false;
+            }
         }
         let (_, bytes, duration) = self.backlog.pending_size();
         let max_ns = u64::try_from(self.config.forward_buffer_duration.as_nanos()).unwrap_or(u64::MAX);
         // With nothing waiting, go on whatever is in flight: the last bytes of a connection
-        // may only be confirmed once more follow.
+        // may only be confirmed once more follow. But not while a fragment is part way out:
+        // until it is all handed over, the two before it are the last two written and stay
+        // held for resending, so the next one would make four fragments in memory, not three.
         bytes <= self.config.wait_window_bytes.min(self.config.forward_buffer_bytes)
             && duration < max_ns
             && (bytes == 0 || self.backlog.unconfirmed_bytes() <= self.config.wait_in_flight_bytes)
+            && !self.backlog.handing_over()
+    }
+
+    /// When [`IngestSession::has_room`] may change without any input: the end of its wait on
+    /// fragments of uncertain delivery.
+    pub fn room_deadline(&self) -> Option<Duration> {
+        self.uncertain_since.map(|t| t + self.config.wait_uncertain)
+    }
+
+    /// Bytes held only because their delivery was an estimate: a driver reads the peer's
+    /// counters sooner while there are any, as it does for [`IngestSession::unconfirmed_bytes`].
+    pub fn uncertain_bytes(&self) -> u64 {
+        self.backlog.uncertain_bytes()
     }
 
     /// Chooses between dropping the oldest and letting the application wait (see
@@ -570,7 +602,10 @@ impl IngestSession {
                     link.wire_acked = link.wire_acked.max(wire_acked);
                     if read {
                         link.acked = acked.min(link.pulled);
-                        // Certain only when nothing sits unread: then `acked` is what the server read.
+                    }
+                    // Certain only when nothing sits unread: then `acked` is what the server
+                    // read. Even with no new acknowledgement, that confirms earlier estimates.
+                    if read || unread == 0 {
                         self.backlog.acknowledge(connection, link.acked, unread == 0);
                     }
                     link.unacked = unacked;
@@ -734,6 +769,13 @@ impl IngestSession {
     /// Fragments held in memory (waiting, in flight, or kept for resending).
     pub fn held_fragments(&self) -> usize {
         self.backlog.held()
+    }
+
+    /// Bytes of fragments handed to a connection whose delivery is not known yet: a driver
+    /// reads the peer's acknowledgements sooner while there are any, since each is held for
+    /// resending until then.
+    pub fn unconfirmed_bytes(&self) -> u64 {
+        self.backlog.unconfirmed_bytes()
     }
 
     fn new_connection(&mut self) -> ConnectionId {

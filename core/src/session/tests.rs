@@ -96,6 +96,19 @@ impl Harness {
         connection
     }
 
+    /// Connected (acknowledgements observed, no pacing), with 1@0 and 1@2000 handed over:
+    /// returns the POST and the body bytes it was handed after the header.
+    fn two_fragments_sent() -> (Self, ConnectionId, u64) {
+        let mut h = Harness::new(SessionConfig { catch_up_rate: 0.0, ..SessionConfig::default() });
+        let c1 = h.connect_first(true);
+        let mut total = 0u64;
+        for t in [0, 2000] {
+            h.s.push_fragment(frag(1, t), h.now);
+            total += h.pull(c1).0.iter().map(|b| b.len() as u64).sum::<u64>();
+        }
+        (h, c1, total)
+    }
+
     /// After a failure: wait out the backoff, answer the probe, connect.
     fn reconnect(&mut self, observes_acks: bool) -> ConnectionId {
         let until = self.s.poll_timeout().expect("a backoff timer");
@@ -210,13 +223,7 @@ fn reconnect_resends_header_last_two_written_per_track_and_everything_unacknowle
 
 #[test]
 fn a_fragment_in_flight_takes_the_place_of_the_oldest_delivered_one() {
-    let mut h = Harness::new(SessionConfig { catch_up_rate: 0.0, ..SessionConfig::default() });
-    let c1 = h.connect_first(true);
-    let mut total = 0u64;
-    for t in [0, 2000] {
-        h.s.push_fragment(frag(1, t), h.now);
-        total += h.pull(c1).0.iter().map(|b| b.len() as u64).sum::<u64>();
-    }
+    let (mut h, c1, total) = Harness::two_fragments_sent();
     h.input(Input::Progress { connection: c1, acked: total, wire_acked: total, unacked: 0, unread: 0 });
     assert_eq!(h.s.held_fragments(), 2, "the last two, delivered");
     // A third goes out: while it is not confirmed, it and the newest delivered one are held.
@@ -765,11 +772,11 @@ fn without_dropping_the_application_is_told_to_wait() {
     });
     h.s.start(h.now);
     for t in (0..10_000).step_by(2000) {
-        assert!(h.s.has_room());
+        assert!(h.s.has_room(h.now));
         h.s.push_fragment(frag(1, t), h.now);
     }
     // 10 s of media wait: full, but nothing dropped.
-    assert!(!h.s.has_room());
+    assert!(!h.s.has_room(h.now));
     h.s.push_fragment(frag(1, 10_000), h.now);
     assert!(!h.events().iter().any(|e| matches!(e, SessionEvent::Dropped { .. })));
     assert_eq!(h.s.stats(h.now).queue_fragments, 6);
@@ -783,19 +790,19 @@ fn the_application_waits_once_a_small_window_is_pending() {
     // Each test fragment is about 14 bytes: three fit the 40-byte window, a fourth does not.
     for t in 0..3 {
         h.s.push_fragment(frag(1, 2000 * t), h.now);
-        assert!(h.s.has_room(), "{t}");
+        assert!(h.s.has_room(h.now), "{t}");
     }
     h.s.push_fragment(frag(1, 6000), h.now);
-    assert!(!h.s.has_room());
+    assert!(!h.s.has_room(h.now));
     // The connection takes them: room again.
     h.pull(c1);
-    assert!(h.s.has_room());
+    assert!(h.s.has_room(h.now));
     // Disconnected too: a source that can wait gains nothing from a bigger buffer.
     h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: None });
     for t in 4..7 {
         h.s.push_fragment(frag(1, 2000 * t), h.now);
     }
-    assert!(!h.s.has_room());
+    assert!(!h.s.has_room(h.now));
     assert!(!h.events().iter().any(|e| matches!(e, SessionEvent::Dropped { .. })));
 }
 
@@ -936,4 +943,59 @@ fn the_send_latency_counts_first_sends_from_when_each_fragment_could_go() {
     h.now += ms(500);
     h.pull(c2);
     assert_eq!(h.s.stats(h.now).latency.count, 3);
+}
+
+/// A fragment of `track` at `time_ms` whose payload comes in two slices, so that it can be
+/// caught part way out.
+fn frag_in_two(track: u32, time_ms: u64) -> Fragment {
+    let mut f = frag(track, time_ms);
+    f.payload.push(Bytes::from_static(b"more"));
+    f
+}
+
+#[test]
+fn an_estimated_delivery_is_confirmed_once_nothing_is_unread() {
+    let (mut h, c1, total) = Harness::two_fragments_sent();
+    // Acknowledged while the server held bytes unread: an estimate.
+    h.input(Input::Progress { connection: c1, acked: total, wire_acked: total, unacked: 0, unread: 30_000 });
+    h.s.push_fragment(frag(1, 4000), h.now);
+    h.pull(c1);
+    assert_eq!(h.s.held_fragments(), 3, "1@0 stays: its delivery was only estimated");
+    assert!(h.s.uncertain_bytes() > 0);
+    // Nothing unread now, no new acknowledgement: what was estimated was read.
+    h.input(Input::Progress { connection: c1, acked: total, wire_acked: total, unacked: 0, unread: 0 });
+    assert_eq!(h.s.held_fragments(), 2, "1@0 freed: 1@2000 and 1@4000 are the last two written");
+    assert_eq!(h.s.uncertain_bytes(), 0);
+}
+
+#[test]
+fn a_waiting_application_is_held_while_a_fragment_is_part_way_out_or_of_uncertain_delivery() {
+    let mut h = Harness::new(SessionConfig { drop_oldest: false, catch_up_rate: 0.0, ..SessionConfig::default() });
+    let c1 = h.connect_first(true);
+    let mut total: u64 = h.pull(c1).0.iter().map(|b| b.len() as u64).sum();
+    h.s.push_fragment(frag_in_two(1, 0), h.now);
+    // The head and the first slice go; the last slice not yet.
+    for _ in 0..2 {
+        let Transmit::Data(b) = h.s.poll_transmit(c1, h.now) else { panic!("data expected") };
+        total += b.len() as u64;
+    }
+    assert!(!h.s.has_room(h.now), "the next fragment would be a fourth one in memory");
+    total += h.pull(c1).0.iter().map(|b| b.len() as u64).sum::<u64>();
+    assert!(h.s.has_room(h.now));
+    h.s.push_fragment(frag(1, 2000), h.now);
+    total += h.pull(c1).0.iter().map(|b| b.len() as u64).sum::<u64>();
+    h.input(Input::Progress { connection: c1, acked: total, wire_acked: total, unacked: 0, unread: 30_000 });
+    h.s.push_fragment(frag(1, 4000), h.now);
+    h.pull(c1);
+    // 1@0 is held only on an estimate: wait for it to be confirmed, but not for ever.
+    assert!(!h.s.has_room(h.now));
+    assert_eq!(h.s.room_deadline(), Some(h.now + ms(50)));
+    h.at(h.now + ms(49));
+    assert!(!h.s.has_room(h.now));
+    h.at(h.now + ms(1));
+    assert!(h.s.has_room(h.now), "a server whose unread count never settles does not stop the application");
+    // Confirmed: room at once, the wait forgotten.
+    h.input(Input::Progress { connection: c1, acked: total, wire_acked: total, unacked: 0, unread: 0 });
+    assert!(h.s.has_room(h.now));
+    assert_eq!(h.s.room_deadline(), None);
 }

@@ -37,6 +37,16 @@ static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::new(|
 /// How often the kernel's counters are read while a POST is up, at least.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
 
+/// While handed-over bytes wait for their acknowledgement, the counters are read again after
+/// this, doubling up to `PROGRESS_INTERVAL` while nothing new is confirmed: a fragment just
+/// written is confirmed within a round trip or so, and everything it holds for resending (the
+/// oldest fragment of the ring) is freed then, not up to 200 ms later while more piles up.
+const PROGRESS_FIRST_RETRY: Duration = Duration::from_millis(1);
+
+/// A waiting `render()` looks at the session again after this at the latest: it may give up,
+/// or a deadline pass, without any data moving.
+const ROOM_RECHECK: Duration = Duration::from_millis(250);
+
 /// Body bytes handed to the connection after which the counters are read again at once.
 const PROGRESS_BYTES: u64 = 256 << 10;
 
@@ -222,11 +232,17 @@ impl RoomWaiter {
     /// live source, which must not wait on the network.
     pub fn wait(&self, wake: &Notify, cancelled: impl Fn() -> bool) {
         let shared = &self.shared;
+        // Whether to go on, or else when to look again at the latest without being told.
         let ready = || {
-            let s = shared.session.lock().unwrap_or_else(|e| e.into_inner());
-            s.has_room() || s.is_done()
+            let mut s = shared.session.lock().unwrap_or_else(|e| e.into_inner());
+            let now = shared.now();
+            if s.has_room(now) || s.is_done() {
+                return Ok(());
+            }
+            let retry = s.room_deadline().map_or(ROOM_RECHECK, |t| t.saturating_sub(now).min(ROOM_RECHECK));
+            Err(retry)
         };
-        if ready() {
+        if ready().is_ok() {
             return;
         }
         RUNTIME.block_on(async {
@@ -237,14 +253,18 @@ impl RoomWaiter {
                 // Register before checking, so that a notification in between is not lost.
                 room.as_mut().enable();
                 woken.as_mut().enable();
-                if ready() || cancelled() {
+                let retry = match ready() {
+                    Ok(()) => return,
+                    Err(retry) => retry,
+                };
+                if cancelled() {
                     return;
                 }
                 tokio::select! {
                     _ = room => {}
                     _ = woken => {}
                     // The session may give up without any data moving.
-                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    _ = tokio::time::sleep(retry) => {}
                 }
             }
         })
@@ -321,6 +341,50 @@ struct RequestTask {
     max_window: AtomicU64,
 }
 
+/// When the kernel's counters are read next: every `PROGRESS_INTERVAL`, and sooner while
+/// handed-over bytes wait for their acknowledgement (see `PROGRESS_FIRST_RETRY`).
+struct ProgressClock {
+    next: Instant,
+    retry: Duration,
+    unconfirmed: u64,
+}
+
+impl ProgressClock {
+    fn new() -> Self {
+        ProgressClock { next: Instant::now() + PROGRESS_INTERVAL, retry: PROGRESS_FIRST_RETRY, unconfirmed: 0 }
+    }
+
+    /// The session now has `unconfirmed` bytes in flight: a change (more handed over, or some
+    /// confirmed) starts the quick retries again.
+    fn saw(&mut self, unconfirmed: u64) {
+        if unconfirmed != self.unconfirmed {
+            self.unconfirmed = unconfirmed;
+            self.retry = PROGRESS_FIRST_RETRY;
+            if unconfirmed > 0 {
+                self.next = self.next.min(Instant::now() + self.retry);
+            }
+        }
+    }
+
+    /// The counters were just read; `unconfirmed` bytes are still in flight.
+    fn reported(&mut self, unconfirmed: u64) {
+        let changed = unconfirmed != self.unconfirmed;
+        self.unconfirmed = unconfirmed;
+        if unconfirmed == 0 {
+            self.retry = PROGRESS_FIRST_RETRY;
+            self.next = Instant::now() + PROGRESS_INTERVAL;
+            return;
+        }
+        if changed {
+            self.retry = PROGRESS_FIRST_RETRY;
+        }
+        self.next = Instant::now() + self.retry;
+        // A peer that stops reading leaves bytes unconfirmed for long: back off to the
+        // regular interval rather than spin.
+        self.retry = (self.retry * 2).min(PROGRESS_INTERVAL);
+    }
+}
+
 struct Driver {
     shared: Arc<Shared>,
     client: reqwest::Client,
@@ -343,14 +407,15 @@ struct Driver {
 impl Driver {
     async fn run(mut self) {
         let (net_tx, mut net_rx) = mpsc::unbounded_channel::<NetEvent>();
-        let mut next_progress = Instant::now() + PROGRESS_INTERVAL;
+        let mut progress = ProgressClock::new();
         loop {
-            let (actions, events, timeout, done) = {
+            let (actions, events, timeout, done, unconfirmed) = {
                 let mut s = self.shared.session.lock().unwrap_or_else(|e| e.into_inner());
                 let actions: Vec<Action> = std::iter::from_fn(|| s.poll_action()).collect();
                 let events: Vec<SessionEvent> = std::iter::from_fn(|| s.poll_event()).collect();
-                (actions, events, s.poll_timeout(), s.is_done())
+                (actions, events, s.poll_timeout(), s.is_done(), s.unconfirmed_bytes() + s.uncertain_bytes())
             };
+            progress.saw(unconfirmed);
             for a in actions {
                 self.perform(a, &net_tx);
             }
@@ -364,15 +429,15 @@ impl Driver {
             if done {
                 let _ = self.shared.done.send(true);
             }
-            if Instant::now() >= next_progress {
-                next_progress = Instant::now() + PROGRESS_INTERVAL;
+            if Instant::now() >= progress.next {
                 self.report_progress();
+                progress.reported(self.unconfirmed());
             }
             let watching = self.conns.values().any(|c| c.watch.is_some());
             let wake_at = match (timeout.map(|t| self.shared.epoch + t), watching) {
-                (Some(t), true) => Some(t.min(next_progress)),
+                (Some(t), true) => Some(t.min(progress.next)),
                 (Some(t), false) => Some(t),
-                (None, true) => Some(next_progress),
+                (None, true) => Some(progress.next),
                 (None, false) => None,
             };
             let sleep = async {
@@ -384,8 +449,8 @@ impl Driver {
             tokio::select! {
                 _ = self.shared.wake.notified() => {}
                 _ = self.shared.progress_due.notified() => {
-                    next_progress = Instant::now() + PROGRESS_INTERVAL;
                     self.report_progress();
+                    progress.reported(self.unconfirmed());
                 }
                 _ = sleep => {
                     self.shared.with_session(|s, now| s.handle_timeout(now));
@@ -393,6 +458,13 @@ impl Driver {
                 Some(ev) = net_rx.recv() => self.on_net(ev, &net_tx),
             }
         }
+    }
+
+    /// Bytes whose delivery is unknown or only estimated: the counters are read sooner while
+    /// there are any (see `ProgressClock`).
+    fn unconfirmed(&self) -> u64 {
+        let s = self.shared.session.lock().unwrap_or_else(|e| e.into_inner());
+        s.unconfirmed_bytes() + s.uncertain_bytes()
     }
 
     /// Body bytes the peer has certainly received on `conn`, the kernel's raw count of
@@ -562,6 +634,7 @@ impl Driver {
                     net: net.clone(),
                     started: false,
                     counters: counters.clone(),
+                    busy: false,
                 };
                 let req = self.client.post(self.post_url.as_str()).body(reqwest::Body::wrap_stream(body));
                 let task = spawn_request(req, connection, net, NetEvent::Post);
@@ -632,6 +705,8 @@ struct BodyStream {
     net: mpsc::UnboundedSender<NetEvent>,
     started: bool,
     counters: Arc<BodyCounters>,
+    /// Data was handed over since the body was last idle.
+    busy: bool,
 }
 
 impl Stream for BodyStream {
@@ -660,13 +735,21 @@ impl Stream for BodyStream {
                 self.counters.chunks.fetch_add(1, Ordering::Relaxed);
                 self.counters.largest_chunk.fetch_max(len, Ordering::Relaxed);
                 self.shared.room.notify_waiters();
+                self.busy = true;
                 Poll::Ready(Some(Ok(b)))
             }
             Transmit::End => {
                 self.shared.wake.notify_one();
                 Poll::Ready(None)
             }
-            Transmit::Wait => Poll::Pending,
+            Transmit::Wait => {
+                // The body went idle (a fragment was handed over whole): read the counters
+                // soon, so that what it confirms is freed before the next fragment piles up.
+                if std::mem::take(&mut self.busy) {
+                    self.shared.progress_due.notify_one();
+                }
+                Poll::Pending
+            }
         }
     }
 }
