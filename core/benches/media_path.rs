@@ -32,8 +32,10 @@ fn init() -> (Bytes, Bytes) {
 }
 
 /// The moof of video fragment `k` (track 1, timescale from the fixture): `SAMPLES` samples of
-/// `sample_size` bytes, the first a sync sample, data right after the mdat header.
-fn moof(k: u64, sample_size: u32, sample_duration: u32) -> Vec<u8> {
+/// `sample_size` bytes, the first a sync sample, data right after the mdat header. With
+/// `b_frames`, composition offsets as B-frames give them: every other frame, the key frame
+/// included, presented one frame after it decodes.
+fn moof(k: u64, sample_size: u32, sample_duration: u32, b_frames: bool) -> Vec<u8> {
     let mut out = Vec::new();
     let mut data_offset_at = 0;
     write_box(&mut out, FourCC::new(b"moof"), |o| {
@@ -46,14 +48,18 @@ fn moof(k: u64, sample_size: u32, sample_duration: u32) -> Vec<u8> {
             });
             write_full_box(o, FourCC::new(b"tfdt"), 1, 0, |o| o.put_u64(k * u64::from(SAMPLES * sample_duration)));
             // data offset, first-sample flags, durations, sizes
-            write_full_box(o, FourCC::new(b"trun"), 0, 0x0305, |o| {
+            let flags = if b_frames { 0x0B05 } else { 0x0305 };
+            write_full_box(o, FourCC::new(b"trun"), 0, flags, |o| {
                 o.put_u32(SAMPLES);
                 data_offset_at = o.len();
                 o.put_i32(0);
                 o.put_u32(0x0200_0000);
-                for _ in 0..SAMPLES {
+                for i in 0..SAMPLES {
                     o.put_u32(sample_duration);
                     o.put_u32(sample_size);
+                    if b_frames {
+                        o.put_u32(if i % 2 == 0 { sample_duration } else { 0 });
+                    }
                 }
             });
         });
@@ -69,7 +75,11 @@ fn split_and_rewrite(c: &mut Criterion) {
     let video = movie.tracks.iter().find(|t| t.track_id == 1).unwrap();
     let sample_duration = video.timescale / 30;
     let mut g = c.benchmark_group("split_and_rewrite_one_fragment");
-    for (mode, grid_ns) in [("muxer_fragments", 0u64), ("on_the_2s_grid", 2_000_000_000)] {
+    for (mode, grid_ns, b_frames) in [
+        ("muxer_fragments", 0u64, false),
+        ("on_the_2s_grid", 2_000_000_000, false),
+        ("on_the_2s_grid_b_frames", 2_000_000_000, true),
+    ] {
         for mdat in [16u32 << 10, 512 << 10, 8 << 20] {
             let sample_size = mdat / SAMPLES;
             let payload = Bytes::from(vec![0x5a; (sample_size * SAMPLES) as usize]);
@@ -86,7 +96,7 @@ fn split_and_rewrite(c: &mut Criterion) {
                 b.iter_batched(
                     || {
                         k += 1;
-                        Bytes::from(moof(k, sample_size, sample_duration))
+                        Bytes::from(moof(k, sample_size, sample_duration, b_frames))
                     },
                     |moof| {
                         s.push(moof).unwrap();

@@ -225,31 +225,34 @@ impl FragmentReader {
                     let (d_at, s_at, f_at, c_at) =
                         (offset_of(TRUN_DURATION), offset_of(TRUN_SIZE), offset_of(TRUN_FLAGS), offset_of(TRUN_CTO));
                     let entries = if per_sample == 0 { &[][..] } else { table };
-                    for (i, entry) in entries.chunks_exact(per_sample.max(1)).enumerate() {
-                        let duration = d_at.map_or(default_duration, |o| field(entry, o));
-                        let size = s_at.map_or(default_size, |o| field(entry, o));
-                        let mut sflags = f_at.map_or(default_flags, |o| field(entry, o));
-                        if i == 0 {
-                            if let Some(f) = first_flags {
-                                sflags = f;
-                            }
-                        }
+                    let first_index = samples.len();
+                    // Checked once after the loop: it runs for every sample of the stream.
+                    let mut bad_cto = false;
+                    samples.extend(entries.chunks_exact(per_sample.max(1)).map(|entry| {
                         let cto = match c_at {
                             Some(o) => {
                                 let raw = field(entry, o);
-                                // Version 0 offsets are unsigned; a value above i32::MAX cannot be a
-                                // real offset.
-                                if version == 0 {
-                                    i32::try_from(raw).map_err(|_| r.invalid("sample_composition_time_offset"))?
-                                } else {
-                                    raw as i32
-                                }
+                                // Version 0 offsets are unsigned; a value above i32::MAX cannot
+                                // be a real offset.
+                                bad_cto |= version == 0 && raw > i32::MAX as u32;
+                                raw as i32
                             }
                             None => 0,
                         };
-                        run_len += u64::from(size);
-                        samples.push(Sample { duration, size, flags: sflags, cto });
+                        Sample {
+                            duration: d_at.map_or(default_duration, |o| field(entry, o)),
+                            size: s_at.map_or(default_size, |o| field(entry, o)),
+                            flags: f_at.map_or(default_flags, |o| field(entry, o)),
+                            cto,
+                        }
+                    }));
+                    if bad_cto {
+                        return Err(r.invalid("sample_composition_time_offset"));
                     }
+                    if let (Some(f), Some(first)) = (first_flags, samples.get_mut(first_index)) {
+                        first.flags = f;
+                    }
+                    run_len += samples[first_index..].iter().map(|s| u64::from(s.size)).sum::<u64>();
                     // A trun whose entries carry no field at all: the defaults, `count` times.
                     if per_sample == 0 {
                         for i in 0..count {
@@ -411,6 +414,28 @@ mod tests {
         let mut reader = FragmentReader::new(&crate::movie::parse_moov(&i.moov).unwrap());
         let Some(Unit::Fragment(f)) = split.next_unit() else { panic!() };
         assert_eq!(reader.read(&f).unwrap_err(), Error::SampleOutsideMdat { track_id: 1 });
+    }
+
+    #[test]
+    fn a_version_0_offset_beyond_i32_is_refused_and_a_version_1_one_is_negative() {
+        let payload = [0u8; 16];
+        let mut v = samples(2, 8, 1000, true);
+        v[1].cto = -1000;
+        let mut stream =
+            muxer_stream(&[muxer_fragment(&[(1, 0, vec![RunSpec { samples: v, payload_start: 0 }])], &payload)]);
+        assert_eq!(read_all(&stream)[0].samples[1].cto, -1000);
+        // The same table read as unsigned (version 0): 0xFFFFFC18 is no real offset.
+        let at = stream.windows(4).rposition(|w| w == b"trun").unwrap();
+        stream[at + 4] = 0;
+        let mut split = BoxSplitter::default();
+        split.push(Bytes::from(stream)).unwrap();
+        let Some(Unit::Init(i)) = split.next_unit() else { panic!() };
+        let mut reader = FragmentReader::new(&crate::movie::parse_moov(&i.moov).unwrap());
+        let Some(Unit::Fragment(f)) = split.next_unit() else { panic!() };
+        assert_eq!(
+            reader.read(&f).unwrap_err(),
+            Error::InvalidValue { in_box: codes::TRUN, field: "sample_composition_time_offset" }
+        );
     }
 
     #[test]

@@ -93,8 +93,9 @@ pub fn section() -> Result<String, String> {
         "## Core micro-benchmarks (issue 7)\n\n{}\n\n\
          criterion, `core/benches/media_path.rs` (`cargo bench -p fmp4ingest-core`): one fragment of 60 video \
          samples split out of the muxer's bytes (handed over as moof, mdat header and payload) and rewritten \
-         as a Smooth fragment, with the muxer's fragments kept or re-cut on the 2 s grid; the ingest header \
-         (manifest and moov) of two tracks; a sparse fragment.\n\n\
+         as a Smooth fragment, with the muxer's fragments kept, or re-cut on the 2 s grid (the default), \
+         without and with B-frames (every other frame, the key frame included, presented one frame after it \
+         decodes); the ingest header (manifest and moov) of two tracks; a sparse fragment.\n\n\
          | benchmark | median | 95 % interval of the mean |\n|---|---|---|\n{}\n\n\
          Slowest split-and-rewrite: **{}** per fragment (target ≤ 2 µs at any mdat size: {}).\n\n\
          Zero copies of the payload and the allocations per fragment (`core/tests/costs.rs`, also a CI test: \
