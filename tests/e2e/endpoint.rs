@@ -366,6 +366,16 @@ fn hostile_requests_are_refused_with_a_log_line() {
         assert_eq!(http("POST", &ep.ingest_url("many", &format!("s{i}")), Some("")).0, 200);
     }
     assert_eq!(http("POST", &ep.ingest_url("many", "one-too-many"), Some("")).0, 503);
+    // At most 256 programs: the next one is refused with the seed's error body.
+    let api = format!("http://{}/api/Programs", ep.addr());
+    for i in 0..256 {
+        let body = format!(r#"{{"Name":"p{i}","ChannelId":"many","ArchiveWindowLength":"PT5M"}}"#);
+        assert_eq!(http("POST", &api, Some(&body)).0, 202, "program {i}");
+    }
+    let (status, body) =
+        http("POST", &api, Some(r#"{"Name":"extra","ChannelId":"many","ArchiveWindowLength":"PT5M"}"#));
+    assert_eq!(status, 409);
+    assert!(body.contains("at most 256 programs"), "{body}");
     let log = ep.log_lines();
     assert!(log.iter().any(|l| l.contains("one-too-many") && l.contains("503")), "{log:?}");
     assert!(log.len() >= 4, "{log:?}");

@@ -26,6 +26,9 @@ pub const TRANSITION: Duration = Duration::from_millis(500);
 
 pub const MIN_WINDOW: Duration = Duration::from_secs(5 * 60);
 pub const MAX_WINDOW: Duration = Duration::from_secs(25 * 3600);
+/// Programs the endpoint holds: each running one keeps an archive, so a client must not be
+/// able to create them without end.
+pub const MAX_PROGRAMS: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgramState {
@@ -259,6 +262,9 @@ impl Programs {
     }
 
     fn create(&mut self, v: &Value, now: Instant, base: &str) -> Answer {
+        if self.by_id.len() >= MAX_PROGRAMS {
+            return error(409, "Conflict", format!("at most {MAX_PROGRAMS} programs: delete one first"));
+        }
         let name = v.get("Name").and_then(Value::as_str).unwrap_or("");
         if !valid_name(name) {
             return error(
