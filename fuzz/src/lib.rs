@@ -4,6 +4,7 @@
 //! found stays fixed.
 
 use fmp4ingest_core::Bytes;
+use fmp4ingest_core::ingest_stream::{IngestStream, StreamConfig, StreamOutput};
 use fmp4ingest_core::movie::parse_moov;
 use fmp4ingest_core::scte35::{SpliceCommand, build_splice_insert, parse_section};
 use fmp4ingest_core::splitter::{BoxSplitter, SplitterLimits, Unit};
@@ -95,6 +96,27 @@ pub fn rewrite(data: &[u8]) -> usize {
     rewritten
 }
 
+/// The same input through the whole media path as the element runs it by default: the
+/// fragments re-cut on the 2 s grid (timeline.rs). Nothing panics, and no output fragment
+/// carries more payload than came in.
+pub fn on_the_grid(data: &[u8]) -> usize {
+    let config = StreamConfig { limits: limits(), ..StreamConfig::default() };
+    let mut s = IngestStream::new(config);
+    if s.push(Bytes::from_static(INIT)).is_err() {
+        return 0;
+    }
+    let _ = s.push(Bytes::copy_from_slice(data));
+    let _ = s.finish();
+    let mut out = 0;
+    while let Some(o) = s.next_output() {
+        if let StreamOutput::Fragment(f) = o {
+            assert!(f.payload.len() <= data.len() as u64, "a fragment with more payload than came in");
+            out += 1;
+        }
+    }
+    out
+}
+
 /// The SCTE-35 section parser: a splice_insert it accepts builds back to a section it reads
 /// the same.
 pub fn scte35(data: &[u8]) {
@@ -138,10 +160,13 @@ mod tests {
     fn rewrite_corpus() {
         replay("rewrite", |d| {
             super::rewrite(d);
+            super::on_the_grid(d);
         });
-        // The seeds are real fragments: they are read and rewritten, not refused.
+        // The seeds are real fragments: they are read and rewritten, not refused, and on the
+        // grid they come out as fragments too (flushed at the end).
         let seed = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus/rewrite/fragment0")).unwrap();
         assert_eq!(super::rewrite(&seed), 2, "video and audio");
+        assert_eq!(super::on_the_grid(&seed), 2, "video and audio, on the grid");
     }
 
     #[test]
