@@ -74,8 +74,8 @@ struct Building {
 
 /// What [`Grid::whole_fragment`] found: the output fragment the muxer fragment becomes.
 struct WholeFragment {
-    /// Decode tick of its first sample.
-    decode: i128,
+    /// Its samples' decode ticks: one run.
+    decode: Decodes,
     start: u64,
     index: u64,
     edge: u64,
@@ -107,29 +107,6 @@ impl Decodes {
         self.last = a;
         self.next = a + i128::from(duration);
         self.len += 1;
-    }
-
-    /// A run of samples with these durations from decode tick `a`.
-    fn push_run(&mut self, a: i128, durations: impl Iterator<Item = u32>) {
-        let mut at = a;
-        let mut n = 0;
-        let mut last = a;
-        for d in durations {
-            last = at;
-            at += i128::from(d);
-            n += 1;
-        }
-        if n == 0 {
-            return;
-        }
-        if self.len == 0 {
-            self.first = a;
-        } else if a != self.next {
-            self.jumps.push((self.len, a));
-        }
-        self.last = last;
-        self.next = at;
-        self.len += n;
     }
 
     fn first(&self) -> Option<i128> {
@@ -430,14 +407,12 @@ impl Grid {
                 tr.last_count = open.samples.len();
                 out.push(finish(open, w.start));
             }
-            let mut decode = Decodes::default();
-            decode.push_run(w.decode, fragment.samples.iter().map(|s| s.duration));
             tr.closed_at = None;
             tr.building = Some(Building {
                 track_id: tr.track_id,
                 index: w.index,
                 start: w.start,
-                decode,
+                decode: w.decode,
                 samples: fragment.samples,
                 data: w.data,
                 pending: None,
@@ -516,6 +491,7 @@ impl Grid {
             (None, None) => return None,
         };
         let edge = self.next_edge(ti, index, start);
+        let mut last = a0;
         let mut a = a0 + i128::from(first.duration);
         let mut size = u64::from(first.size);
         for s in &fragment.samples[1..] {
@@ -525,11 +501,13 @@ impl Grid {
                     return None;
                 }
             }
+            last = a;
             a += i128::from(s.duration);
             size += u64::from(s.size);
         }
         let data = fragment.data.slice(0, size)?;
-        Some(WholeFragment { decode: a0, start, index, edge, data })
+        let decode = Decodes { first: a0, jumps: Vec::new(), len: fragment.samples.len(), last, next: a };
+        Some(WholeFragment { decode, start, index, edge, data })
     }
 
     /// One sample at actual decode tick `a`.

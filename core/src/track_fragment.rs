@@ -239,9 +239,11 @@ impl FragmentReader {
                             }
                             None => 0,
                         };
+                        let size = s_at.map_or(default_size, |o| field(entry, o));
+                        run_len += u64::from(size);
                         Sample {
                             duration: d_at.map_or(default_duration, |o| field(entry, o)),
-                            size: s_at.map_or(default_size, |o| field(entry, o)),
+                            size,
                             flags: f_at.map_or(default_flags, |o| field(entry, o)),
                             cto,
                         }
@@ -252,7 +254,6 @@ impl FragmentReader {
                     if let (Some(f), Some(first)) = (first_flags, samples.get_mut(first_index)) {
                         first.flags = f;
                     }
-                    run_len += samples[first_index..].iter().map(|s| u64::from(s.size)).sum::<u64>();
                     // A trun whose entries carry no field at all: the defaults, `count` times.
                     if per_sample == 0 {
                         for i in 0..count {

@@ -147,6 +147,10 @@ impl Backlog {
     /// Bytes held only because their delivery was an estimate: delivered fragments in the
     /// ring that are no longer among the last written ones (see [`Backlog::prune`]).
     pub fn uncertain_bytes(&self) -> u64 {
+        // Asked on every wake of a waiting application: nothing to work out in the usual case.
+        if !self.items.iter().any(|i| i.stage == Stage::Delivered && !i.certain) {
+            return 0;
+        }
         let newest = self.newest_written();
         self.items
             .iter()

@@ -479,10 +479,15 @@ impl IngestSession {
         self.uncertain_since.map(|t| t + self.config.wait_uncertain)
     }
 
-    /// Bytes held only because their delivery was an estimate: a driver reads the peer's
-    /// counters sooner while there are any, as it does for [`IngestSession::unconfirmed_bytes`].
+    /// Bytes held only because their delivery was an estimate.
     pub fn uncertain_bytes(&self) -> u64 {
         self.backlog.uncertain_bytes()
+    }
+
+    /// Bytes whose delivery is unknown or only estimated: a driver reads the peer's counters
+    /// sooner while there are any, since each is held until then.
+    pub fn awaiting_confirmation(&self) -> u64 {
+        self.backlog.unconfirmed_bytes() + self.backlog.uncertain_bytes()
     }
 
     /// Chooses between dropping the oldest and letting the application wait (see
@@ -769,13 +774,6 @@ impl IngestSession {
     /// Fragments held in memory (waiting, in flight, or kept for resending).
     pub fn held_fragments(&self) -> usize {
         self.backlog.held()
-    }
-
-    /// Bytes of fragments handed to a connection whose delivery is not known yet: a driver
-    /// reads the peer's acknowledgements sooner while there are any, since each is held for
-    /// resending until then.
-    pub fn unconfirmed_bytes(&self) -> u64 {
-        self.backlog.unconfirmed_bytes()
     }
 
     fn new_connection(&mut self) -> ConnectionId {

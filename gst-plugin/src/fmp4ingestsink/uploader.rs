@@ -413,7 +413,7 @@ impl Driver {
                 let mut s = self.shared.session.lock().unwrap_or_else(|e| e.into_inner());
                 let actions: Vec<Action> = std::iter::from_fn(|| s.poll_action()).collect();
                 let events: Vec<SessionEvent> = std::iter::from_fn(|| s.poll_event()).collect();
-                (actions, events, s.poll_timeout(), s.is_done(), s.unconfirmed_bytes() + s.uncertain_bytes())
+                (actions, events, s.poll_timeout(), s.is_done(), s.awaiting_confirmation())
             };
             progress.saw(unconfirmed);
             for a in actions {
@@ -460,11 +460,9 @@ impl Driver {
         }
     }
 
-    /// Bytes whose delivery is unknown or only estimated: the counters are read sooner while
-    /// there are any (see `ProgressClock`).
+    /// See [`IngestSession::awaiting_confirmation`] (and `ProgressClock`).
     fn unconfirmed(&self) -> u64 {
-        let s = self.shared.session.lock().unwrap_or_else(|e| e.into_inner());
-        s.unconfirmed_bytes() + s.uncertain_bytes()
+        self.shared.session.lock().unwrap_or_else(|e| e.into_inner()).awaiting_confirmation()
     }
 
     /// Body bytes the peer has certainly received on `conn`, the kernel's raw count of
