@@ -266,13 +266,6 @@ impl Backlog {
         for (track, seq) in newly {
             self.note_delivered(track, seq);
         }
-        if certain {
-            // Nothing sits unread at the peer now: whatever was delivered before, on an
-            // estimate, has been read by the server as well.
-            for i in self.items.iter_mut().filter(|i| i.stage == Stage::Delivered) {
-                i.certain = true;
-            }
-        }
         self.prune();
     }
 

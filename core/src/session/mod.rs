@@ -607,10 +607,11 @@ impl IngestSession {
                     link.wire_acked = link.wire_acked.max(wire_acked);
                     if read {
                         link.acked = acked.min(link.pulled);
-                    }
-                    // Certain only when nothing sits unread: then `acked` is what the server
-                    // read. Even with no new acknowledgement, that confirms earlier estimates.
-                    if read || unread == 0 {
+                        // Certain only when nothing sits unread: then `acked` is what the server
+                        // read. An earlier estimate is not confirmed by a later quiet reading:
+                        // a server that stopped reading can show one (a stall test loses
+                        // fragments when it is), so it stays held until newer deliveries
+                        // push it out of the ring.
                         self.backlog.acknowledge(connection, link.acked, unread == 0);
                     }
                     link.unacked = unacked;
