@@ -44,8 +44,6 @@ struct Item {
     sends: u32,
     /// The peer acknowledged it at least once.
     delivered: bool,
-    /// That acknowledgement was certain (see [`Backlog::acknowledge`]).
-    certain: bool,
 }
 
 /// A fragment given up on because the forward buffer was full.
@@ -105,7 +103,6 @@ impl Backlog {
             stage: Stage::Pending,
             sends: 0,
             delivered: false,
-            certain: false,
         });
     }
 
@@ -141,21 +138,6 @@ impl Backlog {
             .iter()
             .filter(|i| matches!(i.stage, Stage::Sending { .. } | Stage::Written { .. }))
             .map(|i| i.fragment.head.len() as u64 + i.fragment.payload.len())
-            .sum()
-    }
-
-    /// Bytes held only because their delivery was an estimate: delivered fragments in the
-    /// ring that are no longer among the last written ones (see [`Backlog::prune`]).
-    pub fn uncertain_bytes(&self) -> u64 {
-        // Asked on every wake of a waiting application: nothing to work out in the usual case.
-        if !self.items.iter().any(|i| i.stage == Stage::Delivered && !i.certain) {
-            return 0;
-        }
-        let newest = self.newest_written();
-        self.items
-            .iter()
-            .filter(|i| i.stage == Stage::Delivered && !i.certain && !newest.contains(&i.seq))
-            .map(|i| i.fragment.wire_len())
             .sum()
     }
 
@@ -252,16 +234,18 @@ impl Backlog {
 
     /// Marks fragments of `conn` acknowledged up to `acked` as delivered and frees those no
     /// longer needed.
-    fn deliver(&mut self, conn: ConnectionId, acked: u64, certain: bool) {
+    fn deliver(&mut self, conn: ConnectionId, acked: u64) {
         let mut newly = Vec::new();
         let reach = acked.saturating_add(self.delivery_slack);
         for i in self.items.iter_mut() {
             if matches!(i.stage, Stage::Written { conn: c, end, .. } if c == conn && end <= reach) {
                 i.stage = Stage::Delivered;
                 i.delivered = true;
-                i.certain = certain;
                 newly.push((i.fragment.track_id, i.seq));
             }
+        }
+        if newly.is_empty() {
+            return;
         }
         for (track, seq) in newly {
             self.note_delivered(track, seq);
@@ -269,15 +253,14 @@ impl Backlog {
         self.prune();
     }
 
-    /// Frees the delivered fragments no longer needed. The last `resend_depth` delivered
-    /// fragments of each track are kept (the ring), and of those, one whose delivery was
-    /// certain is freed once it is no longer among the last `resend_depth` fully written ones
-    /// (the spec's "last two": a fragment in flight takes its place). A delivery read from an
-    /// estimate (the server held unread bytes) stays in the ring: the estimate may run ahead.
+    /// Frees the delivered fragments no longer needed: those not among the last
+    /// `resend_depth` delivered of their track (the ring), and those that are no longer among
+    /// the last `resend_depth` fully written (the spec's "last two": a fragment in flight
+    /// takes its place).
     fn prune(&mut self) {
         let ring = self.ring();
         let newest = self.newest_written();
-        let keep = |i: &Item| ring.contains(&i.seq) && (newest.contains(&i.seq) || !i.certain);
+        let keep = |i: &Item| ring.contains(&i.seq) && newest.contains(&i.seq);
         self.items.retain(|i| i.stage != Stage::Delivered || keep(i));
         let kept: Vec<u64> = self.items.iter().map(|i| i.seq).collect();
         for (_, r) in self.last_delivered.iter_mut() {
@@ -309,16 +292,15 @@ impl Backlog {
         out
     }
 
-    /// The peer acknowledged the body of `conn` up to `acked` bytes; `certain` when that is
-    /// what the server read, not an estimate of it.
-    pub fn acknowledge(&mut self, conn: ConnectionId, acked: u64, certain: bool) {
-        self.deliver(conn, acked, certain);
+    /// The server read the body of `conn` up to `acked` bytes at least.
+    pub fn acknowledge(&mut self, conn: ConnectionId, acked: u64) {
+        self.deliver(conn, acked);
     }
 
     /// `conn` ended; the peer acknowledged `acked` body bytes of it. Returns what will be sent
     /// again on the next connection, in order.
     pub fn connection_ended(&mut self, conn: ConnectionId, acked: u64) -> Vec<ResentFragment> {
-        self.deliver(conn, acked, false);
+        self.deliver(conn, acked);
         let ring = self.ring();
         let mut resent = Vec::new();
         for i in self.items.iter_mut() {

@@ -37,6 +37,10 @@ use stats::StatsKeeper;
 /// count as progress (see `Input::Progress`).
 const READ_PROGRESS: u64 = 16 * 1024;
 
+/// The share of the peer's largest receive window that may hold bytes unread without the
+/// window showing them: 1/8 (see `Link::window`).
+const HIDDEN_SHARE: u64 = 8;
+
 /// How many recent fragments the automatic send timeout looks at: a few per track.
 const RECENT_FRAGMENTS: usize = 8;
 
@@ -87,11 +91,6 @@ pub struct SessionConfig {
     /// this bounds memory too. Above any ingest's bandwidth-delay product (4 MiB is 130 Mbit/s
     /// at a 250 ms round trip).
     pub wait_in_flight_bytes: u64,
-    /// ... and once nothing is held only because its delivery was an estimate (the server
-    /// had bytes unread when it was acknowledged), or this long after such a fragment was
-    /// first seen: the next read of an idle server confirms it, and it is freed before more
-    /// piles up; a server whose unread count never settles does not stop the application.
-    pub wait_uncertain: Duration,
     /// A fragment handed over counts as delivered once the acknowledged count is within this
     /// many bytes of its end. A driver whose count is a lower bound that lags by a known slack
     /// (its estimate of the request head) sets it, so that the newest fragment is confirmed
@@ -129,7 +128,6 @@ impl Default for SessionConfig {
             drop_oldest: true,
             wait_window_bytes: 1 << 20,
             wait_in_flight_bytes: 4 << 20,
-            wait_uncertain: Duration::from_millis(50),
             delivery_slack_bytes: 0,
             eos_timeout: Duration::from_secs(30),
             resend_depth: 2,
@@ -191,8 +189,9 @@ pub enum Input {
     /// raw count of acknowledged bytes (framing included; only its movement matters),
     /// `unacked` wire bytes wait in the kernel's send queue, and `unread` bytes were
     /// acknowledged by the peer's kernel but not yet read by its application (from the window
-    /// it advertises; 0 when unknown).
-    Progress { connection: ConnectionId, acked: u64, wire_acked: u64, unacked: u64, unread: u64 },
+    /// it advertises; 0 when unknown). `window` is the largest receive window the peer
+    /// advertised (0 when unknown): see [`Link::window`] for what it is for.
+    Progress { connection: ConnectionId, acked: u64, wire_acked: u64, unacked: u64, unread: u64, window: u64 },
     /// The server answered the POST. Before the body ended, that is a server abort.
     Response { connection: ConnectionId, status: u16, acked: Option<u64> },
     /// The connection failed; `acked` is what the peer acknowledged, when known.
@@ -309,6 +308,18 @@ struct Link {
     unacked: u64,
     /// Bytes the peer's kernel holds that its application has not read.
     unread: u64,
+    /// The largest receive window the peer advertised.
+    ///
+    /// The peer's kernel may hold more unread than its window shows. Linux advertises the
+    /// smaller of its free buffer space and a threshold (and a clamp) that grow with the data
+    /// it receives; while they are below the free space, bytes taken unread do not shrink the
+    /// window. A stall test with a 1 MiB receive buffer (a window of 1.9 MB) had about 90 KB
+    /// acknowledged unread while the window still grew by a kilobyte, then lost it with the
+    /// connection. So what counts as read, for freeing fragments, is `acked` less
+    /// [`HIDDEN_SHARE`] of this window. Memory pays little for it: windows are large only at
+    /// high rates (32 MB on loopback at file speed, an eighth of which is less than the last
+    /// two fragments of a 20 Mbps track, held anyway).
+    window: u64,
     /// `acked` when the link last moved.
     read_mark: u64,
     header_sent: bool,
@@ -318,12 +329,23 @@ struct Link {
     pace: Option<(Duration, u64)>,
 }
 
+impl Link {
+    /// Body bytes the server certainly read (see [`Link::window`]).
+    fn read(&self) -> u64 {
+        self.read_of(self.acked)
+    }
+
+    fn read_of(&self, acked: u64) -> u64 {
+        acked.saturating_sub(self.window / HIDDEN_SHARE)
+    }
+}
+
 /// The body bytes to count as delivered when a connection ends: the driver's final count, or
 /// what was handed over minus what may still be in flight when acknowledgements are unseen.
 fn effective_acked(link: &Link, reported: Option<u64>, unobserved_in_flight: u64) -> u64 {
     match (link.observes_acks, reported) {
-        (true, Some(a)) => a.max(link.acked).min(link.pulled),
-        (true, None) => link.acked,
+        (true, Some(a)) => link.read_of(a.max(link.acked).min(link.pulled)),
+        (true, None) => link.read(),
         (false, _) => link.pulled.saturating_sub(unobserved_in_flight),
     }
 }
@@ -343,8 +365,6 @@ pub struct IngestSession {
     last_failure: Option<Failure>,
     /// Since when no connection works.
     outage_since: Option<Duration>,
-    /// Since when the application has been held back by fragments of uncertain delivery.
-    uncertain_since: Option<Duration>,
     /// Set by `finish()`: the end of the stream and the deadline to deliver it.
     finishing: Option<Duration>,
     /// Durations of the last fragments (up to `RECENT_FRAGMENTS`), for the automatic send
@@ -376,7 +396,6 @@ impl IngestSession {
             attempt: 0,
             last_failure: None,
             outage_since: None,
-            uncertain_since: None,
             finishing: None,
             recent_durations: VecDeque::new(),
             resend_notice: Vec::new(),
@@ -449,17 +468,9 @@ impl IngestSession {
 
     /// Whether what waits is within the forward buffer's bound (always true when the session
     /// drops the oldest itself).
-    pub fn has_room(&mut self, now: Duration) -> bool {
+    pub fn has_room(&self) -> bool {
         if self.config.drop_oldest || self.state == State::Done {
             return true;
-        }
-        if self.backlog.uncertain_bytes() == 0 {
-            self.uncertain_since = None;
-        } else {
-            let since = *self.uncertain_since.get_or_insert(now);
-            if now.saturating_sub(since) < self.config.wait_uncertain {
-                return false;
-            }
         }
         let (_, bytes, duration) = self.backlog.pending_size();
         let max_ns = u64::try_from(self.config.forward_buffer_duration.as_nanos()).unwrap_or(u64::MAX);
@@ -473,21 +484,10 @@ impl IngestSession {
             && !self.backlog.handing_over()
     }
 
-    /// When [`IngestSession::has_room`] may change without any input: the end of its wait on
-    /// fragments of uncertain delivery.
-    pub fn room_deadline(&self) -> Option<Duration> {
-        self.uncertain_since.map(|t| t + self.config.wait_uncertain)
-    }
-
-    /// Bytes held only because their delivery was an estimate.
-    pub fn uncertain_bytes(&self) -> u64 {
-        self.backlog.uncertain_bytes()
-    }
-
-    /// Bytes whose delivery is unknown or only estimated: a driver reads the peer's counters
-    /// sooner while there are any, since each is held until then.
+    /// Bytes handed to the transport whose delivery is not known yet: a driver reads the
+    /// peer's counters sooner while there are any, since each is held until then.
     pub fn awaiting_confirmation(&self) -> u64 {
-        self.backlog.unconfirmed_bytes() + self.backlog.uncertain_bytes()
+        self.backlog.unconfirmed_bytes()
     }
 
     /// Chooses between dropping the oldest and letting the application wait (see
@@ -572,6 +572,7 @@ impl IngestSession {
                     acked: 0,
                     wire_acked: 0,
                     unread: 0,
+                    window: 0,
                     read_mark: 0,
                     observes_acks,
                     unacked: 0,
@@ -587,7 +588,7 @@ impl IngestSession {
                     self.events.push_back(SessionEvent::Resent { fragments: resent });
                 }
             }
-            (_, Input::Progress { connection, acked, wire_acked, unacked, unread }) => {
+            (_, Input::Progress { connection, acked, wire_acked, unacked, unread, window }) => {
                 if let Some(link) = self.link.as_mut().filter(|l| l.conn == connection) {
                     // The link moves when the server reads. Acknowledgements alone are movement
                     // only while nothing sits unread at the peer: a server that stopped reading
@@ -605,14 +606,10 @@ impl IngestSession {
                         link.read_mark = link.read_mark.max(acked);
                     }
                     link.wire_acked = link.wire_acked.max(wire_acked);
+                    link.window = link.window.max(window);
                     if read {
                         link.acked = acked.min(link.pulled);
-                        // Certain only when nothing sits unread: then `acked` is what the server
-                        // read. An earlier estimate is not confirmed by a later quiet reading:
-                        // a server that stopped reading can show one (a stall test loses
-                        // fragments when it is), so it stays held until newer deliveries
-                        // push it out of the ring.
-                        self.backlog.acknowledge(connection, link.acked, unread == 0);
+                        self.backlog.acknowledge(connection, link.read());
                     }
                     link.unacked = unacked;
                     link.unread = unread;
@@ -639,8 +636,9 @@ impl IngestSession {
                 self.fail(Failure::ServerAbort { status }, acked, now);
             }
             (State::Ending { conn, .. }, Input::Response { connection, status, acked }) if conn == connection => {
+                // The server answered the end: it read all it kept.
                 if let (Some(a), Some(link)) = (acked, self.link.as_ref()) {
-                    self.backlog.acknowledge(conn, a.min(link.pulled), true);
+                    self.backlog.acknowledge(conn, a.min(link.pulled));
                 }
                 self.link = None;
                 self.state = State::Done;

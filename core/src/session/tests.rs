@@ -202,6 +202,7 @@ fn reconnect_resends_header_last_two_written_per_track_and_everything_unacknowle
         wire_acked: through_2_at_0,
         unacked: 50,
         unread: 0,
+        window: 0,
     });
     h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: None });
     let ev = h.events();
@@ -224,12 +225,12 @@ fn reconnect_resends_header_last_two_written_per_track_and_everything_unacknowle
 #[test]
 fn a_fragment_in_flight_takes_the_place_of_the_oldest_delivered_one() {
     let (mut h, c1, total) = Harness::two_fragments_sent();
-    h.input(Input::Progress { connection: c1, acked: total, wire_acked: total, unacked: 0, unread: 0 });
+    h.input(Input::Progress { connection: c1, acked: total, wire_acked: total, unacked: 0, unread: 0, window: 0 });
     assert_eq!(h.s.held_fragments(), 2, "the last two, delivered");
     // A third goes out: while it is not confirmed, it and the newest delivered one are held.
     h.s.push_fragment(frag(1, 4000), h.now);
     h.pull(c1);
-    h.input(Input::Progress { connection: c1, acked: total, wire_acked: total, unacked: 20, unread: 0 });
+    h.input(Input::Progress { connection: c1, acked: total, wire_acked: total, unacked: 20, unread: 0, window: 0 });
     assert_eq!(h.s.held_fragments(), 2, "1@0 freed: 1@2000 and 1@4000 are the last two written");
     // Lost with the connection: both go again.
     h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: Some(total) });
@@ -311,17 +312,17 @@ fn unacknowledged_bytes_that_do_not_move_are_a_stall_and_an_idle_link_is_not() {
     let (body, _) = h.pull(c1);
     let all: u64 = body.iter().map(|b| b.len() as u64).sum();
     // Everything acknowledged: idle, no timer.
-    h.input(Input::Progress { connection: c1, acked: all, wire_acked: all, unacked: 0, unread: 0 });
+    h.input(Input::Progress { connection: c1, acked: all, wire_acked: all, unacked: 0, unread: 0, window: 0 });
     assert_eq!(h.s.poll_timeout(), None);
     h.at(ms(60_000));
     assert!(h.actions().is_empty());
     // Next fragment is taken by the transport, but the peer stops acknowledging.
     h.s.push_fragment(frag(1, 2000), h.now);
     h.pull(c1);
-    h.input(Input::Progress { connection: c1, acked: all, wire_acked: all, unacked: 400, unread: 0 });
+    h.input(Input::Progress { connection: c1, acked: all, wire_acked: all, unacked: 400, unread: 0, window: 0 });
     assert_eq!(h.s.poll_timeout(), Some(ms(63_000)));
     h.now = ms(62_000);
-    h.input(Input::Progress { connection: c1, acked: all, wire_acked: all, unacked: 400, unread: 0 });
+    h.input(Input::Progress { connection: c1, acked: all, wire_acked: all, unacked: 400, unread: 0, window: 0 });
     h.at(ms(63_000));
     assert_eq!(h.actions(), [Action::Close { connection: c1 }]);
 }
@@ -719,13 +720,20 @@ fn pulls_into_a_kernel_buffer_that_never_drains_are_not_progress() {
     let mut h = Harness::new(SessionConfig { catch_up_rate: 0.0, ..SessionConfig::default() });
     let c1 = h.connect_first(true);
     h.pull(c1);
-    h.input(Input::Progress { connection: c1, acked: 10, wire_acked: 200, unacked: 0, unread: 0 });
+    h.input(Input::Progress { connection: c1, acked: 10, wire_acked: 200, unacked: 0, unread: 0, window: 0 });
     // The receiver stopped reading: the kernel keeps taking bytes, acknowledgements stop.
     for k in 0..10u64 {
         h.now = ms(500 * k);
         h.s.push_fragment(frag(1, 2000 * k), h.now);
         h.pull(c1);
-        h.input(Input::Progress { connection: c1, acked: 10, wire_acked: 200, unacked: 1000 * (k + 1), unread: 0 });
+        h.input(Input::Progress {
+            connection: c1,
+            acked: 10,
+            wire_acked: 200,
+            unacked: 1000 * (k + 1),
+            unread: 0,
+            window: 0,
+        });
         h.s.handle_timeout(h.now);
     }
     // 1.5 x 2 s after the last movement (at 0 ms) the link is abandoned, although bytes
@@ -744,7 +752,7 @@ fn with_everything_acknowledged_exactly_the_last_two_per_track_go_again() {
         h.s.push_fragment(frag(2, t), h.now);
         total += h.pull(c1).0.iter().map(|b| b.len() as u64).sum::<u64>();
     }
-    h.input(Input::Progress { connection: c1, acked: total, wire_acked: total, unacked: 0, unread: 0 });
+    h.input(Input::Progress { connection: c1, acked: total, wire_acked: total, unacked: 0, unread: 0, window: 0 });
     // Fragments no longer needed for resending are freed as they are acknowledged.
     assert_eq!(h.s.held_fragments(), 4);
     h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: Some(total) });
@@ -772,11 +780,11 @@ fn without_dropping_the_application_is_told_to_wait() {
     });
     h.s.start(h.now);
     for t in (0..10_000).step_by(2000) {
-        assert!(h.s.has_room(h.now));
+        assert!(h.s.has_room());
         h.s.push_fragment(frag(1, t), h.now);
     }
     // 10 s of media wait: full, but nothing dropped.
-    assert!(!h.s.has_room(h.now));
+    assert!(!h.s.has_room());
     h.s.push_fragment(frag(1, 10_000), h.now);
     assert!(!h.events().iter().any(|e| matches!(e, SessionEvent::Dropped { .. })));
     assert_eq!(h.s.stats(h.now).queue_fragments, 6);
@@ -790,19 +798,19 @@ fn the_application_waits_once_a_small_window_is_pending() {
     // Each test fragment is about 14 bytes: three fit the 40-byte window, a fourth does not.
     for t in 0..3 {
         h.s.push_fragment(frag(1, 2000 * t), h.now);
-        assert!(h.s.has_room(h.now), "{t}");
+        assert!(h.s.has_room(), "{t}");
     }
     h.s.push_fragment(frag(1, 6000), h.now);
-    assert!(!h.s.has_room(h.now));
+    assert!(!h.s.has_room());
     // The connection takes them: room again.
     h.pull(c1);
-    assert!(h.s.has_room(h.now));
+    assert!(h.s.has_room());
     // Disconnected too: a source that can wait gains nothing from a bigger buffer.
     h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: None });
     for t in 4..7 {
         h.s.push_fragment(frag(1, 2000 * t), h.now);
     }
-    assert!(!h.s.has_room(h.now));
+    assert!(!h.s.has_room());
     assert!(!h.events().iter().any(|e| matches!(e, SessionEvent::Dropped { .. })));
 }
 
@@ -862,7 +870,7 @@ fn a_server_that_stops_reading_is_abandoned_although_its_kernel_still_acknowledg
     let mut h = Harness::new(SessionConfig { catch_up_rate: 0.0, ..SessionConfig::default() });
     let c1 = h.connect_first(true);
     let mut pulled = h.pull(c1).0.iter().map(|b| b.len() as u64).sum::<u64>();
-    h.input(Input::Progress { connection: c1, acked: pulled, wire_acked: pulled, unacked: 0, unread: 0 });
+    h.input(Input::Progress { connection: c1, acked: pulled, wire_acked: pulled, unacked: 0, unread: 0, window: 0 });
     // From here the server reads nothing: its kernel acknowledges every byte into its big
     // receive buffer (wire acknowledgements move), the window it advertises shrinks.
     let read = pulled;
@@ -878,6 +886,7 @@ fn a_server_that_stops_reading_is_abandoned_although_its_kernel_still_acknowledg
             wire_acked: pulled,
             unacked: 0,
             unread: pulled - read,
+            window: 0,
         };
         h.input(input);
         h.s.handle_timeout(h.now);
@@ -903,7 +912,7 @@ fn an_end_the_server_never_read_is_sent_again() {
     assert!(ended);
     let pulled = chunks.iter().map(|b| b.len() as u64).sum::<u64>();
     // All acknowledged by the server's kernel, nothing read, no answer.
-    h.input(Input::Progress { connection: c1, acked: 0, wire_acked: pulled, unacked: 0, unread: pulled });
+    h.input(Input::Progress { connection: c1, acked: 0, wire_acked: pulled, unacked: 0, unread: pulled, window: 0 });
     h.at(ms(10_000));
     assert!(!h.s.is_done());
     assert!(h.events().contains(&SessionEvent::Disconnected { reason: Failure::SendTimeout }));
@@ -954,53 +963,48 @@ fn frag_in_two(track: u32, time_ms: u64) -> Fragment {
 }
 
 #[test]
-fn an_estimated_delivery_stays_held_until_newer_deliveries_push_it_out() {
-    let (mut h, c1, total) = Harness::two_fragments_sent();
-    // Acknowledged while the server held bytes unread: an estimate.
-    h.input(Input::Progress { connection: c1, acked: total, wire_acked: total, unacked: 0, unread: 30_000 });
+fn what_a_growing_window_may_hide_counts_as_unread() {
+    // Three fragments of one track out; the last two are the ones resent after any failure.
+    let (mut h, c1, mut all) = Harness::two_fragments_sent();
     h.s.push_fragment(frag(1, 4000), h.now);
     let third: u64 = h.pull(c1).0.iter().map(|b| b.len() as u64).sum();
-    assert_eq!(h.s.held_fragments(), 3, "1@0 stays: its delivery was only estimated");
-    assert!(h.s.uncertain_bytes() > 0);
-    // A quiet reading with nothing new acknowledged does not confirm it: a server that stopped
-    // reading can show one.
-    h.input(Input::Progress { connection: c1, acked: total, wire_acked: total, unacked: 0, unread: 0 });
-    assert_eq!(h.s.held_fragments(), 3);
-    // 1@4000 delivered: the ring's last two are 1@2000 and 1@4000, and 1@0 goes.
-    let all = total + third;
-    h.input(Input::Progress { connection: c1, acked: all, wire_acked: all, unacked: 0, unread: 0 });
-    assert_eq!(h.s.held_fragments(), 2);
-    assert_eq!(h.s.uncertain_bytes(), 0);
+    all += third;
+    // All acknowledged, nothing shows unread, but the share of the peer's largest window that
+    // may hide unread bytes is more than the whole body: none of it counts as read yet.
+    let window = 8 * all;
+    h.input(Input::Progress { connection: c1, acked: all, wire_acked: all, unacked: 0, unread: 0, window });
+    assert_eq!(h.s.held_fragments(), 3, "1@0 stays: it may sit unread");
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: Some(all) });
+    let c2 = h.reconnect(true);
+    assert_eq!(names(&h.pull(c2).0), ["1@0", "1@2000", "1@4000"]);
 }
 
 #[test]
-fn a_waiting_application_is_held_while_a_fragment_is_part_way_out_or_of_uncertain_delivery() {
+fn a_fragment_behind_the_hidden_share_of_the_window_is_read_and_freed() {
+    let (mut h, c1, mut all) = Harness::two_fragments_sent();
+    h.s.push_fragment(frag(1, 4000), h.now);
+    let third: u64 = h.pull(c1).0.iter().map(|b| b.len() as u64).sum();
+    all += third;
+    // The hidden share of the window is the last fragment: 1@0 and 1@2000 count as read, and
+    // 1@0, no longer among the last two written, goes.
+    h.input(Input::Progress { connection: c1, acked: all, wire_acked: all, unacked: 0, unread: 0, window: 8 * third });
+    assert_eq!(h.s.held_fragments(), 2);
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: Some(all) });
+    let c2 = h.reconnect(true);
+    assert_eq!(names(&h.pull(c2).0), ["1@2000", "1@4000"]);
+}
+
+#[test]
+fn a_waiting_application_is_held_while_a_fragment_is_part_way_out() {
     let mut h = Harness::new(SessionConfig { drop_oldest: false, catch_up_rate: 0.0, ..SessionConfig::default() });
     let c1 = h.connect_first(true);
-    let mut total: u64 = h.pull(c1).0.iter().map(|b| b.len() as u64).sum();
+    h.pull(c1);
     h.s.push_fragment(frag_in_two(1, 0), h.now);
     // The head and the first slice go; the last slice not yet.
     for _ in 0..2 {
-        let Transmit::Data(b) = h.s.poll_transmit(c1, h.now) else { panic!("data expected") };
-        total += b.len() as u64;
+        let Transmit::Data(_) = h.s.poll_transmit(c1, h.now) else { panic!("data expected") };
     }
-    assert!(!h.s.has_room(h.now), "the next fragment would be a fourth one in memory");
-    total += h.pull(c1).0.iter().map(|b| b.len() as u64).sum::<u64>();
-    assert!(h.s.has_room(h.now));
-    h.s.push_fragment(frag(1, 2000), h.now);
-    total += h.pull(c1).0.iter().map(|b| b.len() as u64).sum::<u64>();
-    h.input(Input::Progress { connection: c1, acked: total, wire_acked: total, unacked: 0, unread: 30_000 });
-    h.s.push_fragment(frag(1, 4000), h.now);
-    total += h.pull(c1).0.iter().map(|b| b.len() as u64).sum::<u64>();
-    // 1@0 is held only on an estimate: wait for it to be pushed out, but not for ever.
-    assert!(!h.s.has_room(h.now));
-    assert_eq!(h.s.room_deadline(), Some(h.now + ms(50)));
-    h.at(h.now + ms(49));
-    assert!(!h.s.has_room(h.now));
-    h.at(h.now + ms(1));
-    assert!(h.s.has_room(h.now), "a server whose unread count never settles does not stop the application");
-    // 1@4000 delivered pushes 1@0 out of the ring: room at once, the wait forgotten.
-    h.input(Input::Progress { connection: c1, acked: total, wire_acked: total, unacked: 0, unread: 0 });
-    assert!(h.s.has_room(h.now));
-    assert_eq!(h.s.room_deadline(), None);
+    assert!(!h.s.has_room(), "the next fragment would be a fourth one in memory");
+    h.pull(c1);
+    assert!(h.s.has_room());
 }

@@ -43,8 +43,8 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
 /// oldest fragment of the ring) is freed then, not up to 200 ms later while more piles up.
 const PROGRESS_FIRST_RETRY: Duration = Duration::from_millis(1);
 
-/// A waiting `render()` looks at the session again after this at the latest: it may give up,
-/// or a deadline pass, without any data moving.
+/// A waiting `render()` looks at the session again after this at the latest: it may give up
+/// without any data moving.
 const ROOM_RECHECK: Duration = Duration::from_millis(250);
 
 /// Body bytes handed to the connection after which the counters are read again at once.
@@ -232,17 +232,11 @@ impl RoomWaiter {
     /// live source, which must not wait on the network.
     pub fn wait(&self, wake: &Notify, cancelled: impl Fn() -> bool) {
         let shared = &self.shared;
-        // Whether to go on, or else when to look again at the latest without being told.
         let ready = || {
-            let mut s = shared.session.lock().unwrap_or_else(|e| e.into_inner());
-            let now = shared.now();
-            if s.has_room(now) || s.is_done() {
-                return Ok(());
-            }
-            let retry = s.room_deadline().map_or(ROOM_RECHECK, |t| t.saturating_sub(now).min(ROOM_RECHECK));
-            Err(retry)
+            let s = shared.session.lock().unwrap_or_else(|e| e.into_inner());
+            s.has_room() || s.is_done()
         };
-        if ready().is_ok() {
+        if ready() {
             return;
         }
         RUNTIME.block_on(async {
@@ -253,10 +247,9 @@ impl RoomWaiter {
                 // Register before checking, so that a notification in between is not lost.
                 room.as_mut().enable();
                 woken.as_mut().enable();
-                let retry = match ready() {
-                    Ok(()) => return,
-                    Err(retry) => retry,
-                };
+                if ready() {
+                    return;
+                }
                 if cancelled() {
                     return;
                 }
@@ -264,7 +257,7 @@ impl RoomWaiter {
                     _ = room => {}
                     _ = woken => {}
                     // The session may give up without any data moving.
-                    _ = tokio::time::sleep(retry) => {}
+                    _ = tokio::time::sleep(ROOM_RECHECK) => {}
                 }
             }
         })
@@ -338,7 +331,19 @@ struct RequestTask {
     body: Option<Arc<BodyCounters>>,
     watch: Option<TcpWatch>,
     /// Largest receive window the peer advertised: its socket buffer with nothing unread.
-    max_window: AtomicU64,
+    max_window: u64,
+}
+
+/// One reading of a POST's kernel counters (see [`Input::Progress`]).
+struct Reading {
+    acked: u64,
+    wire_acked: u64,
+    unacked: u64,
+    /// 0 below `UNREAD_NOTICED`.
+    unread: u64,
+    /// The window the peer advertises now (0 when unknown), and the largest so far.
+    window: u64,
+    max_window: u64,
 }
 
 /// When the kernel's counters are read next: every `PROGRESS_INTERVAL`, and sooner while
@@ -466,8 +471,8 @@ impl Driver {
     }
 
     /// Body bytes the peer has certainly received on `conn`, the kernel's raw count of
-    /// acknowledged bytes, the bytes in its send queue, and the bytes the server's kernel holds
-    /// unread (0 below `UNREAD_NOTICED`, window noise).
+    /// acknowledged bytes, the bytes in its send queue, the bytes the server's kernel holds
+    /// unread (0 below `UNREAD_NOTICED`, window noise), and the peer's windows.
     ///
     /// Two lower bounds, the larger wins: what the kernel acknowledged minus the most that can
     /// be framing (request head, chunk headers, TLS records) — exact for plain HTTP, drifting
@@ -476,51 +481,74 @@ impl Driver {
     /// read yet comes off: acknowledged bytes still in its socket buffer, the difference
     /// between the largest window it advertised (an empty buffer) and the current one. A server
     /// that stops reading and drops its connection loses those.
-    fn acked_body(&self, conn: ConnectionId) -> Option<(u64, u64, u64, u64)> {
-        let c = self.conns.get(&conn)?;
+    fn acked_body(&mut self, conn: ConnectionId) -> Option<Reading> {
+        let head_bound = self.head_bound;
+        let tls = self.tls;
+        let c = self.conns.get_mut(&conn)?;
         let counters = c.watch.as_ref()?.counters()?;
         let body = c.body.as_ref()?;
         let chunks = body.chunks.load(Ordering::Relaxed);
         let bytes = body.bytes.load(Ordering::Relaxed);
-        let mut overhead = self.head_bound + body.framing.load(Ordering::Relaxed);
+        let mut overhead = head_bound + body.framing.load(Ordering::Relaxed);
         let mut buffered = HYPER_BUFFER_BOUND + body.largest_chunk.load(Ordering::Relaxed);
-        if self.tls {
+        if tls {
             overhead += 16 * 1024 + chunks * 32 + (bytes / 16384 + 1) * 32;
             buffered += TLS_BUFFER_BOUND;
         }
         let by_acks = counters.bytes_acked.saturating_sub(overhead);
         let by_queue = bytes.saturating_sub(counters.unacked + buffered);
-        let unread = match counters.peer_window {
-            Some(window) => {
-                let max = c.max_window.fetch_max(window, Ordering::Relaxed).max(window);
-                max - window
-            }
-            None => 0,
-        };
+        // Without the peer's window (Linux before 6.2) nothing shows unread bytes.
+        let window = counters.peer_window.unwrap_or(0);
+        c.max_window = c.max_window.max(window);
+        let unread = if counters.peer_window.is_some() { c.max_window - window } else { 0 };
         let delivered = by_acks.max(by_queue).saturating_sub(unread);
-        let noticed = if unread >= UNREAD_NOTICED { unread } else { 0 };
-        Some((delivered, counters.bytes_acked, counters.unacked, noticed))
+        Some(Reading {
+            acked: delivered,
+            wire_acked: counters.bytes_acked,
+            unacked: counters.unacked,
+            unread: if unread >= UNREAD_NOTICED { unread } else { 0 },
+            window,
+            max_window: c.max_window,
+        })
+    }
+
+    /// Reads the counters of `conn` and tells the session; returns the body bytes acknowledged.
+    fn progress(&mut self, conn: ConnectionId) -> Option<u64> {
+        let r = self.acked_body(conn)?;
+        gst::trace!(
+            CAT,
+            "POST {conn:?}: {} body bytes acknowledged, {} in the send queue, {} unread, window {} (largest {})",
+            r.acked,
+            r.unacked,
+            r.unread,
+            r.window,
+            r.max_window
+        );
+        let input = Input::Progress {
+            connection: conn,
+            acked: r.acked,
+            wire_acked: r.wire_acked,
+            unacked: r.unacked,
+            unread: r.unread,
+            window: r.max_window,
+        };
+        self.shared.with_session(|s, now| s.handle_input(input, now));
+        // What was delivered is no longer in flight: a waiting render() may go on.
+        self.shared.room.notify_waiters();
+        Some(r.acked)
     }
 
     fn report_progress(&mut self) {
         let open: Vec<ConnectionId> = self.conns.iter().filter(|(_, c)| c.watch.is_some()).map(|(id, _)| *id).collect();
         for conn in open {
-            if let Some((acked, wire_acked, unacked, unread)) = self.acked_body(conn) {
-                gst::trace!(
-                    CAT,
-                    "POST {conn:?}: {acked} body bytes acknowledged, {unacked} in the send queue, {unread} unread"
-                );
-                let input = Input::Progress { connection: conn, acked, wire_acked, unacked, unread };
-                self.shared.with_session(|s, now| s.handle_input(input, now));
-                // What was delivered is no longer in flight: a waiting render() may go on.
-                self.shared.room.notify_waiters();
-            }
+            self.progress(conn);
         }
     }
 
-    /// Ends the driver's record of a connection, returning the final acknowledged count.
+    /// Ends the driver's record of a connection, returning the final acknowledged count (told
+    /// to the session first, as a last reading).
     fn end(&mut self, conn: ConnectionId) -> Option<u64> {
-        let acked = self.acked_body(conn).map(|(a, ..)| a);
+        let acked = self.progress(conn);
         if let Some(c) = self.conns.remove(&conn) {
             c.task.abort();
         }
@@ -557,7 +585,7 @@ impl Driver {
             };
             let _ = net.send(NetEvent::Probe(connection, result, hops));
         });
-        self.conns.insert(connection, RequestTask { task, body: None, watch: None, max_window: AtomicU64::new(0) });
+        self.conns.insert(connection, RequestTask { task, body: None, watch: None, max_window: 0 });
     }
 
     fn on_net(&mut self, ev: NetEvent, net: &mpsc::UnboundedSender<NetEvent>) {
@@ -636,10 +664,7 @@ impl Driver {
                 };
                 let req = self.client.post(self.post_url.as_str()).body(reqwest::Body::wrap_stream(body));
                 let task = spawn_request(req, connection, net, NetEvent::Post);
-                self.conns.insert(
-                    connection,
-                    RequestTask { task, body: Some(counters), watch: None, max_window: AtomicU64::new(0) },
-                );
+                self.conns.insert(connection, RequestTask { task, body: Some(counters), watch: None, max_window: 0 });
             }
             Action::Close { connection } => {
                 let acked = self.end(connection);
