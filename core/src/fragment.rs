@@ -106,18 +106,43 @@ enum FlagsLayout {
     PerSample,
 }
 
-fn flags_layout(samples: &[Sample]) -> FlagsLayout {
-    match samples {
-        [] => FlagsLayout::Default(0),
-        [first, rest @ ..] => {
-            let d = rest.first().map_or(first.flags, |s| s.flags);
-            if rest.iter().any(|s| s.flags != d) {
-                FlagsLayout::PerSample
-            } else if first.flags == d {
-                FlagsLayout::Default(d)
-            } else {
-                FlagsLayout::FirstThenDefault(first.flags, d)
-            }
+/// How the sample table is written: the flags' layout, and whether any sample has a
+/// composition offset, and a negative one. One pass without early exits (it runs for every
+/// sample of the stream, and vectorises).
+fn table_layout(samples: &[Sample]) -> (FlagsLayout, bool, bool) {
+    let Some((first, rest)) = samples.split_first() else {
+        return (FlagsLayout::Default(0), false, false);
+    };
+    let d = rest.first().map_or(first.flags, |s| s.flags);
+    let (mut mixed, mut cto_bits, mut negative) = (false, first.cto, first.cto < 0);
+    for s in rest {
+        mixed |= s.flags != d;
+        cto_bits |= s.cto;
+        negative |= s.cto < 0;
+    }
+    let layout = if mixed {
+        FlagsLayout::PerSample
+    } else if first.flags == d {
+        FlagsLayout::Default(d)
+    } else {
+        FlagsLayout::FirstThenDefault(first.flags, d)
+    };
+    (layout, cto_bits != 0, negative)
+}
+
+/// Fills a trun's sample table, `table` sized for `samples` with duration and size, plus
+/// flags (`F`) and composition offset (`C`) per entry: fixed offsets, no test per field.
+fn fill_table<const F: bool, const C: bool>(table: &mut [u8], samples: &[Sample]) {
+    let per_sample = 8 + 4 * usize::from(F) + 4 * usize::from(C);
+    for (entry, s) in table.chunks_exact_mut(per_sample).zip(samples) {
+        entry[0..4].copy_from_slice(&s.duration.to_be_bytes());
+        entry[4..8].copy_from_slice(&s.size.to_be_bytes());
+        if F {
+            entry[8..12].copy_from_slice(&s.flags.to_be_bytes());
+        }
+        if C {
+            let at = if F { 12 } else { 8 };
+            entry[at..at + 4].copy_from_slice(&s.cto.to_be_bytes());
         }
     }
 }
@@ -125,9 +150,7 @@ fn flags_layout(samples: &[Sample]) -> FlagsLayout {
 /// Writes the Smooth fragment of one track run.
 pub fn write_fragment(tf: &TrackFragment, sequence: u32, timing: FragmentTiming, opts: FragmentOptions) -> Fragment {
     let samples = &tf.samples;
-    let layout = flags_layout(samples);
-    let any_cto = samples.iter().any(|s| s.cto != 0);
-    let negative_cto = samples.iter().any(|s| s.cto < 0);
+    let (layout, any_cto, negative_cto) = table_layout(samples);
 
     let mut tfhd_flags = 0;
     if !matches!(layout, FlagsLayout::PerSample) {
@@ -146,7 +169,28 @@ pub fn write_fragment(tf: &TrackFragment, sequence: u32, timing: FragmentTiming,
         trun_flags |= TRUN_CTO;
     }
 
-    let mut moof = Vec::with_capacity(128 + samples.len() * 16);
+    let per_sample = 8 + 4 * usize::from(matches!(layout, FlagsLayout::PerSample)) + 4 * usize::from(any_cto);
+    let tfxd = Tfxd {
+        version: opts.tfxd_version,
+        fragment_absolute_time: timing.time,
+        fragment_duration: timing.duration,
+        fragment_index: timing.index,
+    };
+    let (mdat, mdat_len) = mdat_header(tf.data.len());
+    // Sized exactly, so that it becomes `Bytes` without a reallocation: moof, mfhd, traf,
+    // tfhd, tfdt, trun, tfxd, then the mdat header.
+    let size = 8
+        + 16
+        + 8
+        + 16
+        + 4 * usize::from(!matches!(layout, FlagsLayout::PerSample))
+        + 20 * usize::from(opts.tfdt)
+        + 20
+        + 4 * usize::from(matches!(layout, FlagsLayout::FirstThenDefault(..)))
+        + per_sample * samples.len()
+        + tfxd.size()
+        + mdat_len;
+    let mut moof = Vec::with_capacity(size);
     let mut data_offset_at = 0;
     write_box(&mut moof, codes::MOOF, |o| {
         write_full_box(o, codes::MFHD, 0, 0, |o| o.put_u32(sequence));
@@ -169,37 +213,24 @@ pub fn write_fragment(tf: &TrackFragment, sequence: u32, timing: FragmentTiming,
                     o.put_u32(first);
                 }
                 // The sample table in one go: sized once, each entry filled in place.
-                let per_sample =
-                    8 + 4 * usize::from(matches!(layout, FlagsLayout::PerSample)) + 4 * usize::from(any_cto);
                 let at = o.len();
                 o.resize(at + per_sample * samples.len(), 0);
-                for (entry, s) in o[at..].chunks_exact_mut(per_sample).zip(samples) {
-                    entry[0..4].copy_from_slice(&s.duration.to_be_bytes());
-                    entry[4..8].copy_from_slice(&s.size.to_be_bytes());
-                    let mut k = 8;
-                    if matches!(layout, FlagsLayout::PerSample) {
-                        entry[k..k + 4].copy_from_slice(&s.flags.to_be_bytes());
-                        k += 4;
-                    }
-                    if any_cto {
-                        entry[k..k + 4].copy_from_slice(&s.cto.to_be_bytes());
-                    }
+                let table = &mut o[at..];
+                match (matches!(layout, FlagsLayout::PerSample), any_cto) {
+                    (false, false) => fill_table::<false, false>(table, samples),
+                    (false, true) => fill_table::<false, true>(table, samples),
+                    (true, false) => fill_table::<true, false>(table, samples),
+                    (true, true) => fill_table::<true, true>(table, samples),
                 }
             });
-            let tfxd = Tfxd {
-                version: opts.tfxd_version,
-                fragment_absolute_time: timing.time,
-                fragment_duration: timing.duration,
-                fragment_index: timing.index,
-            };
             tfxd.write(o);
         });
     });
-    let (mdat, mdat_len) = mdat_header(tf.data.len());
     // data_offset is relative to the moof's first byte (no base_data_offset in tfhd).
     let data_offset = (moof.len() + mdat_len) as i32;
     moof[data_offset_at..data_offset_at + 4].copy_from_slice(&data_offset.to_be_bytes());
     moof.extend_from_slice(&mdat[..mdat_len]);
+    debug_assert_eq!(moof.len(), size, "the moof's size worked out beforehand");
 
     Fragment {
         track_id: tf.track_id,

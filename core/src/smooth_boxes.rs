@@ -67,6 +67,18 @@ impl Tfxd {
         Tfxd { version: 1, fragment_absolute_time: time, fragment_duration: duration, fragment_index: None }
     }
 
+    /// Bytes [`Tfxd::write`] writes.
+    pub fn size(&self) -> usize {
+        // uuid box header, usertype, version and flags, then the fields.
+        8 + 16
+            + 4
+            + match self.version {
+                0 => 8,
+                1 => 16,
+                _ => 24,
+            }
+    }
+
     pub fn write(&self, out: &mut Vec<u8>) {
         write_uuid_box(out, &TFXD_UUID, self.version, 0, |o| {
             if self.version == 0 {

@@ -470,7 +470,10 @@ impl Grid {
         if t.video && !first.is_sync() {
             return None;
         }
-        if fragment.samples.iter().any(|s| s.duration > t.longest || s.cto.unsigned_abs() > t.max_cto) {
+        // A sample longer, or reordered further, than any before changes what the track has
+        // seen (checked for the others in the loop below).
+        let new_to_the_track = |s: &Sample| s.duration > t.longest || s.cto.unsigned_abs() > t.max_cto;
+        if new_to_the_track(first) {
             return None;
         }
         let a0 = i128::from(fragment.decode_time) + offset;
@@ -491,22 +494,28 @@ impl Grid {
             (None, None) => return None,
         };
         let edge = self.next_edge(ti, index, start);
-        let mut last = a0;
-        let mut a = a0 + i128::from(first.duration);
+        // In i64 (the loop runs for every sample of the stream): ticks this far from zero
+        // leave it to the sample-by-sample path, and a fragment's durations cannot overflow it.
+        let a0_64 = i64::try_from(a0).ok().filter(|a| a.unsigned_abs() < 1 << 62)?;
+        let mut a = a0_64 + i64::from(first.duration);
         let mut size = u64::from(first.size);
         for s in &fragment.samples[1..] {
+            if new_to_the_track(s) {
+                return None;
+            }
             if !t.video || s.is_sync() {
-                let p = u64::try_from(a + i128::from(s.cto)).unwrap_or(0);
+                let p = u64::try_from(a + i64::from(s.cto)).unwrap_or(0);
                 if p + u64::from(s.duration / 2) >= edge {
                     return None;
                 }
             }
-            last = a;
-            a += i128::from(s.duration);
+            a += i64::from(s.duration);
             size += u64::from(s.size);
         }
+        let last_duration = fragment.samples.last().map_or(0, |s| s.duration);
+        let (last, next) = (i128::from(a - i64::from(last_duration)), i128::from(a));
         let data = fragment.data.slice(0, size)?;
-        let decode = Decodes { first: a0, jumps: Vec::new(), len: fragment.samples.len(), last, next: a };
+        let decode = Decodes { first: a0, jumps: Vec::new(), len: fragment.samples.len(), last, next };
         Some(WholeFragment { decode, start, index, edge, data })
     }
 

@@ -111,6 +111,67 @@ const TRUN_SIZE: u32 = 0x200;
 const TRUN_FLAGS: u32 = 0x400;
 const TRUN_CTO: u32 = 0x800;
 
+/// Reads a trun's sample table (each entry's fields in the order its flags give them) into
+/// `samples`, `defaults` standing in for the fields it lacks. Returns the bytes of data the
+/// samples take and whether a version 0 (unsigned) composition offset was out of range.
+fn decode_table(tflags: u32, table: &[u8], defaults: Sample, v0: bool, samples: &mut Vec<Sample>) -> (u64, bool) {
+    let has = |flag| tflags & flag != 0;
+    // One loop per field layout: fixed offsets, no test per field and sample (it runs for every
+    // sample of the stream).
+    match (has(TRUN_DURATION), has(TRUN_SIZE), has(TRUN_FLAGS), has(TRUN_CTO)) {
+        (false, false, false, false) => (0, false),
+        (false, false, false, true) => decode::<false, false, false, true>(table, defaults, v0, samples),
+        (false, false, true, false) => decode::<false, false, true, false>(table, defaults, v0, samples),
+        (false, false, true, true) => decode::<false, false, true, true>(table, defaults, v0, samples),
+        (false, true, false, false) => decode::<false, true, false, false>(table, defaults, v0, samples),
+        (false, true, false, true) => decode::<false, true, false, true>(table, defaults, v0, samples),
+        (false, true, true, false) => decode::<false, true, true, false>(table, defaults, v0, samples),
+        (false, true, true, true) => decode::<false, true, true, true>(table, defaults, v0, samples),
+        (true, false, false, false) => decode::<true, false, false, false>(table, defaults, v0, samples),
+        (true, false, false, true) => decode::<true, false, false, true>(table, defaults, v0, samples),
+        (true, false, true, false) => decode::<true, false, true, false>(table, defaults, v0, samples),
+        (true, false, true, true) => decode::<true, false, true, true>(table, defaults, v0, samples),
+        (true, true, false, false) => decode::<true, true, false, false>(table, defaults, v0, samples),
+        (true, true, false, true) => decode::<true, true, false, true>(table, defaults, v0, samples),
+        (true, true, true, false) => decode::<true, true, true, false>(table, defaults, v0, samples),
+        (true, true, true, true) => decode::<true, true, true, true>(table, defaults, v0, samples),
+    }
+}
+
+/// [`decode_table`] for one layout: duration, size, flags, composition offset present or not.
+fn decode<const D: bool, const S: bool, const F: bool, const C: bool>(
+    table: &[u8],
+    defaults: Sample,
+    v0: bool,
+    samples: &mut Vec<Sample>,
+) -> (u64, bool) {
+    let per_sample = 4 * (usize::from(D) + usize::from(S) + usize::from(F) + usize::from(C));
+    let mut run_len = 0u64;
+    let mut bad_cto = false;
+    samples.extend(table.chunks_exact(per_sample).map(|entry| {
+        let mut at = 0;
+        let mut next = || {
+            let v = u32::from_be_bytes([entry[at], entry[at + 1], entry[at + 2], entry[at + 3]]);
+            at += 4;
+            v
+        };
+        let duration = if D { next() } else { defaults.duration };
+        let size = if S { next() } else { defaults.size };
+        let flags = if F { next() } else { defaults.flags };
+        let cto = if C {
+            let raw = next();
+            // Version 0 offsets are unsigned; a value above i32::MAX cannot be a real offset.
+            bad_cto |= v0 && raw > i32::MAX as u32;
+            raw as i32
+        } else {
+            0
+        };
+        run_len += u64::from(size);
+        Sample { duration, size, flags, cto }
+    }));
+    (run_len, bad_cto)
+}
+
 /// No fragment of any real stream holds this many samples in one traf; a larger count in a
 /// header is refused before anything is allocated for it.
 const MAX_SAMPLES_PER_TRAF: u32 = 1 << 20;
@@ -206,48 +267,14 @@ impl FragmentReader {
                     }
                     let first_flags =
                         if tflags & TRUN_FIRST_SAMPLE_FLAGS != 0 { Some(r.u32("first_sample_flags")?) } else { None };
-                    let mut run_len = 0u64;
                     // Grows with the samples actually read, never from the header's count alone.
                     samples.reserve((count as usize).min(4096));
-                    // The whole table at once (its size was checked against the box above): each
-                    // entry's fields at fixed offsets, in the order the flags give them.
+                    // The whole table at once (its size was checked against the box above).
                     let table = r.bytes(per_sample * count as usize, "trun sample table")?;
-                    let field = |entry: &[u8], at: usize| {
-                        u32::from_be_bytes([entry[at], entry[at + 1], entry[at + 2], entry[at + 3]])
-                    };
-                    let mut at = 0;
-                    let mut offset_of = |flag: u32| {
-                        (tflags & flag != 0).then(|| {
-                            at += 4;
-                            at - 4
-                        })
-                    };
-                    let (d_at, s_at, f_at, c_at) =
-                        (offset_of(TRUN_DURATION), offset_of(TRUN_SIZE), offset_of(TRUN_FLAGS), offset_of(TRUN_CTO));
-                    let entries = if per_sample == 0 { &[][..] } else { table };
                     let first_index = samples.len();
-                    // Checked once after the loop: it runs for every sample of the stream.
-                    let mut bad_cto = false;
-                    samples.extend(entries.chunks_exact(per_sample.max(1)).map(|entry| {
-                        let cto = match c_at {
-                            Some(o) => {
-                                let raw = field(entry, o);
-                                // Version 0 offsets are unsigned; a value above i32::MAX cannot
-                                // be a real offset.
-                                bad_cto |= version == 0 && raw > i32::MAX as u32;
-                                raw as i32
-                            }
-                            None => 0,
-                        };
-                        let size = s_at.map_or(default_size, |o| field(entry, o));
-                        run_len += u64::from(size);
-                        Sample {
-                            duration: d_at.map_or(default_duration, |o| field(entry, o)),
-                            size,
-                            flags: f_at.map_or(default_flags, |o| field(entry, o)),
-                            cto,
-                        }
-                    }));
+                    let defaults =
+                        Sample { duration: default_duration, size: default_size, flags: default_flags, cto: 0 };
+                    let (mut run_len, bad_cto) = decode_table(tflags, table, defaults, version == 0, &mut samples);
                     if bad_cto {
                         return Err(r.invalid("sample_composition_time_offset"));
                     }

@@ -81,20 +81,24 @@ pub fn write_uuid_box(
 
 /// Sets the 32-bit size of the box that starts at `start` and runs to the end of `out`.
 /// A box over 4 GiB is converted to the `largesize` form instead of being truncated.
+#[inline]
 fn patch_size(out: &mut Vec<u8>, start: usize) {
     let size = out.len() - start;
     match u32::try_from(size) {
         Ok(s) => out[start..start + 4].copy_from_slice(&s.to_be_bytes()),
-        Err(_) => {
-            let large = (size + 8) as u64;
-            out[start..start + 4].copy_from_slice(&1u32.to_be_bytes());
-            let at = start + 8;
-            // Insert the 64-bit size after the type; this only happens for boxes larger than
-            // any this crate writes, so the cost of the shift does not matter.
-            for (i, b) in large.to_be_bytes().iter().enumerate() {
-                out.insert(at + i, *b);
-            }
-        }
+        Err(_) => patch_large_size(out, start, size),
+    }
+}
+
+/// Inserts the 64-bit size after the type; this only happens for boxes larger than any this
+/// crate writes, so the cost of the shift does not matter.
+#[cold]
+fn patch_large_size(out: &mut Vec<u8>, start: usize, size: usize) {
+    let large = (size + 8) as u64;
+    out[start..start + 4].copy_from_slice(&1u32.to_be_bytes());
+    let at = start + 8;
+    for (i, b) in large.to_be_bytes().iter().enumerate() {
+        out.insert(at + i, *b);
     }
 }
 
