@@ -232,9 +232,9 @@ impl Backlog {
         self.last_delivered.iter().flat_map(|(_, r)| r.iter().copied()).collect()
     }
 
-    /// Marks fragments of `conn` acknowledged up to `acked` as delivered and frees those no
-    /// longer needed.
-    fn deliver(&mut self, conn: ConnectionId, acked: u64) {
+    /// The server read the body of `conn` up to `acked` bytes at least: marks its fragments
+    /// up to there as delivered and frees those no longer needed.
+    pub fn acknowledge(&mut self, conn: ConnectionId, acked: u64) {
         let mut newly = Vec::new();
         let reach = acked.saturating_add(self.delivery_slack);
         for i in self.items.iter_mut() {
@@ -292,15 +292,10 @@ impl Backlog {
         out
     }
 
-    /// The server read the body of `conn` up to `acked` bytes at least.
-    pub fn acknowledge(&mut self, conn: ConnectionId, acked: u64) {
-        self.deliver(conn, acked);
-    }
-
     /// `conn` ended; the peer acknowledged `acked` body bytes of it. Returns what will be sent
     /// again on the next connection, in order.
     pub fn connection_ended(&mut self, conn: ConnectionId, acked: u64) -> Vec<ResentFragment> {
-        self.deliver(conn, acked);
+        self.acknowledge(conn, acked);
         let ring = self.ring();
         let mut resent = Vec::new();
         for i in self.items.iter_mut() {
