@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::fragment::{Fragment, FragmentOptions, FragmentTiming, write_fragment};
 use crate::ingest_header::{IngestHeader, IngestTrack, default_track_names};
 use crate::movie::{Codec, IgnoredTrack, MovieInfo, TrackKind, parse_moov};
+use crate::sequence::{FragmentOrder, Numbering};
 use crate::splitter::{BoxSplitter, SplitterLimits, Unit};
 use crate::timeline::{Grid, GridConfig, GridFragment, TimestampMode, ns_to_ticks};
 use crate::track_fragment::{FragmentReader, TrackFragment};
@@ -32,6 +33,9 @@ pub struct StreamConfig {
     pub limits: SplitterLimits,
     /// First mfhd sequence_number (when the muxer's fragments are kept as they are).
     pub first_sequence: u32,
+    /// On the grid, how many fragments a splice may cut out of one grid interval of a track
+    /// (1 when nothing cuts fragments): part of the mfhd numbering (see [`crate::sequence`]).
+    pub sequence_parts: u32,
     /// The fragment grid; a fragment duration of 0 keeps the muxer's fragments.
     pub grid: GridConfig,
 }
@@ -46,6 +50,7 @@ impl Default for StreamConfig {
             fragment: FragmentOptions::default(),
             limits: SplitterLimits::default(),
             first_sequence: 1,
+            sequence_parts: 1,
             grid: GridConfig {
                 mode: TimestampMode::Pipeline,
                 fragment_duration_ns: 2_000_000_000,
@@ -101,6 +106,9 @@ pub struct IngestStream {
     sequence: u32,
     /// Output fragments on a fixed grid, unless the muxer's are kept.
     grid: Option<Grid>,
+    /// On the grid: the fragments' mfhd numbers and the order they leave in (once the moov
+    /// says how many tracks there are).
+    order: Option<FragmentOrder>,
     out: VecDeque<StreamOutput>,
     failed: bool,
 }
@@ -121,6 +129,7 @@ impl IngestStream {
             muxer_offsets: Vec::new(),
             sequence,
             grid,
+            order: None,
             out: VecDeque::new(),
             failed: false,
         }
@@ -199,6 +208,9 @@ impl IngestStream {
                 self.emit_grid_fragment(g);
             }
         }
+        if let Some(order) = self.order.as_mut() {
+            self.out.extend(order.flush().into_iter().map(StreamOutput::Fragment));
+        }
         finished
     }
 
@@ -240,6 +252,10 @@ impl IngestStream {
             self.out.push_back(StreamOutput::Notice(Notice::IgnoredTracks(movie.ignored.clone())));
         }
         self.reader = Some(FragmentReader::new(&movie));
+        if self.grid.is_some() {
+            let tracks = u32::try_from(movie.tracks.len()).unwrap_or(u32::MAX);
+            self.order = Some(FragmentOrder::new(Numbering { tracks, parts: self.config.sequence_parts }));
+        }
         self.movie = Some(movie);
         if self.missing_bitrates().is_empty() {
             self.emit_header()?;
@@ -322,7 +338,8 @@ impl IngestStream {
         Ok(())
     }
 
-    /// A fragment on the grid: its index is the mfhd sequence and the tfxd v2 fragment_index.
+    /// A fragment on the grid: its index is the tfxd v2 fragment_index and, with the track's
+    /// position, gives the mfhd sequence (see [`crate::sequence`]).
     fn emit_grid_fragment(&mut self, g: GridFragment) {
         let tf = g.fragment;
         let track = self.movie.as_ref().and_then(|m| m.track(tf.track_id));
@@ -354,9 +371,13 @@ impl IngestStream {
             index: Some(g.index),
             timescale,
         };
-        // mfhd sequence_number = fragment_index (ingest-spec §2.7), wrapping after 2^32.
-        let frag = write_fragment(&tf, g.index as u32, timing, opts);
-        self.out.push_back(StreamOutput::Fragment(frag));
+        let position = self.movie.as_ref().and_then(|m| m.tracks.iter().position(|t| t.track_id == tf.track_id));
+        // Only tracks of the moov reach the grid (the reader drops the others).
+        let (Some(order), Some(position)) = (self.order.as_mut(), position) else { return };
+        let Some(key) = order.next_key(position as u32, g.index) else { return };
+        let frag = write_fragment(&tf, order.sequence(key), timing, opts);
+        order.hold(key, frag);
+        self.out.extend(order.release().into_iter().map(StreamOutput::Fragment));
     }
 
     /// A muxer fragment kept as it is (no grid), with the stream's own sequence.
@@ -663,15 +684,57 @@ mod tests {
             })
             .collect();
         // The muxer's timeline started at 0; placed through the anchor, fragment k starts at
-        // k x 2 s since the epoch and its index is k (also its mfhd sequence).
+        // k x 2 s since the epoch and its index is k; the moov has two tracks and video comes
+        // first, so its mfhd sequence is 2k + 1.
         let first = 1_700_000_000u64 * 10_000_000;
         assert_eq!(
             frags,
             [
-                (850_000_000, first, 20_000_000),
-                (850_000_001, first + 20_000_000, 20_000_000),
-                (850_000_002, first + 40_000_000, 20_000_000)
+                (1_700_000_001, first, 20_000_000),
+                (1_700_000_003, first + 20_000_000, 20_000_000),
+                (1_700_000_005, first + 40_000_000, 20_000_000)
             ]
         );
+    }
+    /// The fragments' (track, mfhd sequence, index) in the order the stream gives them out.
+    fn sequences(frags: &[Vec<u8>]) -> Vec<(u32, u32, u64)> {
+        let mut config = StreamConfig { video_bitrate: Some(1), audio_bitrate: Some(1), ..StreamConfig::default() };
+        config.fragment.tfxd_version = 2;
+        let mut s = IngestStream::new(config);
+        let mut out = Vec::new();
+        for c in muxer_stream(frags).chunks(100) {
+            s.push(Bytes::copy_from_slice(c)).unwrap();
+            out.extend(outputs(&mut s));
+        }
+        s.finish().unwrap();
+        out.extend(outputs(&mut s));
+        out.into_iter()
+            .filter_map(|o| match o {
+                StreamOutput::Fragment(f) => Some((f.track_id, f.sequence, f.timing.index.unwrap())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mfhd_numbers_increase_in_the_order_fragments_leave_whatever_the_muxer_interleaving() {
+        // Both tracks at 10 MHz: video 0.1 s frames, audio 20 ms frames; four 2 s intervals.
+        let payload = [7u8; 4000];
+        let video = |k: u64| (1, k * 20_000_000, vec![run(20, 1_000_000, 0)]);
+        let audio = |k: u64| (2, k * 20_000_000, vec![run(100, 200_000, 200)]);
+        // mp4mux style: one track per moof, audio of each interval first.
+        let alternating: Vec<Vec<u8>> = (0..4)
+            .flat_map(|k| [muxer_fragment(&[audio(k)], &payload), muxer_fragment(&[video(k)], &payload)])
+            .collect();
+        // isofmp4mux style: both tracks in one moof.
+        let together: Vec<Vec<u8>> = (0..4).map(|k| muxer_fragment(&[video(k), audio(k)], &payload)).collect();
+        let a = sequences(&alternating);
+        let b = sequences(&together);
+        assert_eq!(a.len(), 8, "{a:?}");
+        // Video is the moov's first track (position 0), audio the second.
+        let expected: Vec<(u32, u32, u64)> =
+            (0..4u64).flat_map(|k| [(1, 2 * k as u32 + 1, k), (2, 2 * k as u32 + 2, k)]).collect();
+        assert_eq!(a, expected);
+        assert_eq!(b, expected);
     }
 }

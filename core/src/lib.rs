@@ -37,6 +37,7 @@ pub mod moov;
 pub mod movie;
 pub mod payload;
 pub mod scte35;
+pub mod sequence;
 pub mod session;
 pub mod smooth_boxes;
 pub mod sparse;

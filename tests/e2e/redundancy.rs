@@ -42,17 +42,20 @@ fn fragments(view: &StreamView) -> BTreeMap<u32, BTreeMap<u64, FragmentInfo>> {
     m
 }
 
-/// Every fragment is on the grid: time = index x 2 s, duration 2 s, index in tfxd v2 and mfhd;
-/// but the last of each track in each POST, which the end of a stream cuts.
+/// Every fragment is on the grid: time = index x 2 s, duration 2 s, index in tfxd v2, and mfhd
+/// sequence = index x tracks + the track's position in the moov + 1; but the last of each track
+/// in each POST, which the end of a stream cuts.
 fn on_the_grid(view: &StreamView, timescales: &BTreeMap<u32, u32>) {
     for post in view.media_posts() {
+        let tracks = post.moov_tracks.len() as u64;
         for (&track, &ts) in timescales {
+            let position = post.moov_tracks.iter().position(|t| t.track_id == track).expect("a moov track") as u64;
             let d = 2 * u64::from(ts);
             let frags: Vec<&FragmentInfo> = post.fragments.iter().filter(|f| f.track_id == track).collect();
             for (i, f) in frags.iter().enumerate() {
                 let index = f.tfxd_index.expect("tfxd v2");
                 assert_eq!(f.time().unwrap(), index * d, "track {track}: {f:?}");
-                assert_eq!(f.sequence, index as u32, "mfhd sequence = fragment_index");
+                assert_eq!(f.sequence, (index * tracks + position + 1) as u32, "mfhd sequence, track {track}");
                 if i + 1 < frags.len() {
                     assert_eq!(f.duration().unwrap(), d, "track {track}: {f:?}");
                 }

@@ -236,6 +236,14 @@ impl BodyReader {
                             rec.violations
                                 .push(format!("fragment of track {} that the moov does not declare", f.track_id));
                         }
+                        // ISO/IEC 14496-12 8.8.5: the numbers increase in the order the fragments
+                        // occur in the file (the POST body).
+                        if let Some(prev) = rec.fragments.last().filter(|p| p.sequence >= f.sequence) {
+                            rec.violations.push(format!(
+                                "mfhd sequence_number {} (track {}) after {} (track {}): not increasing",
+                                f.sequence, f.track_id, prev.sequence, prev.track_id
+                            ));
+                        }
                         rec.fragments.push(f);
                         if self.keep {
                             self.kept.push([moof_bytes.as_slice(), &bytes].concat());

@@ -56,6 +56,9 @@ const DEFAULT_KEYFRAME_LEAD: u64 = SECOND;
 const DEFAULT_TFXD_VERSION: u32 = 1;
 const DEFAULT_SPARSE_TRACK_NAME: &str = "scte35";
 const DEFAULT_SPLICE_LEAD: u64 = 4 * SECOND;
+/// With `splice-mode=segment`, the fragments one grid interval of a track may be cut into (the
+/// mfhd numbering leaves room for them; more cuts in one interval share the last number).
+const SEGMENT_SPLICE_PARTS: u32 = 4;
 static DEFAULT_USER_AGENT: LazyLock<String> = LazyLock::new(|| format!("fmp4ingestsink/{}", env!("CARGO_PKG_VERSION")));
 const MIN_TIMEOUT: u64 = gst::ClockTime::MSECOND.nseconds();
 const MAX_TIMEOUT: u64 = 3600 * SECOND;
@@ -1050,6 +1053,8 @@ impl BaseSinkImpl for Fmp4IngestSink {
                 fragment_duration_ns: s.fragment_duration,
                 target_offset_ns: i128::from(s.timestamp_offset),
             },
+            // A splice may cut a grid interval of each track into parts, each numbered.
+            sequence_parts: if s.splice_mode == SpliceMode::Segment { SEGMENT_SPLICE_PARTS } else { 1 },
             ..StreamConfig::default()
         });
         let session = s.session_config();

@@ -201,12 +201,18 @@ pub fn check_media_post(p: &PostRecord) -> Vec<String> {
             problems.push(format!("fragment {} without tfxd", f.sequence));
         }
     }
-    // On the grid the mfhd sequence is the fragment index: +1 per fragment of each track, the
-    // same number for the audio and video fragments of one interval.
-    for t in &p.moov_tracks {
+    // On the grid the mfhd sequence is (index x parts + part) x tracks + the track's position +
+    // 1 (docs/protocol.md §2.9): it increases along each track, and it is the track's position +
+    // 1 modulo the number of tracks. (The receiver checks that it increases within the POST.)
+    let tracks = p.moov_tracks.len() as u32;
+    for (position, t) in p.moov_tracks.iter().enumerate() {
         let seqs: Vec<u32> = p.fragments.iter().filter(|f| f.track_id == t.track_id).map(|f| f.sequence).collect();
-        if seqs.windows(2).any(|w| w[1] != w[0].wrapping_add(1)) {
-            problems.push(format!("track {}: mfhd sequence not +1 per fragment: {seqs:?}", t.track_id));
+        if seqs.windows(2).any(|w| w[1] <= w[0]) || seqs.iter().any(|s| s % tracks != (position as u32 + 1) % tracks) {
+            problems.push(format!(
+                "track {}: mfhd sequence not (k x {tracks} + {}): {seqs:?}",
+                t.track_id,
+                position + 1
+            ));
         }
     }
     problems
