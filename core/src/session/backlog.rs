@@ -117,17 +117,7 @@ impl Backlog {
 
     /// Fragments, bytes and media duration (ns) of what waits to be sent.
     pub fn pending_size(&self) -> (usize, u64, u64) {
-        let mut n = 0;
-        let mut bytes = 0;
-        let mut first = u64::MAX;
-        let mut last = 0;
-        for i in self.pending() {
-            n += 1;
-            bytes += i.fragment.wire_len();
-            first = first.min(i.start_ns);
-            last = last.max(i.start_ns.saturating_add(i.duration_ns));
-        }
-        (n, bytes, last.saturating_sub(if n == 0 { last } else { first }))
+        span(self.pending())
     }
 
     /// Fragments held in memory, whatever their stage.
@@ -155,6 +145,20 @@ impl Backlog {
         self.pending().map(|i| i.start_ns).next()
     }
 
+    /// Where pacing starts on a new connection: the latest of each track's first pending
+    /// fragment that the server never had. Everything up to there goes at once — the resent
+    /// fragments and then at least one new fragment of every track — so that a server that
+    /// cuts each POST soon after the resend still sees the stream move.
+    pub fn catch_up_start(&self) -> Option<u64> {
+        let mut firsts: Vec<(u32, u64)> = Vec::new();
+        for i in self.pending().filter(|i| !i.delivered) {
+            if !firsts.iter().any(|(t, _)| *t == i.fragment.track_id) {
+                firsts.push((i.fragment.track_id, i.start_ns));
+            }
+        }
+        firsts.into_iter().map(|(_, start)| start).max()
+    }
+
     /// Whether the fragment being handed over, or else the next pending one, may start now:
     /// `allowed_until_ns` is the pacing limit on media time, and it must be ready.
     pub fn next_is_allowed(&self, conn: ConnectionId, allowed_until_ns: u64, now: core::time::Duration) -> bool {
@@ -162,11 +166,6 @@ impl Backlog {
             return true;
         }
         self.pending().next().is_some_and(|i| i.start_ns <= allowed_until_ns && i.ready_at <= now)
-    }
-
-    /// Start (ns) of the next pending fragment, for the pacing timer.
-    pub fn next_pending_start(&self) -> Option<u64> {
-        self.first_pending_start()
     }
 
     /// The next chunk of body for `conn`, whose body so far is `offset` bytes long.
@@ -316,15 +315,17 @@ impl Backlog {
     }
 
     /// Drops the oldest pending fragments while what waits exceeds `max_ns` of media or
-    /// `max_bytes`.
+    /// `max_bytes`. Only fragments the server never had count and go: those it had wait only
+    /// to be sent again after a reconnect, at most `resend_depth` per track, and dropping them
+    /// would break the resend on every later connection.
     pub fn enforce_bound(&mut self, max_ns: u64, max_bytes: u64) -> Vec<DroppedFragment> {
         let mut dropped = Vec::new();
         loop {
-            let (n, bytes, duration) = self.pending_size();
+            let (n, bytes, duration) = span(self.pending().filter(|i| !i.delivered));
             if n <= 1 || (duration <= max_ns && bytes <= max_bytes) {
                 break;
             }
-            let Some(idx) = self.items.iter().position(|i| i.stage == Stage::Pending) else { break };
+            let Some(idx) = self.items.iter().position(|i| i.stage == Stage::Pending && !i.delivered) else { break };
             let Some(item) = self.items.remove(idx) else { break };
             for (_, r) in self.last_delivered.iter_mut() {
                 r.retain(|s| *s != item.seq);
@@ -364,4 +365,19 @@ impl Backlog {
             .iter()
             .any(|i| i.stage == Stage::Pending || matches!(i.stage, Stage::Sending { conn: c, .. } if c == conn))
     }
+}
+
+/// Count, bytes and media duration (ns, first start to last end) of some fragments.
+fn span<'a>(items: impl Iterator<Item = &'a Item>) -> (usize, u64, u64) {
+    let mut n = 0;
+    let mut bytes = 0;
+    let mut first = u64::MAX;
+    let mut last = 0;
+    for i in items {
+        n += 1;
+        bytes += i.fragment.wire_len();
+        first = first.min(i.start_ns);
+        last = last.max(i.start_ns.saturating_add(i.duration_ns));
+    }
+    (n, bytes, last.saturating_sub(if n == 0 { last } else { first }))
 }

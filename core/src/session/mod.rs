@@ -563,9 +563,9 @@ impl IngestSession {
                 self.connections += 1;
                 self.attempt = 0;
                 self.outage_since = None;
-                // Only a backlog after an outage is paced; the first connection sends at once.
-                let pace =
-                    if self.connections > 1 { self.backlog.first_pending_start().map(|m| (now, m)) } else { None };
+                // Only a backlog after an outage is paced, and only beyond the resent fragments
+                // and the first new one of each track; the first connection sends at once.
+                let pace = if self.connections > 1 { self.backlog.catch_up_start().map(|m| (now, m)) } else { None };
                 self.link = Some(Link {
                     conn,
                     pulled: 0,
@@ -949,7 +949,7 @@ impl IngestSession {
         if rate <= 0.0 {
             return None;
         }
-        let next = self.backlog.next_pending_start()?;
+        let next = self.backlog.first_pending_start()?;
         let ahead = next.checked_sub(media)?;
         Some(wall + Duration::from_nanos(ahead).div_f64(rate))
     }

@@ -1008,3 +1008,129 @@ fn a_waiting_application_is_held_while_a_fragment_is_part_way_out() {
     h.pull(c1);
     assert!(h.s.has_room());
 }
+
+/// A receiver that resets every POST once four complete fragments arrived on it and it has
+/// been quiet for 200 ms: with A/V, the four are exactly the resend of the last two per track.
+/// Returns the names each POST carried, the sizes of the resends, and the events.
+fn cut_after_the_resend(config: SessionConfig, seconds: u64) -> (Vec<Vec<String>>, Vec<usize>, Vec<SessionEvent>) {
+    let mut h = Harness::new(config);
+    h.s.start(h.now);
+    h.s.set_header(Bytes::from_static(HEADER), h.now);
+    let mut posts: Vec<Vec<String>> = Vec::new();
+    let mut events = Vec::new();
+    let mut open: Option<(ConnectionId, u64, Duration)> = None; // (conn, bytes pulled, last data)
+    let tick = ms(10);
+    let mut next_fragment = 0u64;
+    while h.now < Duration::from_secs(seconds + 20) && !h.s.is_done() {
+        h.now += tick;
+        // Fragment k of each track is complete 2 s after it starts.
+        while next_fragment < seconds * 1000 && h.now >= ms(next_fragment + 2000) {
+            h.s.push_fragment(frag(1, next_fragment), h.now);
+            h.s.push_fragment(frag(2, next_fragment), h.now);
+            next_fragment += 2000;
+        }
+        if next_fragment >= seconds * 1000 {
+            h.s.finish(h.now);
+        }
+        if h.s.poll_timeout().is_some_and(|t| t <= h.now) {
+            h.s.handle_timeout(h.now);
+        }
+        for a in h.actions() {
+            match a {
+                Action::SendProbe { connection } => h.input(Input::ProbeResponse { connection, status: 200 }),
+                Action::OpenPost { connection } => {
+                    h.input(Input::Connected { connection, observes_acks: true });
+                    open = Some((connection, 0, h.now));
+                    posts.push(Vec::new());
+                }
+                Action::Close { connection } => h.input(Input::Closed { connection, acked: None }),
+            }
+        }
+        let Some((conn, mut pulled, mut last_data)) = open else { continue };
+        let (chunks, ended) = h.pull(conn);
+        if !chunks.is_empty() {
+            last_data = h.now;
+        }
+        pulled += chunks.iter().map(|c| c.len() as u64).sum::<u64>();
+        posts.last_mut().unwrap().extend(names(&chunks));
+        // The server reads everything at once.
+        h.input(Input::Progress {
+            connection: conn,
+            acked: pulled,
+            wire_acked: pulled,
+            unacked: 0,
+            unread: 0,
+            window: 0,
+        });
+        if ended {
+            h.input(Input::Response { connection: conn, status: 200, acked: Some(pulled) });
+            open = None;
+        } else if posts.last().unwrap().len() >= 4 && h.now - last_data >= ms(200) {
+            h.input(Input::Failed { connection: conn, error: TransportError::Closed, acked: Some(pulled) });
+            open = None;
+        } else {
+            open = Some((conn, pulled, last_data));
+        }
+        events.extend(h.events());
+    }
+    let resends = events
+        .iter()
+        .filter_map(|e| if let SessionEvent::Resent { fragments } = e { Some(fragments.len()) } else { None })
+        .collect();
+    (posts, resends, events)
+}
+
+#[test]
+fn a_server_that_cuts_every_post_after_the_resend_still_gets_every_fragment() {
+    let (posts, resends, events) = cut_after_the_resend(SessionConfig::default(), 40);
+    assert!(posts.len() > 20, "the receiver cut many POSTs: {}", posts.len());
+    // Every reconnect resends the last two of each track, however many came before.
+    assert!(resends.iter().all(|n| *n == 4), "{resends:?}");
+    assert_eq!(resends.len(), posts.len() - 1);
+    // Every POST carries something new after the resend, while anything new waits.
+    let all: Vec<String> = posts.iter().flatten().cloned().collect();
+    for t in (0..40_000).step_by(2000) {
+        for track in [1, 2] {
+            let name = format!("{track}@{t}");
+            assert!(all.contains(&name), "{name} never sent: {posts:?}");
+        }
+    }
+    assert!(!events.iter().any(|e| matches!(e, SessionEvent::Dropped { .. })), "{events:?}");
+    assert!(events.iter().any(|e| matches!(e, SessionEvent::Finished { status: 200 })), "{events:?}");
+    // After each resend, the first new fragment of each track follows at once.
+    for p in posts.iter().skip(1).filter(|p| p.len() > 4) {
+        let new: Vec<&String> = p[4..].iter().collect();
+        assert!(new.iter().any(|n| n.starts_with("1@")) && new.iter().any(|n| n.starts_with("2@")), "{p:?}");
+    }
+}
+
+#[test]
+fn resent_fragments_never_count_against_the_forward_buffer() {
+    // A short forward buffer: only what the server never had is dropped beyond it.
+    let config = SessionConfig { forward_buffer_duration: Duration::from_secs(4), ..SessionConfig::default() };
+    let mut h = Harness::new(config);
+    let c1 = h.connect_first(true);
+    let mut pulled = 0;
+    for t in [0, 2000] {
+        h.s.push_fragment(frag(1, t), h.now);
+        pulled += h.pull(c1).0.iter().map(|b| b.len() as u64).sum::<u64>();
+    }
+    h.input(Input::Progress { connection: c1, acked: pulled, wire_acked: pulled, unacked: 0, unread: 0, window: 0 });
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: Some(pulled) });
+    // A long outage: 20 s produced.
+    for t in (4000..24_000).step_by(2000) {
+        h.s.push_fragment(frag(1, t), h.now);
+    }
+    let dropped: Vec<String> = h
+        .events()
+        .into_iter()
+        .filter_map(|e| if let SessionEvent::Dropped { fragments } = e { Some(fragments) } else { None })
+        .flatten()
+        .map(|f| format!("1@{}", f.time))
+        .collect();
+    assert!(!dropped.contains(&"1@0".into()) && !dropped.contains(&"1@2000".into()), "{dropped:?}");
+    let c2 = h.reconnect(true);
+    let sent = names(&h.pull(c2).0);
+    assert_eq!(sent[..2], ["1@0", "1@2000"], "the resend survives the outage: {sent:?}");
+    assert!(sent.len() > 2, "and the newest waiting fragment follows at once: {sent:?}");
+}
