@@ -1,4 +1,4 @@
-//! Micro-benchmarks of the core (issue 7), with criterion: splitting and rewriting one
+//! Micro-benchmarks of the core (figures and targets in BENCHMARKS.md), with criterion: splitting and rewriting one
 //! fragment at several mdat sizes, building the ingest header (manifest, moov) and a sparse
 //! fragment. `fmp4ingest-bench core` runs them and writes the figures to BENCHMARKS.md.
 //!

@@ -1,5 +1,5 @@
-//! Ad signals: splice requests in, sparse-track messages out, each at its time (ingest-spec
-//! §4.1, §4.4, §4.5).
+//! Ad signals: splice requests in, sparse-track messages out, each at its time
+//! (docs/protocol.md §5.1, §5.5–§5.9).
 //!
 //! A request names a splice instant on the pipeline's running time and either carries a
 //! complete SCTE-35 section or asks for a `splice_insert` to be built. It is checked at once
@@ -24,7 +24,7 @@ use crate::scte35::{self, PTS_HZ, PTS_MASK, SectionError, SpliceInsert};
 use crate::sparse::{SparseMessage, SparseTrack, write_sparse_fragment};
 use crate::timeline::ns_to_ticks;
 
-/// Servers act on messages that arrive at least this long before their splice (§4.5).
+/// Servers act on messages that arrive at least this long before their splice (docs/protocol.md §5.6).
 pub const MIN_LEAD_NS: u64 = 4_000_000_000;
 
 /// What the media does at a splice point.
@@ -258,7 +258,7 @@ impl AdSignals {
         let send_at_ns = splice_ns.saturating_sub(lead).max(now);
         let given = splice_ns - now.min(splice_ns);
         let short_lead_ns = (media_ns.is_some() && given < MIN_LEAD_NS).then_some(given);
-        // The last request with an id wins while it has not gone out (§4.5); a cancellation
+        // The last request with an id wins while it has not gone out (docs/protocol.md §5.7); a cancellation
         // withdraws its id whatever time it names.
         let withdrawn = self.pending.iter().position(|p| p.id == id && (cancel || p.splice_ns == splice_ns));
         let withdrawn = withdrawn.map(|i| self.pending.remove(i));

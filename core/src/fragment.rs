@@ -1,4 +1,4 @@
-//! Smooth ingest fragments: one moof with a single traf, then the mdat (ingest-spec §2.7-2.9).
+//! Smooth ingest fragments: one moof with a single traf, then the mdat (docs/protocol.md §2.8-2.13).
 //!
 //! The moof is written anew: `mfhd` (the stream's sequence), `traf` = `tfhd`, `tfdt` v1, one
 //! `trun` whose data_offset points just past the mdat header, and `tfxd`. The mdat payload is the
@@ -21,7 +21,7 @@ pub struct FragmentOptions {
     pub tfdt: bool,
     /// tfxd version: 1, or 2 with the (inferred) fragment_index.
     pub tfxd_version: u8,
-    /// Set tfhd `default-base-is-moof`, as [AZ-HEVC] asks for HEVC.
+    /// Set tfhd `default-base-is-moof`, as the MS-SSTR HEVC amendment (2.2.4.6) asks for HEVC.
     pub default_base_is_moof: bool,
 }
 

@@ -1,4 +1,4 @@
-//! Uppercase hex, as the manifest's CodecPrivateData is written (ingest-spec §2.13).
+//! Uppercase hex, as the manifest's CodecPrivateData is written (docs/protocol.md §2.7).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -31,7 +31,7 @@ pub fn from_hex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Test vectors are written as spaced hex in the spec; this reads them.
+/// Test vectors are written as spaced hex (as in docs/protocol.md's appendix); this reads them.
 #[cfg(test)]
 pub fn parse_hex(text: &str) -> Vec<u8> {
     from_hex(text).expect("valid hex in a test vector")

@@ -1,5 +1,5 @@
 //! The header every ingest POST starts with: `ftyp`, Live Server Manifest, `moov`, in this
-//! order, byte-identical on every connection (ingest-spec §1.3 rule 3, §1.6 rule 5c, §2.2).
+//! order, byte-identical on every connection (docs/protocol.md §2.1).
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -54,7 +54,7 @@ impl IngestHeader {
 }
 
 /// Default track names: `video`/`audio` for the first of each kind; later ones get their
-/// language (audio) or their position, so names stay unique within the stream (§2.5.1).
+/// language (audio) or their position, so names stay unique within the stream (docs/protocol.md §2.4).
 pub fn default_track_names(tracks: &[TrackInfo]) -> Vec<String> {
     let mut names: Vec<String> = Vec::with_capacity(tracks.len());
     for t in tracks {

@@ -149,7 +149,7 @@ impl IngestStream {
     }
 
     /// Where running time `running_ns` lies on a track's written timeline, in its ticks: the
-    /// time a sparse message uses to point at the media (ingest-spec §4.1). On the grid that is
+    /// time a sparse message uses to point at the media (docs/protocol.md §5.6). On the grid that is
     /// the target timeline; with the muxer's fragments kept, the muxer's timeline as the last
     /// anchored fragment placed it. `None` before that is known, or before the epoch.
     pub fn track_time(&self, track_id: u32, running_ns: u64) -> Option<u64> {
@@ -392,7 +392,7 @@ impl IngestStream {
             // Muxers round each sample's time to ticks, so a fragment may start a tick or two
             // off where the previous one ended. Within half a sample that is rounding, not a
             // gap: move the start onto the previous end (the first sample absorbs it), so that
-            // the timeline stays exactly contiguous (ingest-spec §9.1).
+            // the timeline stays exactly contiguous (docs/protocol.md §4.2).
             let delta = i128::from(expected) - i128::from(time);
             let tolerance = i128::from(tf.shortest_sample() / 2);
             if delta != 0 && delta.abs() <= tolerance && tf.shift_start(delta as i64) {

@@ -1,5 +1,5 @@
 //! Ingest URLs: `http(s)://host[:port]/<path>.isml[/Events(<id>)]/Streams(<id>)` ([MS-SSTR]
-//! 2.2.7, ingest-spec §2.1), and their display form with credentials removed.
+//! 2.2.7, docs/protocol.md §1.1), and their display form with credentials removed.
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -105,7 +105,7 @@ impl IngestUrl {
         self.tls
     }
 
-    /// The URL of another stream of the same publishing point (the sparse stream, §4.6).
+    /// The URL of another stream of the same publishing point (the sparse stream, docs/protocol.md §5.1).
     pub fn with_stream_id(&self, id: &str) -> Result<Self, UrlError> {
         IngestUrl::parse(&format!("{}/Streams({id})", &self.url[..self.streams_at]))
     }

@@ -1,8 +1,8 @@
 //! The Live Server Manifest box: a SMIL 2.0 document describing the stream's tracks
-//! ([MS-SSTR] 2.2.7.3, ingest-spec §2.5, sparse entries §4.2).
+//! ([MS-SSTR] 2.2.7.3, docs/protocol.md §2.3, sparse entries §5.2).
 //!
 //! The text is deterministic: the same tracks give the same bytes on every connection and in
-//! every redundant encoder (spec §1.6 rule 5c). Layout follows the spec's examples exactly.
+//! every redundant encoder (docs/protocol.md §2.1). Layout follows the example of docs/protocol.md A.1.
 
 use alloc::borrow::ToOwned;
 use alloc::format;
@@ -288,7 +288,7 @@ mod tests {
     use crate::test_support::spec_tracks;
     use alloc::vec;
 
-    /// The example of ingest-spec §2.5.2, reproduced from track descriptions.
+    /// The example of docs/protocol.md A.1, reproduced from track descriptions.
     const SPEC_EXAMPLE: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 <smil xmlns="http://www.w3.org/2001/SMIL20/Language">
   <head>
@@ -349,7 +349,7 @@ mod tests {
         m.write_box(&mut out);
         assert_eq!(out.len(), 28 + SPEC_EXAMPLE.len());
         assert_eq!(&out[..4], &(out.len() as u32).to_be_bytes());
-        // §2.5: uuid, usertype, version/flags 0, then "<?xml"
+        // docs/protocol.md A.1: uuid, usertype, version/flags 0, then "<?xml"
         assert_eq!(
             &out[4..33],
             from_hex("75 75 69 64 A5 D4 0B 30 E8 14 11 DD BA 2F 08 00 20 0C 9A 66 00 00 00 00 3C 3F 78 6D 6C").unwrap()
@@ -370,7 +370,7 @@ mod tests {
 
     #[test]
     fn reads_ffmpeg_style_smil() {
-        // toolchain.md §4 capture, abridged: no src, params without spaces before "/>"
+        // FFmpeg 5.1's `-f ismv -movflags isml` manifest, abridged: no src, params without spaces before "/>"
         let text = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<smil xmlns=\"http://www.w3.org/2001/SMIL20/Language\">\n<head>\n<meta name=\"creator\" content=\"Lavf59.27.100\" />\n</head>\n<body>\n<switch>\n<audio systemBitrate=\"128000\">\n<param name=\"trackID\" value=\"2\" valuetype=\"data\"/>\n<param name=\"FourCC\" value=\"AACL\" valuetype=\"data\"/>\n</audio>\n</switch>\n</body>\n</smil>\n";
         let m = LiveServerManifest::parse_smil(text).unwrap();
         assert_eq!(m.creator.as_deref(), Some("Lavf59.27.100"));

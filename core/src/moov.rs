@@ -1,5 +1,5 @@
 //! Writing the ingest stream's `moov`: empty (no samples), one `trak` per track and `mvex`/`trex`
-//! (ingest-spec §2.6; the sparse layout of Appendix A.1 comes out of the same writer).
+//! (docs/protocol.md §2.5; the sparse layout of §5.3 and A.3 comes out of the same writer).
 //!
 //! It is written from the track descriptions rather than copied from the muxer, so that it says
 //! exactly what the Live Server Manifest says: same track_IDs, same timescales, same sample
@@ -145,7 +145,7 @@ fn write_trak(o: &mut Vec<u8>, t: &MoovTrack<'_>) {
 }
 
 /// A MetaDataSampleEntry with no fields beyond SampleEntry: size, coding name, 6 reserved
-/// bytes, data_reference_index 1 (ingest-spec §4.3).
+/// bytes, data_reference_index 1 (docs/protocol.md §5.3).
 pub fn metadata_sample_entry(coding_name: FourCC) -> Vec<u8> {
     let mut e = Vec::new();
     write_box(&mut e, coding_name, |o| {

@@ -1,7 +1,7 @@
 //! Track information read from the muxer's `moov`.
 //!
-//! Everything the Live Server Manifest (ingest-spec §2.5) and our own moov (§2.6) need: track_ID,
-//! handler, timescale, codec and its CodecPrivateData (§2.13), picture size, audio format,
+//! Everything the Live Server Manifest (docs/protocol.md §2.3) and our own moov (§2.5) need: track_ID,
+//! handler, timescale, codec and its CodecPrivateData (§2.7), picture size, audio format,
 //! language, a bitrate when the file declares one, and the `trex` defaults that fragment parsing
 //! needs.
 
@@ -86,7 +86,7 @@ impl TrackInfo {
         core::str::from_utf8(&self.language).unwrap_or("und")
     }
 
-    /// The Smooth FourCC for the manifest (§2.5.1).
+    /// The Smooth FourCC for the manifest (docs/protocol.md §2.3, §7).
     pub fn smooth_fourcc(&self) -> &'static str {
         match self.codec {
             Codec::H264 => "H264",
@@ -317,7 +317,7 @@ fn parse_btrt(b: BoxRef<'_>) -> Result<Option<u32>> {
     Ok([avg, max].into_iter().find(|v| *v > 0))
 }
 
-/// The parameter sets of an `avcC` as Annex-B: `00000001 SPS ... 00000001 PPS ...` (§2.13).
+/// The parameter sets of an `avcC` as Annex-B: `00000001 SPS ... 00000001 PPS ...` (docs/protocol.md §2.7).
 fn avcc_to_annexb(body: &[u8]) -> Result<Vec<u8>> {
     let mut r = Reader::new(body, codes::AVCC);
     r.skip(5, "profile/level/lengthSize")?;
@@ -340,7 +340,7 @@ fn avcc_to_annexb(body: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// CodecPrivateData (SPS and PPS as Annex-B, [AZ-HEVC]) and the RFC 6381 codec string of an `hvcC`.
+/// CodecPrivateData (SPS and PPS as Annex-B, HEVC amendment 2.2.2.5) and the RFC 6381 codec string of an `hvcC`.
 fn parse_hvcc(body: &[u8], entry: FourCC) -> Result<(Vec<u8>, String)> {
     let mut r = Reader::new(body, codes::HVCC);
     r.u8("configurationVersion")?;

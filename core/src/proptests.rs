@@ -1,5 +1,5 @@
 //! Property tests: every box and section this crate writes parses back to what was written,
-//! for any field values (issue 6). Byte-exact vectors live next to each writer; these cover
+//! for any field values. Byte-exact vectors live next to each writer; these cover
 //! the value space around them.
 
 use alloc::string::String;

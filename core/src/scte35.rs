@@ -1,6 +1,6 @@
 //! SCTE-35 `splice_info_section()`: checking the sections an application or a demuxer hands
 //! over, and building `splice_insert` sections for applications that have no SCTE-35 encoder
-//! (ingest-spec §4.4, §4.5; ANSI/SCTE 35 §9).
+//! (docs/protocol.md §5.8; ANSI/SCTE 35 §9).
 //!
 //! A section goes on the wire as it came, CRC included: the sparse track carries it opaque.
 //! Checking it here means a bad one is refused with a reason before it reaches a server that
@@ -456,7 +456,7 @@ mod tests {
     use super::*;
     use crate::hex::parse_hex;
 
-    /// The splice_insert of ingest-spec §4.4 (Azure's RTMP example, base64
+    /// The splice_insert of docs/protocol.md A.4 (Azure's RTMP example, base64
     /// `/DAlAAAAAAXdAP/wFAUAAAPqf+/+AWRhuP4AUmNjAAEBAQAA8g1eNw==`).
     const SPEC_SECTION: &str =
         "FC302500 00000005 DD00FFF0 14050000 03EA7FEF FE016461 B8FE0052 63630001 01010000 F20D5E37";
@@ -489,8 +489,8 @@ mod tests {
         let spec = parse_section(&parse_hex(SPEC_SECTION)).unwrap();
         let SpliceCommand::Insert(insert) = spec.command else { unreachable!() };
         let built = build_splice_insert(&insert);
-        // The spec's example has pts_adjustment 0x5DD; ours is 0. Patch it in, redo the CRC,
-        // and the bytes are the spec's.
+        // The example (docs/protocol.md A.4) has pts_adjustment 0x5DD; ours is 0. Patch it in,
+        // redo the CRC, and the bytes are the example's.
         let mut patched = built.clone();
         patched[7] = 0x05;
         patched[8] = 0xDD;

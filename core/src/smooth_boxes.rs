@@ -1,5 +1,5 @@
-//! The Smooth Streaming ([MS-SSTR]) boxes of the ingest stream: the ingest `ftyp` (ingest-spec
-//! §2.3), `tfxd` (§2.9) and the end-of-stream `mfra` (§2.11), with their UUIDs (Appendix A.0).
+//! The Smooth Streaming ([MS-SSTR]) boxes of the ingest stream: the ingest `ftyp` (docs/protocol.md
+//! §2.2), `tfxd` (§2.11) and the end-of-stream `mfra` (§1.8), with their UUIDs ([MS-SSTR] 2.2.4, 2.2.7).
 
 use alloc::vec::Vec;
 
@@ -25,7 +25,7 @@ pub const TFRF_UUID: [u8; 16] =
 pub const EMPTY_MFRA: [u8; 8] = [0, 0, 0, 8, b'm', b'f', b'r', b'a'];
 
 /// The ingest `ftyp`: major `isml`, minor 1, compatible `piff` and `iso2`, plus `ccff` and
-/// `iso8` when the stream carries HEVC ([MS-SSTR] 2.2.7.1, [AZ-HEVC]).
+/// `iso8` when the stream carries HEVC ([MS-SSTR] 2.2.7.1, HEVC amendment 2.2.7.1).
 pub fn write_ingest_ftyp(out: &mut Vec<u8>, hevc: bool) {
     write_box(out, codes::FTYP, |o| {
         o.put_fourcc(codes::ISML);
@@ -53,7 +53,7 @@ pub fn parse_ftyp(ftyp: BoxRef<'_>) -> Result<(FourCC, u32, Vec<FourCC>)> {
 
 /// TrackFragmentExtendedHeaderBox: the fragment's absolute time and duration in the track's
 /// timescale. Version 2 appends a 64-bit fragment_index; that layout is inferred, not published
-/// (ingest-spec §2.9.3).
+/// (docs/protocol.md §4.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tfxd {
     pub version: u8,
@@ -120,7 +120,7 @@ mod tests {
 
     #[test]
     fn ftyp_matches_the_spec_vector() {
-        // ingest-spec §2.3
+        // docs/protocol.md A.5
         let mut out = Vec::new();
         write_ingest_ftyp(&mut out, false);
         assert_eq!(out, parse_hex("00 00 00 18 66 74 79 70 69 73 6D 6C 00 00 00 01 70 69 66 66 69 73 6F 32"));
@@ -135,7 +135,7 @@ mod tests {
 
     #[test]
     fn tfxd_matches_the_spec_vectors() {
-        // ingest-spec §2.9.1, v0 and v1
+        // [MS-SSTR] 2.2.4.4, v0 and v1 (v1: docs/protocol.md A.5)
         let v0 = parse_hex(
             "00 00 00 24 75 75 69 64 6D 1D 9B 05 42 D5 44 E6 80 E2 14 1D AF F7 57 B2 00 00 00 00 01 23 45 67 01 31 2D 00",
         );
@@ -158,7 +158,7 @@ mod tests {
         Tfxd::v1(600_000_000, 20_000_000).write(&mut out);
         assert_eq!(out, v1);
         assert_eq!(Tfxd::parse(Boxes::new(&v1).next().unwrap().unwrap()).unwrap(), Tfxd::v1(600_000_000, 20_000_000));
-        // toolchain.md §4: FFmpeg's first tfxd, t=0 d=20000000
+        // FFmpeg's first tfxd of a `-f ismv -movflags isml` push, t=0 d=20000000
         let ffmpeg = parse_hex(
             "0000002c 75756964 6d1d9b05 42d544e6 80e2141d aff757b2 01000000 00000000 00000000 00000000 01312d00",
         );

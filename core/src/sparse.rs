@@ -1,6 +1,6 @@
 //! The boxes of a sparse (timed metadata) stream: its header — `ftyp`, a Live Server Manifest
 //! with one `<textstream>`, a `moov` with a `meta` track — and its fragments, one `moof` +
-//! `mdat` per message (ingest-spec §1.10, §4.2–§4.4, Appendix A.1/A.2).
+//! `mdat` per message (docs/protocol.md §5.1–§5.5, Appendix A.2/A.3).
 //!
 //! Every byte is a function of the configuration and the message, so that redundant encoders
 //! given the same message send the same bytes, and a retried POST repeats itself exactly.
@@ -16,10 +16,10 @@ use crate::manifest::{LiveServerManifest, ManifestTrack, TrackElement};
 use crate::moov::{MoovTrack, metadata_sample_entry, write_moov};
 use crate::smooth_boxes::{Tfxd, write_ingest_ftyp};
 
-/// The Azure SCTE-35 scheme (2019+ revision of the timed-metadata spec, DASH-IF).
+/// The Azure SCTE-35 scheme (2019+ revision of Azure's timed-metadata text, 2.2.1; DASH-IF).
 pub const SCTE35_SCHEME: &str = "urn:scte:scte35:2013:bin";
 
-/// trun flags: data_offset, sample_duration and sample_size present (the spec's 0x301).
+/// trun flags: data_offset, sample_duration and sample_size present (0x301, docs/protocol.md A.2).
 const TRUN_FLAGS: u32 = 0x301;
 
 /// What the sparse stream declares.
@@ -39,7 +39,7 @@ pub struct SparseTrack {
 }
 
 impl SparseTrack {
-    /// The `<textstream>` entry (ingest-spec §4.2): systemBitrate 0, then trackID, trackName,
+    /// The `<textstream>` entry (docs/protocol.md §5.2): systemBitrate 0, then trackID, trackName,
     /// timescale, Subtype DATA, Scheme, parentTrackName, manifestOutput true.
     pub fn manifest_entry(&self) -> ManifestTrack {
         let params = [
@@ -67,8 +67,8 @@ impl SparseTrack {
         let mut out = Vec::with_capacity(1024);
         write_ingest_ftyp(&mut out, false);
         manifest.write_box(&mut out);
-        // hdlr `meta`, nmhd, and a MetaDataSampleEntry `scte` (§4.3); mvhd in the same
-        // timescale, which with 10 MHz gives Appendix A.1 byte for byte.
+        // hdlr `meta`, nmhd, and a MetaDataSampleEntry `scte` (docs/protocol.md §5.3); mvhd in the
+        // same timescale, which with 10 MHz gives docs/protocol.md A.3 byte for byte.
         let entry = metadata_sample_entry(codes::SCTE);
         let track = MoovTrack {
             track_id: self.track_id,
@@ -84,7 +84,7 @@ impl SparseTrack {
     }
 }
 
-/// One message on the sparse track (ingest-spec §4.4).
+/// One message on the sparse track (docs/protocol.md §5.5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SparseMessage {
     /// tfxd fragment_absolute_time: when the message is sent, on the parent's timeline.
@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn the_fragment_matches_the_spec_example() {
-        // ingest-spec §4.4 / Appendix A.2: moof 120 B + mdat 60 B.
+        // docs/protocol.md A.2: moof 120 B + mdat 60 B.
         let m = SparseMessage {
             time: 2_595_092_444,
             duration: 0,
@@ -198,7 +198,7 @@ mod tests {
             assert_eq!(t.param(n), Some(v), "{n}");
         }
         assert!(lsm.to_smil().contains("<textstream src=\"ads\" systemBitrate=\"0\">"));
-        // The moov is Appendix A.1's (493 bytes) for track 3 at 10 MHz.
+        // The moov is docs/protocol.md A.3's (493 bytes) for track 3 at 10 MHz.
         assert_eq!(boxes[2].bytes.len(), 493);
         // A moov without audio/video is refused by the media parser, which is right for media.
         assert!(parse_moov(boxes[2].bytes).is_err());

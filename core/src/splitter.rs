@@ -2,7 +2,7 @@
 //!
 //! Muxers hand a sink arbitrary byte chunks: qtmux/mp4mux/ismlmux send ftyp, moov and each moof as
 //! buffers, then an 8-byte mdat header and one buffer per sample; isofmp4mux and cmafmux send
-//! `styp+moof+mdat-header` in one buffer and the samples after it (toolchain.md §3). The splitter
+//! `styp+moof+mdat-header` in one buffer and the samples after it (gst-plugin-fmp4 0.14). The splitter
 //! accepts any chunking and yields the init header (ftyp, moov) and complete fragments
 //! (moof + mdat). Small boxes are buffered whole (bounded); mdat payload is kept as views of the
 //! pushed chunks, never copied. styp, sidx, prft, emsg, free, skip, mfra and unknown boxes are

@@ -1,4 +1,4 @@
-//! Fixtures shared by the unit tests: the tracks of the spec's manifest example and sample
+//! Fixtures shared by the unit tests: the tracks of the manifest example (docs/protocol.md A.1) and sample
 //! entries that the moov parser accepts.
 
 use alloc::vec;
@@ -9,7 +9,7 @@ use crate::bmff::writer::{PutBytes, write_box, write_full_box};
 use crate::hex::from_hex;
 use crate::movie::{Codec, SampleDefaults, TrackInfo, TrackKind};
 
-/// The video and audio tracks of ingest-spec §2.5.2.
+/// The video and audio tracks of docs/protocol.md A.1.
 pub fn spec_tracks() -> (TrackInfo, TrackInfo) {
     let video = TrackInfo {
         track_id: 1,
@@ -139,7 +139,7 @@ pub fn muxer_fragment(trafs: &[(u32, u64, Vec<RunSpec>)], payload: &[u8]) -> Vec
     out
 }
 
-/// A whole muxer stream: ftyp, moov with the spec's tracks, then the given fragments.
+/// A whole muxer stream: ftyp, moov with the example tracks (A.1), then the given fragments.
 pub fn muxer_stream(fragments: &[Vec<u8>]) -> Vec<u8> {
     let (mut video, mut audio) = spec_tracks();
     video.sample_entry = avc1_entry(1280, 720, &from_hex("01 64 00 1F FF E1 00 02 67 64 01 00 02 68 EE").unwrap());

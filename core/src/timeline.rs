@@ -1,5 +1,5 @@
 //! The ingest timeline: where each sample lies, and output fragments on a fixed grid
-//! (ingest-spec §1.7, §1.8, §2.9, §8.2, §9.1).
+//! (docs/protocol.md §4.1–§4.4).
 //!
 //! Samples are placed on a target timeline: the pipeline's running time, or UTC since the Unix
 //! epoch, in the track's timescale. Output fragment k of a track starts at the first sample at or
@@ -178,7 +178,7 @@ pub struct Grid {
     config: GridConfig,
     tracks: Vec<TrackGrid>,
     /// Extra fragment starts (target ns, sorted): splice points that start a new fragment
-    /// (ingest-spec §4.5). Only the fragment a cut falls in is split; the grid goes on.
+    /// (docs/protocol.md §5.9). Only the fragment a cut falls in is split; the grid goes on.
     cuts: Vec<i128>,
     /// Tests only: never take [`Grid::whole_fragment`]'s shortcut, to compare against it.
     #[cfg(test)]

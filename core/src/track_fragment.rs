@@ -14,7 +14,7 @@ use crate::movie::{MovieInfo, SampleDefaults};
 use crate::payload::Payload;
 use crate::splitter::RawFragment;
 
-/// Sample flags of a sync sample (depends on nothing) and of a non-sync one (ingest-spec A.0).
+/// Sample flags of a sync sample (depends on nothing) and of a non-sync one (docs/protocol.md §2.10).
 pub const SAMPLE_FLAGS_SYNC: u32 = 0x0200_0000;
 pub const SAMPLE_FLAGS_NON_SYNC: u32 = 0x0101_0000;
 /// `sample_is_non_sync_sample` in the sample flags.
@@ -419,7 +419,7 @@ mod tests {
         assert_eq!(back.samples, v);
         assert_eq!(back.decode_time, 6000);
         assert_eq!(back.data.to_vec(), payload);
-        // And the Smooth boxes are where the spec puts them.
+        // And the Smooth boxes are where [MS-SSTR] 2.2.4.3 puts them.
         let moof = crate::bmff::Boxes::new(&wire).next().unwrap().unwrap();
         let traf = moof.require(crate::bmff::fourcc::codes::TRAF).unwrap();
         let types: Vec<_> = traf.children().unwrap().map(|b| b.unwrap().box_type()).collect();

@@ -1,4 +1,4 @@
-//! Deterministic costs of the media path (issue 7), the CI guard that cannot flake: no wall
+//! Deterministic costs of the media path (BENCHMARKS.md), the CI guard that cannot flake: no wall
 //! clock, only what the code does. For a real isofmp4mux stream (video and audio, 1 s
 //! fragments) handed over as one buffer:
 //! - no byte of mdat payload is copied: every payload slice of every output fragment points

@@ -1,4 +1,4 @@
-//! Ad signalling (issue 5): a sparse SCTE-35 stream fed by custom events, POSTed next to the
+//! Ad signalling (docs/protocol.md §5): a sparse SCTE-35 stream fed by custom events, POSTed next to the
 //! media stream, checked byte by byte on the receiver.
 
 mod common;
@@ -12,7 +12,7 @@ use gst::prelude::*;
 
 const SEC: u64 = 1_000_000_000;
 
-/// The splice_insert of ingest-spec §4.4 (event id 1002, CRC F20D5E37).
+/// The splice_insert of docs/protocol.md A.4 (event id 1002, CRC F20D5E37).
 const SPEC_SECTION: [u8; 40] = [
     0xFC, 0x30, 0x25, 0x00, 0x00, 0x00, 0x00, 0x05, 0xDD, 0x00, 0xFF, 0xF0, 0x14, 0x05, 0x00, 0x00, 0x03, 0xEA, 0x7F,
     0xEF, 0xFE, 0x01, 0x64, 0x61, 0xB8, 0xFE, 0x00, 0x52, 0x63, 0x63, 0x00, 0x01, 0x01, 0x01, 0x00, 0x00, 0xF2, 0x0D,

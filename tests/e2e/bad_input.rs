@@ -1,4 +1,4 @@
-//! Bad pipeline input (issue 6): what a broken or unusual upstream hands the sink. Each case
+//! Bad pipeline input (README, Errors): what a broken or unusual upstream hands the sink. Each case
 //! gives an element error or warning that names the problem, and everything accepted before
 //! it still reaches the server, in a POST that ends properly.
 //!

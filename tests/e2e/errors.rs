@@ -1,5 +1,5 @@
 //! How the element fails: a refused connection, a refused probe, a bad location. Each must be
-//! a clear element error naming the URL (without credentials) and the status (issue 2). With
+//! a clear element error naming the URL (without credentials) and the status (README, Errors). With
 //! `max-retries=0` the first failure is final; retrying is covered in failover.rs.
 
 mod common;

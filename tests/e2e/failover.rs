@@ -1,4 +1,4 @@
-//! Failover that loses nothing (issue 3): live pipelines against a receiver that resets,
+//! Failover that loses nothing (docs/protocol.md §3): live pipelines against a receiver that resets,
 //! stalls, restarts and refuses, checked on the receiver's deduplicated timeline.
 
 mod common;

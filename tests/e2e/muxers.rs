@@ -1,5 +1,5 @@
 //! One live pipeline per muxer, pushed through fmp4ingestsink to our receiver: each must give
-//! a conformant ingest stream (issue 2).
+//! a conformant ingest stream (docs/protocol.md §1, §2).
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Redundant encoders (issue 4): UTC timestamps locked to the epoch and fragments on a fixed
+//! Redundant encoders (docs/protocol.md §4): UTC timestamps locked to the epoch and fragments on a fixed
 //! grid, so that encoders started apart, killed, or restarted produce fragments a server can
 //! deduplicate: same times, durations and indexes.
 

@@ -1,4 +1,4 @@
-//! Security and hostile servers (issue 6): HTTPS with certificates made here, mutual TLS,
+//! Security and hostile servers (README, Security): HTTPS with certificates made here, mutual TLS,
 //! Basic authentication, extra headers, secrets that never show, redirects, and servers that
 //! try to exhaust the sink.
 

@@ -420,7 +420,7 @@ async fn serve(sock: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
     let sized = !probe && !head.is_chunked() && head.content_length().is_some();
     if result.is_ok() && sized {
         // A sparse POST: answer without closing, and see whether the client closes the
-        // connection itself (ingest-spec §1.10 rule 4b: no idle connection left open).
+        // connection itself (docs/protocol.md §5.4: no idle connection left open).
         http::respond_keep_alive(&mut wr, status, reason).await?;
         let answered = Instant::now();
         let mut rest = [0u8; 1];

@@ -333,7 +333,7 @@ pub struct FragmentInfo {
     pub sparse: Option<SparsePayload>,
 }
 
-/// The mdat payload of a sparse fragment (ingest-spec §4.4): version, id,
+/// The mdat payload of a sparse fragment (docs/protocol.md §5.5): version, id,
 /// presentation_time_delta, then the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SparsePayload {

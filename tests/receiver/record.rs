@@ -257,7 +257,7 @@ impl BodyReader {
     }
 
     /// A sparse fragment: one sample, the Azure payload, and for SCTE-35 a whole
-    /// splice_info_section with a correct CRC (ingest-spec §4.4).
+    /// splice_info_section with a correct CRC (docs/protocol.md §5.5).
     fn check_sparse(&self, f: &mut FragmentInfo, payload: &[u8], rec: &mut PostRecord) {
         let v = &mut rec.violations;
         if f.sample_count != 1 {
@@ -279,7 +279,7 @@ impl BodyReader {
     }
 
     fn check_header(&self, rec: &mut PostRecord) {
-        // A sparse stream (ingest-spec §4.2, §4.3): textstreams only, each with its rules.
+        // A sparse stream (docs/protocol.md §5.2, §5.3): textstreams only, each with its rules.
         let text: Vec<_> = rec.smil_tracks.iter().filter(|t| t.element == "textstream").collect();
         if !text.is_empty() {
             if text.len() != rec.smil_tracks.len() {

@@ -1,5 +1,5 @@
 //! The session's fragment store: the forward buffer, what each connection carried, and what
-//! must be sent again after a failure (ingest-spec §1.3 rule 7, §1.6, §3.1).
+//! must be sent again after a failure (docs/protocol.md §3.4, §3.5, §3.7).
 //!
 //! Every fragment stays here until it is known to be delivered — the peer's TCP acknowledged
 //! its last byte — and is no longer one of the last two delivered fragments of its track.
@@ -254,7 +254,7 @@ impl Backlog {
 
     /// Frees the delivered fragments no longer needed: those not among the last
     /// `resend_depth` delivered of their track (the ring), and those that are no longer among
-    /// the last `resend_depth` fully written (the spec's "last two": a fragment in flight
+    /// the last `resend_depth` fully written (the "last two" of docs/protocol.md §3.4: a fragment in flight
     /// takes its place).
     fn prune(&mut self) {
         let ring = self.ring();

@@ -1,6 +1,6 @@
 //! Retry delays: at once, then exponential from the initial delay up to a cap, each with ±25 %
-//! jitter so that many encoders cut off together do not come back in step (ingest-spec §3.1:
-//! unlimited retries, backoff unspecified; suggested "at once, then 1 s, 2 s, capped").
+//! jitter so that many encoders cut off together do not come back in step (docs/protocol.md §3.6:
+//! unlimited retries, backoff unspecified by the public texts).
 //!
 //! The jitter comes from a small PRNG seeded by the driver, so that the core reads no entropy
 //! and tests are reproducible.

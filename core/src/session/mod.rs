@@ -1,4 +1,4 @@
-//! The POST session of one stream, as a sans-IO state machine (ingest-spec §1.3, §1.6, §3).
+//! The POST session of one stream, as a sans-IO state machine (docs/protocol.md §1.3–§1.7, §3).
 //!
 //! Probe (an empty POST) → open the long-running chunked POST → stream the header and every
 //! fragment → on any failure (refused probe, connection error, early response, send timeout):
@@ -49,20 +49,20 @@ const RECENT_FRAGMENTS: usize = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnectionId(pub u64);
 
-/// Timers, limits and policies, with the spec's defaults.
+/// Timers, limits and policies, with the defaults of docs/protocol.md §3.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionConfig {
-    /// Time to connect, and for the probe to be answered (spec §1.6 rule 1: 10 s).
+    /// Time to connect, and for the probe to be answered (docs/protocol.md §3.1: 10 s).
     pub connect_timeout: Duration,
     /// Time without progress while data waits before the connection is abandoned; `None` is
-    /// 1.5 × the fragment duration N (spec §1.6 rule 2: between N and 2N).
+    /// 1.5 × the fragment duration N (docs/protocol.md §3.2: between N and 2N).
     pub send_timeout: Option<Duration>,
     /// N when the fragments are cut on a grid (the element's `fragment-duration`); `None`
     /// takes it from the fragments: the longest of the last few.
     pub fragment_duration: Option<Duration>,
     /// Time to wait for the server's answer after the last chunk.
     pub final_response_timeout: Duration,
-    /// Consecutive failed attempts before giving up; `None` retries forever (spec §1.6 rule 4).
+    /// Consecutive failed attempts before giving up; `None` retries forever (docs/protocol.md §3.6).
     pub max_retries: Option<u32>,
     /// Time without a working connection before giving up; `None` is forever.
     pub retry_limit: Option<Duration>,
@@ -99,7 +99,7 @@ pub struct SessionConfig {
     pub delivery_slack_bytes: u64,
     /// After `finish()`, how long to keep trying to deliver what is left.
     pub eos_timeout: Duration,
-    /// Fully written fragments per track sent again on every new connection (spec: 2).
+    /// Fully written fragments per track sent again on every new connection (docs/protocol.md §3.4: 2).
     pub resend_depth: usize,
     /// Body bytes taken to be still in flight when the transport cannot see acknowledgements.
     pub unobserved_in_flight: u64,

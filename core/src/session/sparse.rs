@@ -1,4 +1,4 @@
-//! The POSTs of a sparse stream, as a sans-IO state machine (ingest-spec §1.10 rule 4, §4.6).
+//! The POSTs of a sparse stream, as a sans-IO state machine (docs/protocol.md §5.4).
 //!
 //! Unlike the media stream, a sparse stream keeps no connection open: a POST of the header
 //! boxes alone registers the track, then each message is a short POST of the header boxes

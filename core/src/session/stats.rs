@@ -1,5 +1,5 @@
 //! Health figures of a stream as the encoder sees them, named like the service's ingest
-//! heartbeat (seed 001, ingest-spec §7.1) so that both sides can be compared.
+//! heartbeat (docs/protocol.md §8.1) so that both sides can be compared.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;

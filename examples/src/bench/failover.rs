@@ -1,4 +1,4 @@
-//! Failover (issue 3):
+//! Failover (docs/protocol.md §3):
 //! - recovery: time from a server reset to the first bytes of the new POST and to its first
 //!   resent fragment, on loopback, over many resets of a live stream;
 //! - outage memory: peak RSS of a process pushing 10 minutes of live 6 Mbps media while the
@@ -28,7 +28,7 @@ pub fn section() -> Result<String, String> {
     let cpu = cpu()?;
     println!("{cpu}");
     Ok(format!(
-        "## Failover (issue 3)\n\n{}\n\n### Recovery after a reset\n\n{recovery}\n\n### Memory through a 10-minute \
+        "## Failover\n\n{}\n\n### Recovery after a reset\n\n{recovery}\n\n### Memory through a 10-minute \
          outage\n\n{outage}\n\n### CPU in steady state\n\n{cpu}\n",
         machine()
     ))
@@ -68,7 +68,7 @@ fn recovery() -> Result<String, String> {
          | | median | p90 | max |\n|---|---|---|---|\n\
          | first byte of the new POST (probe and connection included) | {:.1} ms | {:.1} ms | {:.1} ms |\n\
          | first resent fragment complete at the receiver | {:.1} ms | {:.1} ms | {:.1} ms |\n\n\
-         Target (issue 7): the first resent byte within 50 ms of the connection being up. Counted from the \
+         Target: the first resent byte within 50 ms of the connection being up. Counted from the \
          reset instead (the backoff, the probe and the new connection included), the first resent fragment was \
          complete at the receiver within {:.1} ms every time: {}.",
         first_byte.len(),
@@ -153,7 +153,7 @@ fn outage() -> Result<String, String> {
     }
     let along: Vec<String> =
         samples.iter().map(|(m, k)| format!("{} min: {:.1} MiB", m / 60, *k as f64 / 1024.0)).collect();
-    // The forward buffer's bound at this rate: 30 s of 6 Mbit/s. The target (issue 7): the
+    // The forward buffer's bound at this rate: 30 s of 6 Mbit/s. The target: the
     // process grows by no more than that plus a constant while it fills, then stays flat.
     let bound_mib = 30.0 * 6e6 / 8.0 / (1024.0 * 1024.0);
     let mib = |k: u64| k as f64 / 1024.0;
@@ -172,7 +172,7 @@ fn outage() -> Result<String, String> {
          forward buffer. RSS along the media timeline: {}.\n\n\
          The forward buffer's bound at this rate is 30 s × 6 Mbit/s = {bound_mib:.1} MiB. The process grew by \
          {filling:.1} MiB in the first minute, while the buffer filled, and by {after:.1} MiB from then to its \
-         peak. Target (issue 7): within the bound plus a constant ({CONSTANT_MIB} MiB: queues, allocator), then \
+         peak. Target: within the bound plus a constant ({CONSTANT_MIB} MiB: queues, allocator), then \
          flat (at most {FLAT_MIB} MiB more over the remaining 9 minutes): {}.",
         start.elapsed().as_secs_f64(),
         dropped,

@@ -1,4 +1,4 @@
-//! Live latency (issue 7): the time from a fragment's last byte entering `render()` (the core
+//! Live latency: the time from a fragment's last byte entering `render()` (the core
 //! taking the muxer's bytes that complete it) to its last byte handed to the connection, which
 //! hyper writes to the socket in the same poll. The element measures it for every fragment it
 //! sends for the first time (`latency-*` in `stats`); this pushes a live stream to our discard
@@ -44,7 +44,7 @@ pub fn section(seconds: u64) -> Result<String, String> {
     let (count, p50, p99, max) = (get("latency-count")?, get("latency-p50")?, get("latency-p99")?, get("latency-max")?);
     let sent = get("fragments-sent")?;
     Ok(format!(
-        "## Live latency (issue 7)\n\n{}\n\n\
+        "## Live latency\n\n{}\n\n\
          {seconds} s of live 640x360 H.264 at 2 Mbps + AAC (isofmp4mux, 2 s fragments) pushed to our discard \
          server on loopback ({:.1} MB received). For each of the {count} fragments sent (of {sent}), the time from \
          its last byte entering `render()` to its last byte handed to the connection (the element's \

@@ -1,4 +1,4 @@
-//! Many sinks (issue 7): 100 fmp4ingestsink instances in one process, each pushing a live
+//! Many sinks: 100 fmp4ingestsink instances in one process, each pushing a live
 //! 2 Mbps stream to the discard server (another process) for 60 s: the process's CPU time per
 //! stream and in all, and the threads it runs.
 //!
@@ -169,7 +169,7 @@ pub fn section() -> Result<String, String> {
         .collect();
     let share = cpu / wall * 100.0;
     Ok(format!(
-        "## Many sinks (issue 7)\n\n{}\n\n\
+        "## Many sinks\n\n{}\n\n\
          {SINKS} fmp4ingestsink in one process, each pushing a live 2 Mbps H.264 + AAC stream (a pre-muxed \
          isofmp4mux file fed in real time through `appsrc is-live=true`, one fragment every 2 s) to our discard \
          server in another process, for {wall:.0} s; {sent} of {} fragments sent. CPU of the whole process (feeder \

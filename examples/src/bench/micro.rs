@@ -1,4 +1,4 @@
-//! The core's micro-benchmarks (issue 7): runs `cargo bench -p fmp4ingest-core` (criterion,
+//! The core's micro-benchmarks: runs `cargo bench -p fmp4ingest-core` (criterion,
 //! `core/benches/media_path.rs`) and reads criterion's estimates back for BENCHMARKS.md; and
 //! the zero-copy and allocation figures of the media path, from `core/tests/costs.rs`.
 
@@ -114,7 +114,7 @@ pub fn section() -> Result<String, String> {
         .map(|l| format!("- {l}"))
         .collect();
     Ok(format!(
-        "## Core micro-benchmarks (issue 7)\n\n{}\n\n\
+        "## Core micro-benchmarks\n\n{}\n\n\
          criterion, `core/benches/media_path.rs` (`cargo bench -p fmp4ingest-core`): one fragment of 60 video \
          samples split out of the muxer's bytes (handed over as moof, mdat header and payload) and rewritten \
          as a Smooth fragment, with the muxer's fragments kept, or re-cut on the 2 s grid (the default), \

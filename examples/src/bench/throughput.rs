@@ -1,4 +1,4 @@
-//! Throughput (issue 7): 60 s of pre-muxed 20 Mbps 720p H.264 + AAC (mp4mux, 2 s fragments)
+//! Throughput: 60 s of pre-muxed 20 Mbps 720p H.264 + AAC (mp4mux, 2 s fragments)
 //! pushed from a file as fast as it goes to a discard server of ours on loopback, by
 //! `gst-launch-1.0 filesrc ! fmp4ingestsink` and by `filesrc ! curlhttpsink
 //! use-content-length=false` (a sender that only moves bytes), alternating, as whole
@@ -149,7 +149,7 @@ pub fn section() -> Result<String, String> {
     let cpu_ratio = ours.cpu() / curl.cpu();
     let verdict = |ok: bool| if ok { "met" } else { "**not met**" };
     Ok(format!(
-        "## Throughput (issue 7)\n\n{}\n\n\
+        "## Throughput\n\n{}\n\n\
          {:.1} MB of pre-muxed fMP4 (60 s of 20 Mbps 1280x720 H.264 + AAC from mp4mux, 2 s fragments) pushed from \
          a file as fast as it goes (`filesrc blocksize=65536`) to our discard server on loopback (it answers the \
          probe and `Expect: 100-continue`, discards the chunked body, answers at the end). Each sender is a whole \

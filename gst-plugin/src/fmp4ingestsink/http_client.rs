@@ -3,8 +3,8 @@
 //! authentication, extra headers, the User-Agent and an optional Content-Type.
 //!
 //! Every request goes on a connection of its own that is closed after the answer — a failed
-//! POST must never be retried on a pooled socket (spec §1.6 rule 5a), and a sparse stream
-//! leaves no idle connection (§1.10 rule 4b) — and no redirect is followed by the client: a
+//! POST must never be retried on a pooled socket (docs/protocol.md §1.5, §3.3), and a sparse
+//! stream leaves no idle connection (§5.4) — and no redirect is followed by the client: a
 //! streamed body cannot be replayed (a 307 would send it empty), so redirects of the probe are
 //! handled by the uploader, when allowed.
 //!

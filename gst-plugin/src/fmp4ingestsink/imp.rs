@@ -728,7 +728,7 @@ impl ObjectImpl for Fmp4IngestSink {
                     .nick("tfxd version")
                     .blurb(
                         "1, or 2: tfxd v1 fields followed by a 64-bit fragment_index (a layout inferred, not \
-                         published: ingest-spec 2.9.3)",
+                         published: docs/protocol.md §4.4)",
                     )
                     .minimum(1)
                     .maximum(2)

@@ -1,4 +1,4 @@
-//! Asks upstream for a key frame at each fragment boundary (ingest-spec §9.1), a little ahead
+//! Asks upstream for a key frame at each fragment boundary (docs/protocol.md §4.5), a little ahead
 //! of time, so that every video fragment starts with a sync sample on the grid.
 //!
 //! The request is the standard upstream GstForceKeyUnit event (a custom upstream event named

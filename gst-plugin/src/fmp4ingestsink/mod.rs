@@ -7,7 +7,7 @@
 //! and sends it with the protocol's probe and long-running chunked POST.
 //!
 //! Ad signals: with `sparse-stream-id` set, the element keeps a sparse SCTE-35 stream next to
-//! the media stream (ingest-spec §4). It takes custom downstream events (serialized or
+//! the media stream (docs/protocol.md §5). It takes custom downstream events (serialized or
 //! out-of-band) that reach its sink pad, or that are given to it with `gst_element_send_event()`:
 //!
 //! - `fmp4ingest-splice`: `running-time` (guint64 ns, required: the splice instant on the

@@ -5,7 +5,7 @@
 //! connection ([`ConnectionTap`]), and [`TcpWatch::find`] locates that socket among the
 //! process's descriptors (`/proc/net/tcp*` for its inode, `/proc/self/fd` for the descriptor)
 //! and keeps a duplicate to query. With it the session knows which fragments cannot have
-//! reached the server when a connection dies, and resends them (ingest-spec §1.6: data sitting
+//! reached the server when a connection dies, and resends them (docs/protocol.md §3.5: data sitting
 //! in kernel buffers is lost with the connection). Where any of this is unavailable the session
 //! falls back to a conservative estimate.
 

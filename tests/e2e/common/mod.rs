@@ -218,7 +218,7 @@ pub fn check_media_post(p: &PostRecord) -> Vec<String> {
     problems
 }
 
-/// The whole-stream checks of issue 2: probe first, one conformant POST, contiguous timelines,
+/// The whole-stream checks (docs/protocol.md §1, §2): probe first, one conformant POST, contiguous timelines,
 /// video fragments of `fragment_secs` starting with a sync sample.
 pub fn check_stream(view: &StreamView, fragment_secs: f64) -> Vec<String> {
     let mut problems = Vec::new();
