@@ -1,11 +1,14 @@
 //! GStreamer plugin `fmp4ingest`: the `fmp4ingestsink` element.
 //!
-//! A thin shell around `fmp4ingest-core`: GStreamer glue, properties, messages, and HTTP
-//! through reqwest on one process-wide tokio runtime. Protocol decisions live in the core.
+//! A thin shell around `fmp4ingest-core`: GStreamer glue, properties, messages, and HTTP on
+//! connections of its own ([`http`], hyper and rustls) run by one driver skeleton ([`driver`])
+//! on one shared tokio runtime. Protocol decisions live in the core.
 
 use gst::glib;
 
+mod driver;
 mod fmp4ingestsink;
+mod http;
 mod runtime;
 
 pub use fmp4ingestsink::Fmp4IngestSink;

@@ -15,13 +15,3 @@ pub static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
         // process cannot create threads.
         .expect("fmp4ingest: cannot start the tokio runtime")
 });
-
-/// reqwest is built without a default TLS crypto provider (ring instead of aws-lc, which is
-/// heavy to build); install ring's before building any client. Another library may have
-/// installed one already, which is fine.
-pub fn install_crypto_provider() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}

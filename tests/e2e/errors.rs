@@ -1,34 +1,91 @@
 //! How the element fails: a refused connection, a refused probe, a bad location. Each must be
-//! a clear element error naming the URL (without credentials) and the status (README, Errors). With
-//! `max-retries=0` the first failure is final; retrying is covered in failover.rs.
+//! a clear element error naming the URL (without credentials), the status and the fix, with the
+//! error code that fits (README, Errors). A server that refuses the stream for good (401, 403,
+//! 404, 400, 415 to the first probe) ends it at once with default properties; what a retry may
+//! mend is retried, within `max-retries`; and the same refusals after the stream ran are
+//! retried. TLS refusals are in security.rs.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{run_pipeline, video_source};
-use fmp4ingest_receiver::{Behaviour, Receiver};
+use common::{run_pipeline, spawn_pipeline, video_source};
+use fmp4ingest_receiver::{Behaviour, Fault, FaultKind, Receiver};
 
-fn pipeline(url: &str) -> String {
+/// `seconds` of video into a sink with default properties but `props`.
+fn video_pipeline(url: &str, props: &str, seconds: u32) -> String {
     format!(
-        "{} ! isofmp4mux fragment-duration=2000000000 ! fmp4ingestsink max-retries=0 location=\"{url}\"",
-        video_source(6, 60)
+        "{} ! isofmp4mux fragment-duration=2000000000 ! fmp4ingestsink name=sink {props} location=\"{url}\"",
+        video_source(seconds, 60)
     )
 }
 
+/// Six seconds of video into a sink with default properties but `props`.
+fn pipeline_with(url: &str, props: &str) -> String {
+    video_pipeline(url, props, 6)
+}
+
+/// The first failure is final.
+fn pipeline(url: &str) -> String {
+    pipeline_with(url, "max-retries=0")
+}
+
 #[test]
-fn a_refused_probe_is_an_error_with_url_and_status() {
-    let rx = Receiver::start_with(Behaviour { probe_status: 404, ..Behaviour::default() }, "127.0.0.1:0").unwrap();
-    let url = rx.url("missing", "video");
-    let result = run_pipeline(&pipeline(&url), Duration::from_secs(30));
-    assert!(!result.eos, "{result:?}");
-    let error = result.errors.join("\n");
-    assert!(error.contains("refused the stream: HTTP 404 Not Found"), "{error}");
-    assert!(error.contains(&url), "{error}");
-    // Nothing but the probe reached the server.
-    let view = rx.stream("video");
-    assert_eq!(view.posts.len(), 1, "{:?}", view.posts);
-    assert!(view.posts[0].is_probe());
+fn a_probe_refused_for_good_is_an_error_at_once_with_url_status_and_code() {
+    for (status, text, code) in [
+        (404, "HTTP 404 Not Found", gst::ResourceError::NotFound),
+        (403, "HTTP 403 Forbidden", gst::ResourceError::NotAuthorized),
+        (401, "HTTP 401 Unauthorized", gst::ResourceError::NotAuthorized),
+        (400, "HTTP 400 Bad Request", gst::ResourceError::OpenWrite),
+        (415, "HTTP 415 Unsupported Media Type", gst::ResourceError::OpenWrite),
+    ] {
+        let rx =
+            Receiver::start_with(Behaviour { probe_status: status, ..Behaviour::default() }, "127.0.0.1:0").unwrap();
+        let url = rx.url("missing", "video");
+        // Default properties: retries forever, but not for this.
+        let result = run_pipeline(&pipeline_with(&url, ""), Duration::from_secs(30));
+        assert!(!result.eos, "{status}: {result:?}");
+        let error = result.errors.join("\n");
+        assert!(error.contains(&format!("refused the stream: {text}")), "{error}");
+        assert!(error.contains(&url) && error.contains("before any media was sent"), "{error}");
+        assert_eq!(result.error_code, Some(code), "{status}: {error}");
+        // At once: well within the connect timeout.
+        assert!(result.error_at.unwrap() < Duration::from_secs(10), "{status}: {result:?}");
+        // Nothing but the probe reached the server.
+        let view = rx.stream("video");
+        assert_eq!(view.posts.len(), 1, "{:?}", view.posts);
+        assert!(view.posts[0].is_probe());
+    }
+}
+
+#[test]
+fn refusals_after_the_stream_ran_are_retried_and_the_stream_goes_on() {
+    let rx = Receiver::start().unwrap();
+    let run = spawn_pipeline(&video_pipeline(&rx.url("live", "v"), "", 20), Duration::from_secs(90));
+    // Once two fragments arrived, the POST is cut and the publishing point "stops" for 3 s: its
+    // probes are answered 404, then 403.
+    assert!(
+        rx.wait_until(Duration::from_secs(30), |posts| posts.iter().map(|p| p.fragments.len()).sum::<usize>() >= 2)
+    );
+    // (The reset comes with the connection's next bytes, within a fragment.)
+    rx.inject(Fault::new(FaultKind::ProbeStatus(404), Duration::from_secs(4)).for_stream("v"));
+    rx.restart(Duration::ZERO);
+    std::thread::sleep(Duration::from_secs(4));
+    // Longer than the backoff's cap (4 s, +25 %): an attempt falls in it.
+    rx.inject(Fault::new(FaultKind::ProbeStatus(403), Duration::from_secs(6)).for_stream("v"));
+    let r = run.join().unwrap();
+    assert!(r.eos && r.errors.is_empty(), "{:?}", r.errors);
+    let refused: Vec<u32> = r
+        .messages_named("fmp4ingestsink-disconnected")
+        .iter()
+        .filter(|m| m.get::<String>("reason").unwrap() == "probe-refused")
+        .map(|m| m.get::<u32>("status").unwrap())
+        .collect();
+    assert!(refused.contains(&404) && refused.contains(&403), "{refused:?}");
+    let view = rx.stream("v");
+    for t in view.track_ids() {
+        assert!(view.gaps(t).is_empty(), "track {t}: {:?}", view.gaps(t));
+    }
 }
 
 #[test]

@@ -31,19 +31,51 @@ fn ca(name: &str) -> (rcgen::Certificate, KeyPair) {
 }
 
 fn leaf(names: &[&str], usage: ExtendedKeyUsagePurpose, issuer: &(rcgen::Certificate, KeyPair)) -> (String, String) {
+    leaf_valid(names, usage, issuer, None)
+}
+
+/// A certificate for `names`, valid over `years` (from, to) when given.
+fn leaf_valid(
+    names: &[&str],
+    usage: ExtendedKeyUsagePurpose,
+    issuer: &(rcgen::Certificate, KeyPair),
+    years: Option<(i32, i32)>,
+) -> (String, String) {
     let mut p = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
     p.distinguished_name.push(DnType::CommonName, names[0]);
     p.extended_key_usages = vec![usage];
+    if let Some((from, to)) = years {
+        p.not_before = rcgen::date_time_ymd(from, 1, 1);
+        p.not_after = rcgen::date_time_ymd(to, 1, 1);
+    }
     let key = KeyPair::generate().unwrap();
     let cert = p.signed_by(&key, &issuer.0, &issuer.1).unwrap();
     (cert.pem(), key.serialize_pem())
 }
 
+/// What is wrong with the server's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServerCert {
+    Good,
+    /// Valid 2020 to 2021 only.
+    Expired,
+    /// For another host name.
+    WrongName,
+}
+
 fn pki() -> Pki {
+    pki_with(ServerCert::Good)
+}
+
+fn pki_with(server: ServerCert) -> Pki {
     let server_ca = ca("fmp4ingest test CA");
     let client_ca = ca("fmp4ingest test client CA");
-    let (server_cert_pem, server_key_pem) =
-        leaf(&["127.0.0.1", "localhost"], ExtendedKeyUsagePurpose::ServerAuth, &server_ca);
+    let (names, years) = match server {
+        ServerCert::Good => (&["127.0.0.1", "localhost"][..], None),
+        ServerCert::Expired => (&["127.0.0.1", "localhost"][..], Some((2020, 2021))),
+        ServerCert::WrongName => (&["ingest.example.invalid"][..], None),
+    };
+    let (server_cert_pem, server_key_pem) = leaf_valid(names, ExtendedKeyUsagePurpose::ServerAuth, &server_ca, years);
     let (client_cert_pem, client_key_pem) = leaf(&["encoder-1"], ExtendedKeyUsagePurpose::ClientAuth, &client_ca);
     Pki {
         ca_pem: server_ca.0.pem(),
@@ -111,17 +143,45 @@ fn https_with_the_ca_in_ca_file_delivers_the_stream() {
     assert!(rx.tls_failures().is_empty(), "{:?}", rx.tls_failures());
 }
 
+/// A stream with default properties (but `extra`) to a server that refuses it for good: it
+/// ends with an element error at once, before any media reached the server.
+fn refused_at_start(rx: &Receiver, id: &str, extra: &str) -> (String, gst::ResourceError) {
+    let r = run_pipeline(&pipeline(&rx.url("live", id), extra), Duration::from_secs(60));
+    assert!(!r.eos, "{r:?}");
+    assert_eq!(r.errors.len(), 1, "{:?}", r.warnings);
+    // Within the connect timeout (10 s by default) and a few seconds.
+    let took = r.error_at.expect("an error");
+    assert!(took < Duration::from_secs(13), "the error took {took:?}");
+    assert!(rx.stream(id).media_posts().is_empty(), "no media was posted");
+    (r.errors[0].clone(), r.error_code.expect("a resource error"))
+}
+
 #[test]
 fn an_untrusted_certificate_is_a_clear_error() {
     let p = pki();
     let rx = tls_receiver(&p, false, Behaviour::default());
-    let r = run_pipeline(&pipeline(&rx.url("live", "v"), QUICK), Duration::from_secs(60));
-    assert_eq!(r.errors.len(), 1, "{:?}", r.warnings);
-    let e = &r.errors[0];
-    assert!(e.contains("Could not connect"), "{e}");
-    assert!(e.contains("certificate") && e.contains("ca-file"), "{e}");
+    let (e, code) = refused_at_start(&rx, "v", "");
+    assert_eq!(code, gst::ResourceError::NotAuthorized, "{e}");
+    assert!(e.contains("The TLS connection to the ingest server failed"), "{e}");
+    assert!(e.contains("not trusted") && e.contains("ca-file"), "{e}");
     assert!(rx.posts().is_empty(), "nothing reached the server");
     assert!(!rx.tls_failures().is_empty());
+}
+
+#[test]
+fn an_expired_certificate_and_a_certificate_for_another_name_are_clear_errors() {
+    for (what, words, fix) in [
+        (ServerCert::Expired, "expired or is not valid yet", "Renew"),
+        (ServerCert::WrongName, "for another host name", "host name"),
+    ] {
+        let p = pki_with(what);
+        let rx = tls_receiver(&p, false, Behaviour::default());
+        let ca = file("ca.pem", &p.ca_pem);
+        let (e, code) = refused_at_start(&rx, "v", &format!("ca-file={ca}"));
+        assert_eq!(code, gst::ResourceError::NotAuthorized, "{what:?}: {e}");
+        assert!(e.contains(words) && e.contains(fix), "{what:?}: {e}");
+        assert!(rx.posts().is_empty(), "{what:?}: nothing reached the server");
+    }
 }
 
 #[test]
@@ -143,11 +203,9 @@ fn mutual_tls_works_with_the_client_certificate_and_is_refused_without() {
     let with = format!("ca-file={ca} client-cert={cert} client-key={key}");
     let r = run_pipeline(&pipeline(&rx.url("live", "m"), &with), Duration::from_secs(60));
     delivered(&rx, &r, "m");
-    let r = run_pipeline(&pipeline(&rx.url("live", "n"), &format!("ca-file={ca} {QUICK}")), Duration::from_secs(60));
-    assert_eq!(r.errors.len(), 1);
-    let e = &r.errors[0];
-    assert!(e.contains("Could not connect") && e.contains("client-cert"), "{e}");
-    assert!(rx.stream("n").posts.is_empty());
+    let (e, code) = refused_at_start(&rx, "n", &format!("ca-file={ca}"));
+    assert_eq!(code, gst::ResourceError::NotAuthorized, "{e}");
+    assert!(e.contains("client certificate") && e.contains("client-cert"), "{e}");
     assert!(rx.tls_failures().iter().any(|f| f.contains("certificate")), "{:?}", rx.tls_failures());
 }
 
@@ -162,16 +220,14 @@ fn basic_authentication_and_the_401_path() {
     let url = rx.url("live", "b").replace("http://", "http://encoder:pa55%3Aword@");
     let r = run_pipeline(&pipeline(&url, ""), Duration::from_secs(60));
     delivered(&rx, &r, "b");
-    // Wrong: 401, retried, then a clear error.
-    let r = run_pipeline(
-        &pipeline(&rx.url("live", "c"), &format!("user-id=encoder user-pw=nope {QUICK}")),
-        Duration::from_secs(60),
-    );
-    assert_eq!(r.errors.len(), 1);
-    let e = &r.errors[0];
-    assert!(e.contains("HTTP 401 Unauthorized") && e.contains("user-id"), "{e}");
-    assert!(!e.contains("nope"), "{e}");
-    assert!(rx.rejected().iter().filter(|w| w.contains("401")).count() >= 2, "{:?}", rx.rejected());
+    // Wrong, or none: 401 to the probe, an error at once (default properties), nothing sent.
+    for (id, props) in [("c", "user-id=encoder user-pw=nope"), ("d", "")] {
+        let (e, code) = refused_at_start(&rx, id, props);
+        assert_eq!(code, gst::ResourceError::NotAuthorized, "{e}");
+        assert!(e.contains("HTTP 401 Unauthorized") && e.contains("user-id"), "{e}");
+        assert!(!e.contains("nope"), "{e}");
+    }
+    assert_eq!(rx.rejected().iter().filter(|w| w.contains("401")).count(), 2, "{:?}", rx.rejected());
 }
 
 #[test]

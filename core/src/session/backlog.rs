@@ -80,13 +80,11 @@ pub struct Backlog {
     /// Per track, the sequence numbers of its last two delivered fragments.
     last_delivered: Vec<(u32, VecDeque<u64>)>,
     resend_depth: usize,
-    /// See [`crate::session::SessionConfig::delivery_slack_bytes`].
-    delivery_slack: u64,
 }
 
 impl Backlog {
-    pub fn new(resend_depth: usize, delivery_slack: u64) -> Self {
-        Backlog { resend_depth: resend_depth.max(1), delivery_slack, ..Default::default() }
+    pub fn new(resend_depth: usize) -> Self {
+        Backlog { resend_depth: resend_depth.max(1), ..Default::default() }
     }
 
     pub fn push(&mut self, fragment: Fragment, ready_at: core::time::Duration) {
@@ -231,25 +229,26 @@ impl Backlog {
         self.last_delivered.iter().flat_map(|(_, r)| r.iter().copied()).collect()
     }
 
-    /// The server read the body of `conn` up to `acked` bytes at least: marks its fragments
-    /// up to there as delivered and frees those no longer needed.
-    pub fn acknowledge(&mut self, conn: ConnectionId, acked: u64) {
+    /// The server read the body of `conn` up to `read` bytes at least: marks its fragments
+    /// up to there as delivered and frees those no longer needed. True when a fragment was
+    /// newly delivered.
+    pub fn acknowledge(&mut self, conn: ConnectionId, read: u64) -> bool {
         let mut newly = Vec::new();
-        let reach = acked.saturating_add(self.delivery_slack);
         for i in self.items.iter_mut() {
-            if matches!(i.stage, Stage::Written { conn: c, end, .. } if c == conn && end <= reach) {
+            if matches!(i.stage, Stage::Written { conn: c, end, .. } if c == conn && end <= read) {
                 i.stage = Stage::Delivered;
                 i.delivered = true;
                 newly.push((i.fragment.track_id, i.seq));
             }
         }
         if newly.is_empty() {
-            return;
+            return false;
         }
         for (track, seq) in newly {
             self.note_delivered(track, seq);
         }
         self.prune();
+        true
     }
 
     /// Frees the delivered fragments no longer needed: those not among the last

@@ -5,10 +5,13 @@
 //! close, back off with jitter, probe again, open a new connection to the same URL, send the
 //! same header bytes, the last two fully written fragments of every track and whatever was not
 //! delivered, then what was produced meanwhile, paced → at the end, the zero-length chunk and
-//! the final response.
+//! the final response. A failure that no retry can mend (a refused certificate, a probe answered
+//! 401, 403 or 404) before the stream ever ran ends the session at once.
 //!
 //! The session does no IO and reads no clock. The driver:
-//! - performs [`Action`]s (probe, open, close) and reports what the network did as [`Input`]s;
+//! - performs [`Action`]s (probe, open, close) and reports what the network did as [`Input`]s:
+//!   answers, failures, and what the transport measured of the POST ([`FlushMark`]s and
+//!   [`KernelReading`]s, from which [`delivery`] tells what the server received and read);
 //! - pulls body bytes for an open POST with [`IngestSession::poll_transmit`] whenever its
 //!   transport can take more (so the session always knows exactly what was handed over);
 //! - calls [`IngestSession::handle_timeout`] at [`IngestSession::poll_timeout`].
@@ -17,8 +20,10 @@
 
 mod backlog;
 mod backoff;
+pub mod delivery;
 pub mod sparse;
 mod stats;
+mod timers;
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -26,23 +31,25 @@ use bytes::Bytes;
 use core::time::Duration;
 
 pub use backlog::{DroppedFragment, ResentFragment};
+pub use delivery::{FlushMark, KernelReading};
 pub use stats::{StreamStats, TrackStats, WINDOW as STATS_WINDOW};
 
 use crate::fragment::Fragment;
 use backlog::{Backlog, Chunk};
 use backoff::Backoff;
+use delivery::Delivery;
 use stats::StatsKeeper;
+use timers::{Timer, Timers};
 
-/// While the server holds unread bytes, how far the estimate of what it read must move to
-/// count as progress (see `Input::Progress`).
+/// While the server holds unread bytes, how far the estimate of what it read (in wire bytes)
+/// must move to count as progress (see `Input::Progress`).
 const READ_PROGRESS: u64 = 16 * 1024;
-
-/// The share of the peer's largest receive window that may hold bytes unread without the
-/// window showing them: 1/8 (see `Link::window`).
-const HIDDEN_SHARE: u64 = 8;
 
 /// How many recent fragments the automatic send timeout looks at: a few per track.
 const RECENT_FRAGMENTS: usize = 8;
+
+/// How long an abandoned connection's last reading is awaited before resending without it.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// Identifies one connection the session asked for, so that late events of an abandoned
 /// connection are recognised and ignored.
@@ -91,12 +98,6 @@ pub struct SessionConfig {
     /// this bounds memory too. Above any ingest's bandwidth-delay product (4 MiB is 130 Mbit/s
     /// at a 250 ms round trip).
     pub wait_in_flight_bytes: u64,
-    /// A fragment handed over counts as delivered once the acknowledged count is within this
-    /// many bytes of its end. A driver whose count is a lower bound that lags by a known slack
-    /// (its estimate of the request head) sets it, so that the newest fragment is confirmed
-    /// without waiting for more bytes to follow. Nothing is lost by it: the newest delivered
-    /// fragments of every track are resent after any failure anyway.
-    pub delivery_slack_bytes: u64,
     /// After `finish()`, how long to keep trying to deliver what is left.
     pub eos_timeout: Duration,
     /// Fully written fragments per track sent again on every new connection (docs/protocol.md §3.4: 2).
@@ -128,7 +129,6 @@ impl Default for SessionConfig {
             drop_oldest: true,
             wait_window_bytes: 1 << 20,
             wait_in_flight_bytes: 4 << 20,
-            delivery_slack_bytes: 0,
             eos_timeout: Duration::from_secs(30),
             resend_depth: 2,
             unobserved_in_flight: 8 << 20,
@@ -146,7 +146,9 @@ pub enum Action {
     /// Start the long-running POST with `Transfer-Encoding: chunked` on a new connection and
     /// pull its body with [`IngestSession::poll_transmit`].
     OpenPost { connection: ConnectionId },
-    /// Abandon the connection without ending its body, then report [`Input::Closed`].
+    /// Abandon the connection without ending its body — with a reset, so that nothing it still
+    /// holds reaches the server after the next connection's bytes — then report
+    /// [`Input::Closed`].
     Close { connection: ConnectionId },
 }
 
@@ -164,7 +166,7 @@ pub enum Transmit {
 /// Why the transport failed, as the driver saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportError {
-    /// The TCP (or TLS) connection could not be established.
+    /// The TCP connection could not be established.
     Connect,
     /// Connecting took longer than the connect timeout.
     Timeout,
@@ -172,32 +174,48 @@ pub enum TransportError {
     Write,
     /// The connection closed before a response arrived.
     Closed,
+    /// The TLS handshake refused the server, or the server refused us.
+    Tls(TlsRefusal),
     /// Anything else.
     Other,
 }
 
+/// Why TLS refused the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsRefusal {
+    /// The server's certificate does not chain to a trusted root (or its signature is bad).
+    UntrustedCertificate,
+    /// The server's certificate has expired, or is not valid yet.
+    ExpiredCertificate,
+    /// The server's certificate is not for the host name of the URL.
+    WrongName,
+    /// The server wants a client certificate we do not have, or refused ours.
+    ClientCertificateRequired,
+    /// Any other handshake failure.
+    Handshake,
+}
+
 /// What happened, as the driver reports it. Every connection ends with exactly one of
-/// `ProbeResponse`, `Response`, `Failed` or `Closed`.
+/// `ProbeResponse`, `Response`, `Failed` or `Closed`; the driver reports a last
+/// [`Input::Progress`] of a POST before its end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
     /// The probe was answered.
     ProbeResponse { connection: ConnectionId, status: u16 },
     /// The POST is connected and its body is being pulled. `observes_acks` says whether
-    /// [`Input::Progress`] will report acknowledgements.
+    /// [`Input::Progress`] will report the kernel's counters of the server's own connection
+    /// (not of a proxy's, say).
     Connected { connection: ConnectionId, observes_acks: bool },
-    /// The peer's application took at least `acked` body bytes; `wire_acked` is the kernel's
-    /// raw count of acknowledged bytes (framing included; only its movement matters),
-    /// `unacked` wire bytes wait in the kernel's send queue, and `unread` bytes were
-    /// acknowledged by the peer's kernel but not yet read by its application (from the window
-    /// it advertises; 0 when unknown). `window` is the largest receive window the peer
-    /// advertised (0 when unknown): see [`Link::window`] for what it is for.
-    Progress { connection: ConnectionId, acked: u64, wire_acked: u64, unacked: u64, unread: u64, window: u64 },
+    /// The transport's buffers of the POST were empty at `mark` (see [`FlushMark`]).
+    Flushed { connection: ConnectionId, mark: FlushMark },
+    /// The kernel's counters of the POST's socket.
+    Progress { connection: ConnectionId, reading: KernelReading },
     /// The server answered the POST. Before the body ended, that is a server abort.
-    Response { connection: ConnectionId, status: u16, acked: Option<u64> },
-    /// The connection failed; `acked` is what the peer acknowledged, when known.
-    Failed { connection: ConnectionId, error: TransportError, acked: Option<u64> },
+    Response { connection: ConnectionId, status: u16 },
+    /// The connection failed.
+    Failed { connection: ConnectionId, error: TransportError },
     /// The connection the session asked to close is closed.
-    Closed { connection: ConnectionId, acked: Option<u64> },
+    Closed { connection: ConnectionId },
 }
 
 /// Why a connection ended or an attempt failed.
@@ -217,6 +235,19 @@ pub enum Failure {
     SendTimeout,
     /// The stream ended (EOS) and what was left could not be delivered in time.
     EosTimeout,
+}
+
+impl Failure {
+    /// Whether the server refuses this stream for good: a certificate refused either way, or a
+    /// probe answered with a status that says the request itself is wrong (400, 401, 403, 404,
+    /// 405, 410, 415). Retrying cannot mend these; a person must (docs/protocol.md §3.6).
+    pub fn refuses_the_stream(&self) -> bool {
+        match self {
+            Failure::ProbeRefused { status } => matches!(status, 400 | 401 | 403 | 404 | 405 | 410 | 415),
+            Failure::Transport { error: TransportError::Tls(r) } => *r != TlsRefusal::Handshake,
+            _ => false,
+        }
+    }
 }
 
 /// What the application should know.
@@ -252,10 +283,12 @@ pub enum SessionEvent {
     },
     /// The final response did not come in time; the connection was closed.
     FinishedWithoutResponse,
-    /// The session stopped trying; `undelivered` never reached the server.
+    /// The session stopped trying; `undelivered` never reached the server. `at_start` when the
+    /// server refused the stream before it ever ran (see [`Failure::refuses_the_stream`]).
     GaveUp {
         reason: Failure,
         undelivered: Vec<DroppedFragment>,
+        at_start: bool,
     },
 }
 
@@ -265,13 +298,11 @@ enum State {
     Idle,
     Probing {
         conn: ConnectionId,
-        deadline: Duration,
     },
     /// Probe accepted; the header is not there yet.
     WaitingHeader,
     Opening {
         conn: ConnectionId,
-        deadline: Duration,
     },
     Streaming {
         conn: ConnectionId,
@@ -279,18 +310,39 @@ enum State {
     /// Body ended; waiting for the final response.
     Ending {
         conn: ConnectionId,
-        deadline: Duration,
     },
     /// Abandoned after a send timeout; waiting for the driver's `Closed`.
     Closing {
         conn: ConnectionId,
-        deadline: Duration,
     },
     /// Waiting to retry.
-    Backoff {
-        until: Duration,
-    },
+    Backoff,
     Done,
+}
+
+impl State {
+    /// The timer that belongs to the state, if any.
+    fn timer(&self) -> Option<Timer> {
+        match self {
+            State::Probing { .. } | State::Opening { .. } => Some(Timer::Connect),
+            State::Ending { .. } => Some(Timer::FinalResponse),
+            State::Closing { .. } => Some(Timer::Close),
+            State::Backoff => Some(Timer::Backoff),
+            _ => None,
+        }
+    }
+
+    /// The connection the state holds, if any.
+    fn connection(&self) -> Option<ConnectionId> {
+        match *self {
+            State::Probing { conn }
+            | State::Opening { conn }
+            | State::Streaming { conn }
+            | State::Ending { conn }
+            | State::Closing { conn } => Some(conn),
+            _ => None,
+        }
+    }
 }
 
 /// What the session knows of the open POST.
@@ -299,29 +351,15 @@ struct Link {
     conn: ConnectionId,
     /// Body bytes handed to the transport.
     pulled: u64,
-    /// Body bytes the peer acknowledged (a lower bound).
-    acked: u64,
-    /// The kernel's count of acknowledged wire bytes: when it moves, the link moves.
-    wire_acked: u64,
+    /// What the server received and read of them.
+    delivery: Delivery,
     observes_acks: bool,
-    /// Wire bytes waiting in the kernel's send queue.
-    unacked: u64,
-    /// Bytes the peer's kernel holds that its application has not read.
-    unread: u64,
-    /// The largest receive window the peer advertised.
-    ///
-    /// The peer's kernel may hold more unread than its window shows. Linux advertises the
-    /// smaller of its free buffer space and a threshold (and a clamp) that grow with the data
-    /// it receives; while they are below the free space, bytes taken unread do not shrink the
-    /// window. A stall test with a 1 MiB receive buffer (a window of 1.9 MB) had about 90 KB
-    /// acknowledged unread while the window still grew by a kilobyte, then lost it with the
-    /// connection. So what counts as read, for freeing fragments, is `acked` less
-    /// [`HIDDEN_SHARE`] of this window. Memory pays little for it: windows are large only at
-    /// high rates (32 MB on loopback at file speed, an eighth of which is less than the last
-    /// two fragments of a 20 Mbps track, held anyway).
-    window: u64,
-    /// `acked` when the link last moved.
+    /// Body bytes the server read, as last told to the backlog.
+    read: u64,
+    /// The wire bytes the server read (an estimate) when the link last moved, and the largest
+    /// count of acknowledged wire bytes.
     read_mark: u64,
+    wire_acked: u64,
     header_sent: bool,
     /// Last time something moved (or the link was idle).
     progress_at: Duration,
@@ -330,23 +368,19 @@ struct Link {
 }
 
 impl Link {
-    /// Body bytes the server certainly read (see [`Link::window`]).
-    fn read(&self) -> u64 {
-        self.read_of(self.acked)
+    /// Body bytes to count as read when the connection ends: what the server read; without the
+    /// kernel's view, what was handed over less what may still be in flight.
+    fn read_at_end(&self, unobserved_in_flight: u64) -> u64 {
+        if self.observes_acks {
+            self.delivery.read_body().min(self.pulled)
+        } else {
+            self.pulled.saturating_sub(unobserved_in_flight)
+        }
     }
 
-    fn read_of(&self, acked: u64) -> u64 {
-        acked.saturating_sub(self.window / HIDDEN_SHARE)
-    }
-}
-
-/// The body bytes to count as delivered when a connection ends: the driver's final count, or
-/// what was handed over minus what may still be in flight when acknowledgements are unseen.
-fn effective_acked(link: &Link, reported: Option<u64>, unobserved_in_flight: u64) -> u64 {
-    match (link.observes_acks, reported) {
-        (true, Some(a)) => link.read_of(a.max(link.acked).min(link.pulled)),
-        (true, None) => link.read(),
-        (false, _) => link.pulled.saturating_sub(unobserved_in_flight),
+    /// Bytes the kernel still holds, either side, that the server has not read.
+    fn unsettled(&self) -> bool {
+        self.observes_acks && (self.delivery.unacked() > 0 || self.delivery.unread() > 0)
     }
 }
 
@@ -355,6 +389,7 @@ fn effective_acked(link: &Link, reported: Option<u64>, unobserved_in_flight: u64
 pub struct IngestSession {
     config: SessionConfig,
     state: State,
+    timers: Timers,
     header: Option<Bytes>,
     backlog: Backlog,
     link: Option<Link>,
@@ -367,6 +402,8 @@ pub struct IngestSession {
     outage_since: Option<Duration>,
     /// Set by `finish()`: the end of the stream and the deadline to deliver it.
     finishing: Option<Duration>,
+    /// The server read a fragment once: failures are retried from then on, whatever they are.
+    ran: bool,
     /// Durations of the last fragments (up to `RECENT_FRAGMENTS`), for the automatic send
     /// timeout when no fragment duration is configured.
     recent_durations: VecDeque<Duration>,
@@ -385,10 +422,11 @@ pub struct IngestSession {
 impl IngestSession {
     pub fn new(config: SessionConfig) -> Self {
         let backoff = Backoff::new(config.retry_delay, config.retry_delay_max, config.jitter_seed);
-        let backlog = Backlog::new(config.resend_depth, config.delivery_slack_bytes);
+        let backlog = Backlog::new(config.resend_depth);
         IngestSession {
             config,
             state: State::Idle,
+            timers: Timers::default(),
             header: None,
             backlog,
             link: None,
@@ -397,6 +435,7 @@ impl IngestSession {
             last_failure: None,
             outage_since: None,
             finishing: None,
+            ran: false,
             recent_durations: VecDeque::new(),
             resend_notice: Vec::new(),
             next_connection: 0,
@@ -411,19 +450,23 @@ impl IngestSession {
 
     /// Starts with the probe.
     pub fn start(&mut self, now: Duration) {
+        self.tick(now);
         if self.state == State::Idle {
             self.probe(now);
         }
+        self.refresh_timers();
     }
 
     /// The header boxes (ftyp, manifest, moov), identical for every connection.
     pub fn set_header(&mut self, header: Bytes, now: Duration) {
+        self.tick(now);
         if self.header.is_none() {
             self.header = Some(header);
             if self.state == State::WaitingHeader {
                 self.open(now);
             }
         }
+        self.refresh_timers();
     }
 
     /// A fragment ready to go out. Never blocks: beyond the forward buffer's bound the oldest
@@ -432,6 +475,7 @@ impl IngestSession {
         if self.state == State::Done {
             return;
         }
+        self.tick(now);
         let t = &fragment.timing;
         self.timescales.retain(|(id, _)| *id != fragment.track_id);
         self.timescales.push((fragment.track_id, t.timescale));
@@ -440,26 +484,28 @@ impl IngestSession {
         }
         self.recent_durations.push_back(Duration::from_nanos(t.duration_ns()));
         self.stats.produced(fragment.track_id, t.timescale, t.time, t.duration);
-        self.last_now = self.last_now.max(now);
         self.note_idle(now);
         self.backlog.push(fragment, now + self.config.send_delay);
         self.enforce_bound();
+        self.refresh_timers();
     }
 
     /// The application has nothing more to send: end the body once the rest is delivered, or
     /// give up `eos_timeout` from now.
     pub fn finish(&mut self, now: Duration) {
+        self.tick(now);
         if self.finishing.is_none() {
             self.finishing = Some(now + self.config.eos_timeout);
         }
         if self.header.is_none() && matches!(self.state, State::Idle | State::WaitingHeader | State::Probing { .. }) {
             // Nothing was ever produced: there is no stream to send.
-            if let State::Probing { conn, .. } = self.state {
+            if let State::Probing { conn } = self.state {
                 self.actions.push_back(Action::Close { connection: conn });
             }
-            self.state = State::Done;
+            self.enter(State::Done, now);
             self.events.push_back(SessionEvent::FinishedWithoutResponse);
         }
+        self.refresh_timers();
     }
 
     pub fn is_done(&self) -> bool {
@@ -498,7 +544,13 @@ impl IngestSession {
 
     /// The next body bytes of POST `connection`, if the transport can take them now.
     pub fn poll_transmit(&mut self, connection: ConnectionId, now: Duration) -> Transmit {
-        self.last_now = self.last_now.max(now);
+        self.tick(now);
+        let t = self.transmit(connection, now);
+        self.refresh_timers();
+        t
+    }
+
+    fn transmit(&mut self, connection: ConnectionId, now: Duration) -> Transmit {
         let State::Streaming { conn } = self.state else { return Transmit::Wait };
         if conn != connection {
             return Transmit::Wait;
@@ -534,7 +586,7 @@ impl IngestSession {
             }
         }
         if self.finishing.is_some() && !self.backlog.has_work_for(conn) {
-            self.state = State::Ending { conn, deadline: now + self.config.final_response_timeout };
+            self.enter(State::Ending { conn }, now);
             return Transmit::End;
         }
         self.note_idle(now);
@@ -546,20 +598,25 @@ impl IngestSession {
     }
 
     pub fn handle_input(&mut self, input: Input, now: Duration) {
-        self.last_now = self.last_now.max(now);
+        self.tick(now);
+        self.input(input, now);
+        self.refresh_timers();
+    }
+
+    fn input(&mut self, input: Input, now: Duration) {
         match (self.state, input) {
-            (State::Probing { conn, .. }, Input::ProbeResponse { connection, status }) if conn == connection => {
+            (State::Probing { conn }, Input::ProbeResponse { connection, status }) if conn == connection => {
                 if (200..300).contains(&status) {
                     self.events.push_back(SessionEvent::ProbeAccepted { status });
                     self.open(now);
                 } else {
-                    self.fail(Failure::ProbeRefused { status }, None, now);
+                    self.fail(Failure::ProbeRefused { status }, now);
                 }
             }
-            (State::Probing { conn, .. }, Input::Failed { connection, error, .. }) if conn == connection => {
-                self.fail(Failure::Transport { error }, None, now);
+            (State::Probing { conn }, Input::Failed { connection, error }) if conn == connection => {
+                self.fail(Failure::Transport { error }, now);
             }
-            (State::Opening { conn, .. }, Input::Connected { connection, observes_acks }) if conn == connection => {
+            (State::Opening { conn }, Input::Connected { connection, observes_acks }) if conn == connection => {
                 self.connections += 1;
                 self.attempt = 0;
                 self.outage_since = None;
@@ -569,18 +626,16 @@ impl IngestSession {
                 self.link = Some(Link {
                     conn,
                     pulled: 0,
-                    acked: 0,
-                    wire_acked: 0,
-                    unread: 0,
-                    window: 0,
-                    read_mark: 0,
+                    delivery: Delivery::new(),
                     observes_acks,
-                    unacked: 0,
+                    read: 0,
+                    read_mark: 0,
+                    wire_acked: 0,
                     header_sent: false,
                     progress_at: now,
                     pace,
                 });
-                self.state = State::Streaming { conn };
+                self.enter(State::Streaming { conn }, now);
                 self.events.push_back(SessionEvent::Connected { connection: self.connections });
                 let resent = core::mem::take(&mut self.resend_notice);
                 if !resent.is_empty() {
@@ -588,64 +643,40 @@ impl IngestSession {
                     self.events.push_back(SessionEvent::Resent { fragments: resent });
                 }
             }
-            (_, Input::Progress { connection, acked, wire_acked, unacked, unread, window }) => {
+            (_, Input::Flushed { connection, mark }) => {
                 if let Some(link) = self.link.as_mut().filter(|l| l.conn == connection) {
-                    // The link moves when the server reads. Acknowledgements alone are movement
-                    // only while nothing sits unread at the peer: a server that stopped reading
-                    // still has a kernel that acknowledges until its buffer is full. With bytes
-                    // unread, the estimate of what was read must move by `READ_PROGRESS`: it
-                    // creeps by a few percent of the incoming bytes even when nothing is read.
-                    let read = acked.min(link.pulled) > link.acked;
-                    let moved = if unread == 0 {
-                        read || wire_acked > link.wire_acked
-                    } else {
-                        acked.saturating_sub(link.read_mark) >= READ_PROGRESS
-                    };
-                    if moved {
-                        link.progress_at = now;
-                        link.read_mark = link.read_mark.max(acked);
-                    }
-                    link.wire_acked = link.wire_acked.max(wire_acked);
-                    link.window = link.window.max(window);
-                    if read {
-                        link.acked = acked.min(link.pulled);
-                        self.backlog.acknowledge(connection, link.read());
-                    }
-                    link.unacked = unacked;
-                    link.unread = unread;
-                    self.note_idle(now);
+                    link.delivery.flushed(mark);
                 }
             }
-            (
-                State::Opening { conn, .. } | State::Streaming { conn },
-                Input::Response { connection, status, acked },
-            ) if conn == connection => {
-                self.fail(Failure::ServerAbort { status }, acked, now);
+            (_, Input::Progress { connection, reading }) => self.progress(connection, reading, now),
+            (State::Opening { conn } | State::Streaming { conn }, Input::Response { connection, status })
+                if conn == connection =>
+            {
+                self.fail(Failure::ServerAbort { status }, now);
             }
             (
-                State::Opening { conn, .. } | State::Streaming { conn } | State::Ending { conn, .. },
-                Input::Failed { connection, error, acked },
+                State::Opening { conn } | State::Streaming { conn } | State::Ending { conn },
+                Input::Failed { connection, error },
             ) if conn == connection => {
-                self.fail(Failure::Transport { error }, acked, now);
+                self.fail(Failure::Transport { error }, now);
             }
             // The end refused (a 5xx, or a redirect of the body): the server may not have kept
             // what it was sent, so it goes again on a new connection, within the EOS timeout.
-            (State::Ending { conn, .. }, Input::Response { connection, status, acked })
+            (State::Ending { conn }, Input::Response { connection, status })
                 if conn == connection && !(200..300).contains(&status) =>
             {
-                self.fail(Failure::ServerAbort { status }, acked, now);
+                self.fail(Failure::ServerAbort { status }, now);
             }
-            (State::Ending { conn, .. }, Input::Response { connection, status, acked }) if conn == connection => {
-                // The server answered the end: it read all it kept.
-                if let (Some(a), Some(link)) = (acked, self.link.as_ref()) {
-                    self.backlog.acknowledge(conn, a.min(link.pulled));
+            (State::Ending { conn }, Input::Response { connection, status }) if conn == connection => {
+                // The server answered the end: it read the whole body.
+                if let Some(link) = self.link.take() {
+                    self.backlog.acknowledge(conn, link.pulled);
                 }
-                self.link = None;
-                self.state = State::Done;
+                self.enter(State::Done, now);
                 self.events.push_back(SessionEvent::Finished { status });
             }
-            (State::Closing { conn, .. }, Input::Closed { connection, acked }) if conn == connection => {
-                self.connection_lost(acked);
+            (State::Closing { conn }, Input::Closed { connection }) if conn == connection => {
+                self.connection_lost();
                 self.retry(now);
             }
             // Events of connections the session no longer uses.
@@ -653,45 +684,82 @@ impl IngestSession {
         }
     }
 
+    /// A reading of the kernel's counters of `connection`.
+    fn progress(&mut self, connection: ConnectionId, reading: KernelReading, now: Duration) {
+        let Some(link) = self.link.as_mut().filter(|l| l.conn == connection) else { return };
+        link.delivery.read(reading);
+        let read = link.delivery.read_body().min(link.pulled);
+        let read_wire = link.delivery.read_wire();
+        let wire_acked = link.delivery.wire_acked();
+        // The link moves when the server reads. Acknowledgements alone are movement only while
+        // nothing sits unread at the peer: a server that stopped reading still has a kernel
+        // that acknowledges until its buffer is full. With bytes unread, the estimate of what
+        // was read must move by `READ_PROGRESS`: it creeps by a few percent of the incoming
+        // bytes even when nothing is read.
+        let moved = if link.delivery.unread() == 0 {
+            read > link.read || wire_acked > link.wire_acked
+        } else {
+            read_wire.saturating_sub(link.read_mark) >= READ_PROGRESS
+        };
+        if moved {
+            link.progress_at = now;
+            link.read_mark = link.read_mark.max(read_wire);
+        }
+        link.wire_acked = link.wire_acked.max(wire_acked);
+        if read > link.read {
+            link.read = read;
+            if self.backlog.acknowledge(connection, read) {
+                self.ran = true;
+            }
+        }
+        self.note_idle(now);
+    }
+
     /// The driver's timer fired.
     pub fn handle_timeout(&mut self, now: Duration) {
-        self.last_now = self.last_now.max(now);
-        match self.state {
-            State::Probing { conn, deadline } if now >= deadline => {
+        self.tick(now);
+        let due: Vec<Timer> = self.timers.due(now).collect();
+        for timer in due {
+            // An earlier timer's transition may have moved or cleared this one.
+            if self.timers.get(timer).is_some_and(|at| at <= now) {
+                self.fire(timer, now);
+            }
+        }
+        self.refresh_timers();
+    }
+
+    fn fire(&mut self, timer: Timer, now: Duration) {
+        match (timer, self.state) {
+            (Timer::Connect, State::Probing { conn }) => {
                 self.actions.push_back(Action::Close { connection: conn });
-                self.fail(Failure::ProbeTimeout, None, now);
+                self.fail(Failure::ProbeTimeout, now);
             }
-            State::Opening { deadline, .. } if now >= deadline => {
-                self.fail(Failure::ConnectTimeout, None, now);
-            }
-            State::Streaming { conn } | State::Ending { conn, .. }
-                if self.stall_deadline().is_some_and(|t| now >= t) =>
-            {
+            (Timer::Connect, State::Opening { .. }) => self.fail(Failure::ConnectTimeout, now),
+            (Timer::Stall, State::Streaming { conn } | State::Ending { conn }) => {
                 self.last_failure = Some(Failure::SendTimeout);
                 self.events.push_back(SessionEvent::Disconnected { reason: Failure::SendTimeout });
                 self.actions.push_back(Action::Close { connection: conn });
-                // Wait for the driver's final acknowledgement count before resending.
-                self.state = State::Closing { conn, deadline: now + Duration::from_secs(1) };
+                // Wait for the driver's final reading before resending.
+                self.enter(State::Closing { conn }, now);
             }
-            State::Closing { deadline, .. } if now >= deadline => {
-                self.connection_lost(None);
+            (Timer::Close, State::Closing { .. }) => {
+                self.connection_lost();
                 self.retry(now);
             }
             // No answer, and the server's kernel still holds bytes it never read: the server
             // did not take the end of the stream, which goes again.
-            State::Ending { conn, deadline }
-                if now >= deadline && self.link.as_ref().is_some_and(|l| l.observes_acks && l.unread > 0) =>
+            (Timer::FinalResponse, State::Ending { .. })
+                if self.link.as_ref().is_some_and(|l| l.observes_acks && l.delivery.unread() > 0) =>
             {
-                self.actions.push_back(Action::Close { connection: conn });
-                self.fail(Failure::SendTimeout, None, now);
+                self.fail(Failure::SendTimeout, now);
             }
-            State::Ending { conn, deadline } if now >= deadline => {
+            (Timer::FinalResponse, State::Ending { conn }) => {
                 self.actions.push_back(Action::Close { connection: conn });
                 self.link = None;
-                self.state = State::Done;
+                self.enter(State::Done, now);
                 self.events.push_back(SessionEvent::FinishedWithoutResponse);
             }
-            State::Backoff { until } if now >= until => {
+            (Timer::Backoff, State::Backoff) => {
                 if self.give_up_if_over(now) {
                     return;
                 }
@@ -701,39 +769,17 @@ impl IngestSession {
                     self.open(now);
                 }
             }
+            (Timer::GiveUp, _) => {
+                self.give_up_if_over(now);
+            }
+            // Release: held-back fragments may go; the driver pulls the body after every call.
             _ => {}
-        }
-        if !matches!(self.state, State::Ending { .. } | State::Done) {
-            self.give_up_if_over(now);
         }
     }
 
     /// When the session wants [`IngestSession::handle_timeout`] called.
     pub fn poll_timeout(&self) -> Option<Duration> {
-        let state = match self.state {
-            State::Probing { deadline, .. } | State::Opening { deadline, .. } | State::Closing { deadline, .. } => {
-                Some(deadline)
-            }
-            State::Ending { deadline, .. } => Some(self.stall_deadline().map_or(deadline, |t| t.min(deadline))),
-            State::Backoff { until } => Some(until),
-            State::Streaming { .. } => {
-                [self.stall_deadline(), self.pace_wake(), self.backlog.next_ready_at(self.last_now)]
-                    .into_iter()
-                    .flatten()
-                    .min()
-            }
-            _ => None,
-        };
-        let give_up = match self.state {
-            State::Ending { .. } | State::Done => None,
-            // While connected only the end-of-stream limit applies.
-            State::Streaming { .. } => self.finishing,
-            _ => self.give_up_at(),
-        };
-        match (state, give_up) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.timers.next()
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
@@ -775,6 +821,55 @@ impl IngestSession {
         self.backlog.held()
     }
 
+    fn tick(&mut self, now: Duration) {
+        self.last_now = self.last_now.max(now);
+    }
+
+    /// Moves to `state`, with the deadline of its timer set and the other states' cleared.
+    fn enter(&mut self, state: State, now: Duration) {
+        for t in [Timer::Connect, Timer::FinalResponse, Timer::Close, Timer::Backoff] {
+            self.timers.clear(t);
+        }
+        let deadline = match state {
+            State::Probing { .. } | State::Opening { .. } => Some(now + self.config.connect_timeout),
+            State::Ending { .. } => Some(now + self.config.final_response_timeout),
+            State::Closing { .. } => Some(now + CLOSE_WAIT),
+            // Set by `retry`, which knows the delay.
+            _ => None,
+        };
+        if let Some(t) = state.timer() {
+            self.timers.set(t, deadline);
+        }
+        self.state = state;
+    }
+
+    /// The timers that follow from the state of the link, the backlog and the limits.
+    fn refresh_timers(&mut self) {
+        let streaming = matches!(self.state, State::Streaming { .. });
+        let stall = if matches!(self.state, State::Streaming { .. } | State::Ending { .. }) {
+            self.stall_deadline()
+        } else {
+            None
+        };
+        self.timers.set(Timer::Stall, stall);
+        let release = if streaming {
+            [self.pace_wake(), self.backlog.next_ready_at(self.last_now)].into_iter().flatten().min()
+        } else {
+            None
+        };
+        self.timers.set(Timer::Release, release);
+        let give_up = match self.state {
+            State::Ending { .. } | State::Done => None,
+            // While connected only the end-of-stream limit applies.
+            State::Streaming { .. } => self.finishing,
+            _ => self.give_up_at(),
+        };
+        self.timers.set(Timer::GiveUp, give_up);
+        if self.state == State::Done {
+            self.timers = Timers::default();
+        }
+    }
+
     fn new_connection(&mut self) -> ConnectionId {
         self.next_connection += 1;
         ConnectionId(self.next_connection)
@@ -782,36 +877,40 @@ impl IngestSession {
 
     fn probe(&mut self, now: Duration) {
         let conn = self.new_connection();
-        self.state = State::Probing { conn, deadline: now + self.config.connect_timeout };
+        self.enter(State::Probing { conn }, now);
         self.actions.push_back(Action::SendProbe { connection: conn });
     }
 
     fn open(&mut self, now: Duration) {
         if self.header.is_none() {
-            self.state = State::WaitingHeader;
+            self.enter(State::WaitingHeader, now);
             return;
         }
         let conn = self.new_connection();
-        self.state = State::Opening { conn, deadline: now + self.config.connect_timeout };
+        self.enter(State::Opening { conn }, now);
         self.actions.push_back(Action::OpenPost { connection: conn });
     }
 
-    /// A connection or attempt failed with `reason`; `acked` is the peer's final count.
-    fn fail(&mut self, reason: Failure, acked: Option<u64>, now: Duration) {
-        if let State::Opening { conn, .. } | State::Streaming { conn } | State::Ending { conn, .. } = self.state {
+    /// A connection or attempt failed with `reason`.
+    fn fail(&mut self, reason: Failure, now: Duration) {
+        if let State::Opening { conn } | State::Streaming { conn } | State::Ending { conn } = self.state {
             self.actions.push_back(Action::Close { connection: conn });
         }
-        self.connection_lost(acked);
+        self.connection_lost();
         self.last_failure = Some(reason);
         self.events.push_back(SessionEvent::Disconnected { reason });
+        if !self.ran && reason.refuses_the_stream() {
+            self.give_up(reason, true);
+            return;
+        }
         self.retry(now);
     }
 
     /// Puts back what the lost connection may not have delivered.
-    fn connection_lost(&mut self, acked: Option<u64>) {
+    fn connection_lost(&mut self) {
         if let Some(link) = self.link.take() {
-            let acked = effective_acked(&link, acked, self.config.unobserved_in_flight);
-            let resent = self.backlog.connection_ended(link.conn, acked);
+            let read = link.read_at_end(self.config.unobserved_in_flight);
+            let resent = self.backlog.connection_ended(link.conn, read);
             for r in resent {
                 if !self.resend_notice.contains(&r) {
                     self.resend_notice.push(r);
@@ -828,7 +927,8 @@ impl IngestSession {
         }
         let delay = self.backoff.delay(self.attempt);
         self.events.push_back(SessionEvent::Reconnecting { attempt: self.attempt, delay });
-        self.state = State::Backoff { until: now + delay };
+        self.enter(State::Backoff, now);
+        self.timers.set(Timer::Backoff, Some(now + delay));
         self.enforce_bound();
     }
 
@@ -856,18 +956,19 @@ impl IngestSession {
         } else {
             self.last_failure.unwrap_or(Failure::Transport { error: TransportError::Other })
         };
-        match self.state {
-            State::Probing { conn, .. }
-            | State::Opening { conn, .. }
-            | State::Streaming { conn }
-            | State::Closing { conn, .. } => self.actions.push_back(Action::Close { connection: conn }),
-            _ => {}
+        self.give_up(reason, false);
+        true
+    }
+
+    /// Stops for good: closes what is open and reports what never reached the server.
+    fn give_up(&mut self, reason: Failure, at_start: bool) {
+        if let Some(conn) = self.state.connection().filter(|_| !matches!(self.state, State::Ending { .. })) {
+            self.actions.push_back(Action::Close { connection: conn });
         }
         self.link = None;
         let undelivered = self.backlog.abandon_pending();
-        self.state = State::Done;
-        self.events.push_back(SessionEvent::GaveUp { reason, undelivered });
-        true
+        self.enter(State::Done, self.last_now);
+        self.events.push_back(SessionEvent::GaveUp { reason, undelivered, at_start });
     }
 
     fn enforce_bound(&mut self) {
@@ -913,7 +1014,7 @@ impl IngestSession {
         let Some(link) = &self.link else { return false };
         let allowed = Self::pace_limit(link, self.config.catch_up_rate, self.last_now);
         let data = !link.header_sent || self.backlog.next_is_allowed(link.conn, allowed, self.last_now);
-        data || (link.observes_acks && (link.unacked > 0 || link.unread > 0))
+        data || link.unsettled()
     }
 
     /// An idle link (nothing waiting) restarts the stall clock.

@@ -44,11 +44,27 @@ fn names(chunks: &[Bytes]) -> Vec<String> {
 struct Harness {
     s: IngestSession,
     now: Duration,
+    /// Body bytes pulled per connection: what its (test) transport wrote to the socket, with
+    /// no head, framing or TLS in between.
+    written: Vec<(ConnectionId, u64)>,
 }
 
 impl Harness {
     fn new(config: SessionConfig) -> Self {
-        Harness { s: IngestSession::new(config), now: Duration::ZERO }
+        Harness { s: IngestSession::new(config), now: Duration::ZERO, written: Vec::new() }
+    }
+
+    fn written(&self, connection: ConnectionId) -> u64 {
+        self.written.iter().find(|(c, _)| *c == connection).map_or(0, |(_, n)| *n)
+    }
+
+    /// The kernel's counters of `connection`: of everything written, the peer acknowledged
+    /// `acked` bytes, and advertises `window` (`None`: unknown).
+    fn kernel(&mut self, connection: ConnectionId, acked: u64, window: Option<u64>) {
+        let written = self.written(connection);
+        let reading =
+            KernelReading { wire_written: written, unacked: written.saturating_sub(acked), peer_window: window };
+        self.input(Input::Progress { connection, reading });
     }
 
     fn at(&mut self, t: Duration) {
@@ -69,15 +85,24 @@ impl Harness {
     }
 
     /// Pulls until the session has nothing more now; returns the chunks and whether it ended.
+    /// The transport writes them at once: a flush mark follows.
     fn pull(&mut self, conn: ConnectionId) -> (Vec<Bytes>, bool) {
         let mut out = Vec::new();
-        loop {
+        let ended = loop {
             match self.s.poll_transmit(conn, self.now) {
                 Transmit::Data(b) => out.push(b),
-                Transmit::End => return (out, true),
-                Transmit::Wait => return (out, false),
+                Transmit::End => break true,
+                Transmit::Wait => break false,
             }
+        };
+        let n: u64 = out.iter().map(|b| b.len() as u64).sum();
+        if n > 0 {
+            let total = self.written(conn) + n;
+            self.written.retain(|(c, _)| *c != conn);
+            self.written.push((conn, total));
+            self.input(Input::Flushed { connection: conn, mark: FlushMark { wire: total, body: total } });
         }
+        (out, ended)
     }
 
     /// Start, probe answered 200, header set, POST connected: returns the POST's id.
@@ -146,7 +171,7 @@ fn probe_post_stream_and_graceful_end() {
     let (chunks, ended) = h.pull(ConnectionId(2));
     assert!(chunks.is_empty() && ended);
     assert_eq!(h.s.poll_timeout(), Some(ms(13_000)));
-    h.input(Input::Response { connection: ConnectionId(2), status: 200, acked: Some(100) });
+    h.input(Input::Response { connection: ConnectionId(2), status: 200 });
     assert!(h.s.is_done());
     assert_eq!(
         h.events(),
@@ -166,7 +191,7 @@ fn refused_probe_is_retried_with_growing_jittered_delays() {
     for round in 0..6 {
         let a = h.actions();
         let Some(Action::SendProbe { connection }) = a.first().cloned() else { panic!("{a:?}") };
-        h.input(Input::ProbeResponse { connection, status: [403, 404, 500][round % 3] });
+        h.input(Input::ProbeResponse { connection, status: [500, 503, 429][round % 3] });
         let ev = h.events();
         assert!(matches!(ev[0], SessionEvent::Disconnected { reason: Failure::ProbeRefused { .. } }), "{ev:?}");
         let SessionEvent::Reconnecting { attempt, delay } = ev[1] else { panic!("{ev:?}") };
@@ -196,15 +221,8 @@ fn reconnect_resends_header_last_two_written_per_track_and_everything_unacknowle
     assert_eq!(names(&body), ["1@0", "2@0", "1@2000", "2@2000", "1@4000", "2@4000"]);
     // The peer acknowledged the header and the first two fragments only.
     let through_2_at_0: u64 = body.iter().take(5).map(|b| b.len() as u64).sum();
-    h.input(Input::Progress {
-        connection: c1,
-        acked: through_2_at_0,
-        wire_acked: through_2_at_0,
-        unacked: 50,
-        unread: 0,
-        window: 0,
-    });
-    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: None });
+    h.kernel(c1, through_2_at_0, None);
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed });
     let ev = h.events();
     assert!(ev.contains(&SessionEvent::Disconnected { reason: Failure::Transport { error: TransportError::Closed } }));
     // Produced while down.
@@ -225,15 +243,15 @@ fn reconnect_resends_header_last_two_written_per_track_and_everything_unacknowle
 #[test]
 fn a_fragment_in_flight_takes_the_place_of_the_oldest_delivered_one() {
     let (mut h, c1, total) = Harness::two_fragments_sent();
-    h.input(Input::Progress { connection: c1, acked: total, wire_acked: total, unacked: 0, unread: 0, window: 0 });
+    h.kernel(c1, total, None);
     assert_eq!(h.s.held_fragments(), 2, "the last two, delivered");
     // A third goes out: while it is not confirmed, it and the newest delivered one are held.
     h.s.push_fragment(frag(1, 4000), h.now);
     h.pull(c1);
-    h.input(Input::Progress { connection: c1, acked: total, wire_acked: total, unacked: 20, unread: 0, window: 0 });
+    h.kernel(c1, total, None);
     assert_eq!(h.s.held_fragments(), 2, "1@0 freed: 1@2000 and 1@4000 are the last two written");
     // Lost with the connection: both go again.
-    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: Some(total) });
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed });
     let c2 = h.reconnect(true);
     assert_eq!(names(&h.pull(c2).0), ["1@2000", "1@4000"]);
 }
@@ -248,7 +266,8 @@ fn unacknowledged_fragments_beyond_the_last_two_are_resent_too() {
     let (body, _) = h.pull(c1);
     assert_eq!(names(&body).len(), 5);
     // Only the header is acknowledged: the kernel still holds all five fragments.
-    h.input(Input::Failed { connection: c1, error: TransportError::Write, acked: Some(HEADER.len() as u64) });
+    h.kernel(c1, HEADER.len() as u64, None);
+    h.input(Input::Failed { connection: c1, error: TransportError::Write });
     let c2 = h.reconnect(true);
     assert_eq!(names(&h.pull(c2).0), ["1@0", "1@2000", "1@4000", "1@6000", "1@8000"]);
 }
@@ -262,7 +281,7 @@ fn without_acknowledgements_the_assumed_in_flight_bytes_are_resent() {
         h.s.push_fragment(frag(1, t), h.now);
     }
     h.pull(c1);
-    h.input(Input::Failed { connection: c1, error: TransportError::Write, acked: None });
+    h.input(Input::Failed { connection: c1, error: TransportError::Write });
     let c2 = h.reconnect(false);
     // Everything counts as delivered: only the last two go again.
     assert_eq!(names(&h.pull(c2).0), ["1@6000", "1@8000"]);
@@ -278,7 +297,7 @@ fn a_partly_written_fragment_is_sent_whole_again() {
     // Header, then only the moof of the fragment.
     assert!(matches!(h.s.poll_transmit(c1, h.now), Transmit::Data(_)));
     assert!(matches!(h.s.poll_transmit(c1, h.now), Transmit::Data(ref b) if b == "moof"));
-    h.input(Input::Failed { connection: c1, error: TransportError::Write, acked: Some(0) });
+    h.input(Input::Failed { connection: c1, error: TransportError::Write });
     let c2 = h.reconnect(true);
     let (chunks, _) = h.pull(c2);
     assert_eq!(chunks.len(), 3, "header, moof, payload");
@@ -299,7 +318,8 @@ fn a_send_timeout_abandons_a_stalled_connection() {
     assert_eq!(h.actions(), [Action::Close { connection: c1 }]);
     assert!(h.events().contains(&SessionEvent::Disconnected { reason: Failure::SendTimeout }));
     // The driver confirms the close with the final count; then the retry starts.
-    h.input(Input::Closed { connection: c1, acked: Some(HEADER.len() as u64) });
+    h.kernel(c1, HEADER.len() as u64, None);
+    h.input(Input::Closed { connection: c1 });
     let c2 = h.reconnect(true);
     assert_eq!(names(&h.pull(c2).0), ["1@0"]);
 }
@@ -312,17 +332,17 @@ fn unacknowledged_bytes_that_do_not_move_are_a_stall_and_an_idle_link_is_not() {
     let (body, _) = h.pull(c1);
     let all: u64 = body.iter().map(|b| b.len() as u64).sum();
     // Everything acknowledged: idle, no timer.
-    h.input(Input::Progress { connection: c1, acked: all, wire_acked: all, unacked: 0, unread: 0, window: 0 });
+    h.kernel(c1, all, None);
     assert_eq!(h.s.poll_timeout(), None);
     h.at(ms(60_000));
     assert!(h.actions().is_empty());
     // Next fragment is taken by the transport, but the peer stops acknowledging.
     h.s.push_fragment(frag(1, 2000), h.now);
     h.pull(c1);
-    h.input(Input::Progress { connection: c1, acked: all, wire_acked: all, unacked: 400, unread: 0, window: 0 });
+    h.kernel(c1, all, None);
     assert_eq!(h.s.poll_timeout(), Some(ms(63_000)));
     h.now = ms(62_000);
-    h.input(Input::Progress { connection: c1, acked: all, wire_acked: all, unacked: 400, unread: 0, window: 0 });
+    h.kernel(c1, all, None);
     h.at(ms(63_000));
     assert_eq!(h.actions(), [Action::Close { connection: c1 }]);
 }
@@ -340,7 +360,7 @@ fn the_forward_buffer_is_bounded_by_bytes_too() {
     let mut h = Harness::new(config);
     h.s.start(h.now);
     let Some(Action::SendProbe { connection }) = h.actions().first().cloned() else { panic!() };
-    h.input(Input::Failed { connection, error: TransportError::Connect, acked: None });
+    h.input(Input::Failed { connection, error: TransportError::Connect });
     h.events();
     let mut dropped = Vec::new();
     for k in 0..50u64 {
@@ -369,7 +389,7 @@ fn the_forward_buffer_drops_the_oldest_beyond_its_bound_and_memory_stays_flat() 
     h.s.start(h.now);
     let a = h.actions();
     let Some(Action::SendProbe { connection }) = a.first().cloned() else { panic!() };
-    h.input(Input::Failed { connection, error: TransportError::Connect, acked: None });
+    h.input(Input::Failed { connection, error: TransportError::Connect });
     h.events();
     // Ten minutes of outage, fragments every 2 s on two tracks.
     let mut dropped = 0;
@@ -388,7 +408,7 @@ fn the_forward_buffer_drops_the_oldest_beyond_its_bound_and_memory_stays_flat() 
         h.s.handle_timeout(h.now);
         for a in h.actions() {
             if let Action::SendProbe { connection } = a {
-                h.input(Input::Failed { connection, error: TransportError::Connect, acked: None });
+                h.input(Input::Failed { connection, error: TransportError::Connect });
             }
         }
     }
@@ -405,7 +425,7 @@ fn a_backlog_goes_out_paced_at_the_catch_up_rate() {
     let mut h = Harness::new(SessionConfig::default()); // rate 2
     let c1 = h.connect_first(true);
     h.pull(c1);
-    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: None });
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed });
     // 10 s of media produced during the outage.
     for t in (0..10_000).step_by(2000) {
         h.s.push_fragment(frag(1, t), h.now);
@@ -438,7 +458,7 @@ fn gives_up_after_the_retry_limit_and_reports_what_was_lost() {
     for _ in 0..10 {
         for a in h.actions() {
             if let Action::SendProbe { connection } = a {
-                h.input(Input::Failed { connection, error: TransportError::Connect, acked: None });
+                h.input(Input::Failed { connection, error: TransportError::Connect });
             }
         }
         if h.s.is_done() {
@@ -450,7 +470,11 @@ fn gives_up_after_the_retry_limit_and_reports_what_was_lost() {
     assert!(h.s.is_done());
     let ev = h.events();
     let gave_up = ev.iter().find_map(|e| {
-        if let SessionEvent::GaveUp { reason, undelivered } = e { Some((*reason, undelivered.len())) } else { None }
+        if let SessionEvent::GaveUp { reason, undelivered, at_start: false } = e {
+            Some((*reason, undelivered.len()))
+        } else {
+            None
+        }
     });
     assert_eq!(gave_up, Some((Failure::Transport { error: TransportError::Connect }, 1)));
     assert_eq!(ev.iter().filter(|e| matches!(e, SessionEvent::Reconnecting { .. })).count(), 3);
@@ -467,7 +491,7 @@ fn gives_up_after_the_retry_time_limit() {
         guard += 1;
         for a in h.actions() {
             if let Action::SendProbe { connection } = a {
-                h.input(Input::Failed { connection, error: TransportError::Connect, acked: None });
+                h.input(Input::Failed { connection, error: TransportError::Connect });
             }
         }
         // The driver drains events as they come.
@@ -494,7 +518,7 @@ fn eos_during_an_outage_delivers_when_the_server_returns() {
     let mut h = Harness::new(SessionConfig { catch_up_rate: 0.0, ..SessionConfig::default() });
     let c1 = h.connect_first(true);
     h.pull(c1);
-    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: Some(0) });
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed });
     h.s.push_fragment(frag(1, 0), h.now);
     h.s.finish(h.now);
     // Two refused attempts, then the server is back.
@@ -503,7 +527,7 @@ fn eos_during_an_outage_delivers_when_the_server_returns() {
         h.at(t);
         for a in h.actions() {
             if let Action::SendProbe { connection } = a {
-                h.input(Input::Failed { connection, error: TransportError::Connect, acked: None });
+                h.input(Input::Failed { connection, error: TransportError::Connect });
             }
         }
     }
@@ -511,7 +535,7 @@ fn eos_during_an_outage_delivers_when_the_server_returns() {
     let (chunks, ended) = h.pull(c2);
     assert_eq!(names(&chunks), ["1@0"]);
     assert!(ended);
-    h.input(Input::Response { connection: c2, status: 200, acked: None });
+    h.input(Input::Response { connection: c2, status: 200 });
     assert!(h.events().contains(&SessionEvent::Finished { status: 200 }));
 }
 
@@ -520,14 +544,14 @@ fn eos_during_an_outage_gives_up_at_the_eos_timeout_with_the_undelivered_list() 
     let mut h = Harness::new(SessionConfig { eos_timeout: Duration::from_secs(15), ..SessionConfig::default() });
     let c1 = h.connect_first(true);
     h.pull(c1);
-    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: Some(0) });
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed });
     h.s.push_fragment(frag(1, 0), h.now);
     h.s.push_fragment(frag(2, 0), h.now);
     h.s.finish(h.now);
     while !h.s.is_done() {
         for a in h.actions() {
             if let Action::SendProbe { connection } = a {
-                h.input(Input::Failed { connection, error: TransportError::Connect, acked: None });
+                h.input(Input::Failed { connection, error: TransportError::Connect });
             }
         }
         let t = h.s.poll_timeout().unwrap();
@@ -536,7 +560,7 @@ fn eos_during_an_outage_gives_up_at_the_eos_timeout_with_the_undelivered_list() 
     assert_eq!(h.now, Duration::from_secs(15));
     let ev = h.events();
     let undelivered = ev.iter().find_map(|e| match e {
-        SessionEvent::GaveUp { reason: Failure::EosTimeout, undelivered } => Some(undelivered.len()),
+        SessionEvent::GaveUp { reason: Failure::EosTimeout, undelivered, .. } => Some(undelivered.len()),
         _ => None,
     });
     assert_eq!(undelivered, Some(2));
@@ -546,13 +570,13 @@ fn eos_during_an_outage_gives_up_at_the_eos_timeout_with_the_undelivered_list() 
 fn an_early_response_is_a_server_abort_and_is_retried() {
     let mut h = Harness::new(SessionConfig::default());
     let c1 = h.connect_first(true);
-    h.input(Input::Response { connection: c1, status: 503, acked: None });
+    h.input(Input::Response { connection: c1, status: 503 });
     let ev = h.events();
     assert!(ev.contains(&SessionEvent::Disconnected { reason: Failure::ServerAbort { status: 503 } }));
     assert!(ev.iter().any(|e| matches!(e, SessionEvent::Reconnecting { attempt: 1, .. })));
     assert!(h.actions().contains(&Action::Close { connection: c1 }));
     // Late events of the old connection change nothing.
-    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: None });
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed });
     assert!(h.events().is_empty());
 }
 
@@ -582,7 +606,7 @@ fn a_probe_without_answer_times_out() {
 fn without_reprobe_the_reconnect_opens_the_post_directly() {
     let mut h = Harness::new(SessionConfig { reprobe: false, ..SessionConfig::default() });
     let c1 = h.connect_first(true);
-    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: None });
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed });
     let t = h.s.poll_timeout().unwrap();
     h.at(t);
     assert!(h.actions().iter().any(|a| matches!(a, Action::OpenPost { .. })));
@@ -607,7 +631,7 @@ fn a_connection_lost_while_ending_is_retried_and_the_rest_delivered() {
     h.s.push_fragment(frag(1, 0), h.now);
     h.s.finish(h.now);
     assert!(h.pull(c1).1);
-    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: Some(0) });
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed });
     let c2 = h.reconnect(true);
     let (chunks, ended) = h.pull(c2);
     assert_eq!(names(&chunks), ["1@0"]);
@@ -625,7 +649,7 @@ fn an_end_answered_with_an_error_is_sent_again_until_the_eos_timeout() {
     h.s.push_fragment(frag(1, 0), h.now);
     h.s.finish(h.now);
     assert!(h.pull(c1).1);
-    h.input(Input::Response { connection: c1, status: 503, acked: None });
+    h.input(Input::Response { connection: c1, status: 503 });
     assert!(!h.s.is_done());
     assert!(
         h.events().contains(&SessionEvent::Disconnected { reason: Failure::ServerAbort { status: 503 } }),
@@ -636,7 +660,7 @@ fn an_end_answered_with_an_error_is_sent_again_until_the_eos_timeout() {
     let (chunks, ended) = h.pull(c2);
     assert_eq!(names(&chunks), ["1@0"]);
     assert!(ended);
-    h.input(Input::Response { connection: c2, status: 200, acked: None });
+    h.input(Input::Response { connection: c2, status: 200 });
     assert!(h.s.is_done());
     assert!(h.events().contains(&SessionEvent::Finished { status: 200 }));
     // A server that refuses every end is given up on at the EOS timeout.
@@ -644,7 +668,7 @@ fn an_end_answered_with_an_error_is_sent_again_until_the_eos_timeout() {
     let c = h.connect_first(true);
     h.s.finish(h.now);
     assert!(h.pull(c).1);
-    h.input(Input::Response { connection: c, status: 500, acked: None });
+    h.input(Input::Response { connection: c, status: 500 });
     for _ in 0..100 {
         if h.s.is_done() {
             break;
@@ -659,7 +683,7 @@ fn an_end_answered_with_an_error_is_sent_again_until_the_eos_timeout() {
                 Action::OpenPost { connection } => {
                     h.input(Input::Connected { connection, observes_acks: false });
                     if h.pull(connection).1 {
-                        h.input(Input::Response { connection, status: 500, acked: None });
+                        h.input(Input::Response { connection, status: 500 });
                     }
                 }
                 _ => {}
@@ -683,7 +707,7 @@ fn stats_follow_the_stream() {
     assert_eq!((s.state, s.connections, s.fragments_sent), ("Running", 1, 2));
     assert_eq!(s.tracks[0].last_timestamp, Some(2000));
     assert!(s.healthy(&s.tracks[0]));
-    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: None });
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed });
     let s = h.s.stats(h.now);
     assert_eq!(s.state, "Reconnecting");
     assert!(!s.healthy(&s.tracks[0]));
@@ -711,7 +735,7 @@ fn eos_on_a_connection_too_slow_to_deliver_gives_up_at_the_eos_timeout() {
     assert!(h.s.is_done());
     assert!(h.actions().contains(&Action::Close { connection: c1 }));
     assert!(h.events().iter().any(
-        |e| matches!(e, SessionEvent::GaveUp { reason: Failure::EosTimeout, undelivered } if undelivered.len() == 1)
+        |e| matches!(e, SessionEvent::GaveUp { reason: Failure::EosTimeout, undelivered, .. } if undelivered.len() == 1)
     ));
 }
 
@@ -720,20 +744,13 @@ fn pulls_into_a_kernel_buffer_that_never_drains_are_not_progress() {
     let mut h = Harness::new(SessionConfig { catch_up_rate: 0.0, ..SessionConfig::default() });
     let c1 = h.connect_first(true);
     h.pull(c1);
-    h.input(Input::Progress { connection: c1, acked: 10, wire_acked: 200, unacked: 0, unread: 0, window: 0 });
+    h.kernel(c1, 10, None);
     // The receiver stopped reading: the kernel keeps taking bytes, acknowledgements stop.
     for k in 0..10u64 {
         h.now = ms(500 * k);
         h.s.push_fragment(frag(1, 2000 * k), h.now);
         h.pull(c1);
-        h.input(Input::Progress {
-            connection: c1,
-            acked: 10,
-            wire_acked: 200,
-            unacked: 1000 * (k + 1),
-            unread: 0,
-            window: 0,
-        });
+        h.kernel(c1, 10, None);
         h.s.handle_timeout(h.now);
     }
     // 1.5 x 2 s after the last movement (at 0 ms) the link is abandoned, although bytes
@@ -752,10 +769,10 @@ fn with_everything_acknowledged_exactly_the_last_two_per_track_go_again() {
         h.s.push_fragment(frag(2, t), h.now);
         total += h.pull(c1).0.iter().map(|b| b.len() as u64).sum::<u64>();
     }
-    h.input(Input::Progress { connection: c1, acked: total, wire_acked: total, unacked: 0, unread: 0, window: 0 });
+    h.kernel(c1, total, None);
     // Fragments no longer needed for resending are freed as they are acknowledged.
     assert_eq!(h.s.held_fragments(), 4);
-    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: Some(total) });
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed });
     let c2 = h.reconnect(true);
     assert_eq!(names(&h.pull(c2).0), ["1@6000", "2@6000", "1@8000", "2@8000"]);
 }
@@ -806,7 +823,7 @@ fn the_application_waits_once_a_small_window_is_pending() {
     h.pull(c1);
     assert!(h.s.has_room());
     // Disconnected too: a source that can wait gains nothing from a bigger buffer.
-    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: None });
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed });
     for t in 4..7 {
         h.s.push_fragment(frag(1, 2000 * t), h.now);
     }
@@ -869,36 +886,37 @@ fn the_send_timeout_is_one_and_a_half_fragments() {
 fn a_server_that_stops_reading_is_abandoned_although_its_kernel_still_acknowledges() {
     let mut h = Harness::new(SessionConfig { catch_up_rate: 0.0, ..SessionConfig::default() });
     let c1 = h.connect_first(true);
-    let mut pulled = h.pull(c1).0.iter().map(|b| b.len() as u64).sum::<u64>();
-    h.input(Input::Progress { connection: c1, acked: pulled, wire_acked: pulled, unacked: 0, unread: 0, window: 0 });
-    // From here the server reads nothing: its kernel acknowledges every byte into its big
-    // receive buffer (wire acknowledgements move), the window it advertises shrinks.
+    let pulled = h.pull(c1).0.iter().map(|b| b.len() as u64).sum::<u64>();
+    // A server with an empty 4 MB receive buffer: it advertises all of it.
+    let buffer = 4 << 20;
+    h.kernel(c1, pulled, Some(buffer));
+    // From here the server reads nothing: its kernel acknowledges every byte into that buffer
+    // (wire acknowledgements move), the window it advertises shrinks by as much, and a little
+    // less (window granularity: the estimate of what it read creeps).
     let read = pulled;
     for k in 0..7u64 {
         h.now = ms(500 * k);
-        h.s.push_fragment(frag(1, 2000 * k), h.now);
-        pulled += h.pull(c1).0.iter().map(|b| b.len() as u64).sum::<u64>();
-        // The estimate of what it read creeps (window granularity), a little.
-        let creep = k;
-        let input = Input::Progress {
-            connection: c1,
-            acked: read + creep,
-            wire_acked: pulled,
-            unacked: 0,
-            unread: pulled - read,
-            window: 0,
-        };
-        h.input(input);
+        h.s.push_fragment(big_frag(1, 2000 * k, 100_000), h.now);
+        h.pull(c1);
+        let written = h.written(c1);
+        h.kernel(c1, written, Some(buffer - (written - read) + k));
         h.s.handle_timeout(h.now);
     }
     // 1.5 x 2 s after the last read (at 0 ms) the link is abandoned.
     assert!(h.events().contains(&SessionEvent::Disconnected { reason: Failure::SendTimeout }));
     assert!(h.actions().contains(&Action::Close { connection: c1 }));
     // Everything it never read goes again.
-    h.input(Input::Closed { connection: c1, acked: Some(read) });
+    h.input(Input::Closed { connection: c1 });
     let c2 = h.reconnect(true);
     let names = names(&h.pull(c2).0);
     assert_eq!(names.len(), 7, "{names:?}");
+}
+
+/// A fragment of `track` at `time_ms` with `size` more payload bytes after its name.
+fn big_frag(track: u32, time_ms: u64, size: usize) -> Fragment {
+    let mut f = frag(track, time_ms);
+    f.payload.push(Bytes::from(alloc::vec![0u8; size]));
+    f
 }
 
 #[test]
@@ -911,8 +929,11 @@ fn an_end_the_server_never_read_is_sent_again() {
     let (chunks, ended) = h.pull(c1);
     assert!(ended);
     let pulled = chunks.iter().map(|b| b.len() as u64).sum::<u64>();
-    // All acknowledged by the server's kernel, nothing read, no answer.
-    h.input(Input::Progress { connection: c1, acked: 0, wire_acked: pulled, unacked: 0, unread: pulled, window: 0 });
+    // All acknowledged by the server's kernel, nothing read (its 1 MB window shrank by all of it,
+    // more than the noise of a window), no answer.
+    assert!(pulled > 0);
+    h.kernel(c1, 0, Some(1 << 20));
+    h.kernel(c1, h.written(c1), Some((1 << 20) - h.written(c1) - 20_000));
     h.at(ms(10_000));
     assert!(!h.s.is_done());
     assert!(h.events().contains(&SessionEvent::Disconnected { reason: Failure::SendTimeout }));
@@ -921,7 +942,7 @@ fn an_end_the_server_never_read_is_sent_again() {
     assert_eq!(names(&chunks), ["1@0"]);
     assert!(ended);
     // Read and answered this time.
-    h.input(Input::Response { connection: c2, status: 200, acked: None });
+    h.input(Input::Response { connection: c2, status: 200 });
     assert!(h.events().contains(&SessionEvent::Finished { status: 200 }));
     // Without unread bytes, a missing answer still just ends the session.
     let mut h = Harness::new(SessionConfig::default());
@@ -947,7 +968,7 @@ fn the_send_latency_counts_first_sends_from_when_each_fragment_could_go() {
     let l = h.s.stats(h.now).latency;
     assert_eq!((l.count, l.p50_ns, l.max_ns), (3, 2_000_000, 30_000_000));
     // Resent after a reconnect: not counted again.
-    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: Some(0) });
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed });
     let c2 = h.reconnect(true);
     h.now += ms(500);
     h.pull(c2);
@@ -972,9 +993,9 @@ fn what_a_growing_window_may_hide_counts_as_unread() {
     // All acknowledged, nothing shows unread, but the share of the peer's largest window that
     // may hide unread bytes is more than the whole body: none of it counts as read yet.
     let window = 8 * all;
-    h.input(Input::Progress { connection: c1, acked: all, wire_acked: all, unacked: 0, unread: 0, window });
+    h.kernel(c1, all, Some(window));
     assert_eq!(h.s.held_fragments(), 3, "1@0 stays: it may sit unread");
-    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: Some(all) });
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed });
     let c2 = h.reconnect(true);
     assert_eq!(names(&h.pull(c2).0), ["1@0", "1@2000", "1@4000"]);
 }
@@ -987,9 +1008,9 @@ fn a_fragment_behind_the_hidden_share_of_the_window_is_read_and_freed() {
     all += third;
     // The hidden share of the window is the last fragment: 1@0 and 1@2000 count as read, and
     // 1@0, no longer among the last two written, goes.
-    h.input(Input::Progress { connection: c1, acked: all, wire_acked: all, unacked: 0, unread: 0, window: 8 * third });
+    h.kernel(c1, all, Some(8 * third));
     assert_eq!(h.s.held_fragments(), 2);
-    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: Some(all) });
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed });
     let c2 = h.reconnect(true);
     assert_eq!(names(&h.pull(c2).0), ["1@2000", "1@4000"]);
 }
@@ -1043,7 +1064,7 @@ fn cut_after_the_resend(config: SessionConfig, seconds: u64) -> (Vec<Vec<String>
                     open = Some((connection, 0, h.now));
                     posts.push(Vec::new());
                 }
-                Action::Close { connection } => h.input(Input::Closed { connection, acked: None }),
+                Action::Close { connection } => h.input(Input::Closed { connection }),
             }
         }
         let Some((conn, mut pulled, mut last_data)) = open else { continue };
@@ -1054,19 +1075,12 @@ fn cut_after_the_resend(config: SessionConfig, seconds: u64) -> (Vec<Vec<String>
         pulled += chunks.iter().map(|c| c.len() as u64).sum::<u64>();
         posts.last_mut().unwrap().extend(names(&chunks));
         // The server reads everything at once.
-        h.input(Input::Progress {
-            connection: conn,
-            acked: pulled,
-            wire_acked: pulled,
-            unacked: 0,
-            unread: 0,
-            window: 0,
-        });
+        h.kernel(conn, h.written(conn), None);
         if ended {
-            h.input(Input::Response { connection: conn, status: 200, acked: Some(pulled) });
+            h.input(Input::Response { connection: conn, status: 200 });
             open = None;
         } else if posts.last().unwrap().len() >= 4 && h.now - last_data >= ms(200) {
-            h.input(Input::Failed { connection: conn, error: TransportError::Closed, acked: Some(pulled) });
+            h.input(Input::Failed { connection: conn, error: TransportError::Closed });
             open = None;
         } else {
             open = Some((conn, pulled, last_data));
@@ -1115,8 +1129,8 @@ fn resent_fragments_never_count_against_the_forward_buffer() {
         h.s.push_fragment(frag(1, t), h.now);
         pulled += h.pull(c1).0.iter().map(|b| b.len() as u64).sum::<u64>();
     }
-    h.input(Input::Progress { connection: c1, acked: pulled, wire_acked: pulled, unacked: 0, unread: 0, window: 0 });
-    h.input(Input::Failed { connection: c1, error: TransportError::Closed, acked: Some(pulled) });
+    h.kernel(c1, pulled, None);
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed });
     // A long outage: 20 s produced.
     for t in (4000..24_000).step_by(2000) {
         h.s.push_fragment(frag(1, t), h.now);
@@ -1133,4 +1147,101 @@ fn resent_fragments_never_count_against_the_forward_buffer() {
     let sent = names(&h.pull(c2).0);
     assert_eq!(sent[..2], ["1@0", "1@2000"], "the resend survives the outage: {sent:?}");
     assert!(sent.len() > 2, "and the newest waiting fragment follows at once: {sent:?}");
+}
+
+/// Fails the first connection of a new session with `how` (a probe status or a transport error
+/// of the probe); returns the events.
+fn first_probe_fails(how: Result<u16, TransportError>) -> Vec<SessionEvent> {
+    let mut h = Harness::new(SessionConfig::default());
+    h.s.start(h.now);
+    let Some(Action::SendProbe { connection }) = h.s.poll_action() else { panic!() };
+    match how {
+        Ok(status) => h.input(Input::ProbeResponse { connection, status }),
+        Err(error) => h.input(Input::Failed { connection, error }),
+    }
+    h.events()
+}
+
+#[test]
+fn a_stream_refused_for_good_before_it_ever_ran_is_given_up_at_once() {
+    for how in [
+        Ok(400),
+        Ok(401),
+        Ok(403),
+        Ok(404),
+        Ok(415),
+        Err(TransportError::Tls(TlsRefusal::UntrustedCertificate)),
+        Err(TransportError::Tls(TlsRefusal::ExpiredCertificate)),
+        Err(TransportError::Tls(TlsRefusal::WrongName)),
+        Err(TransportError::Tls(TlsRefusal::ClientCertificateRequired)),
+    ] {
+        let ev = first_probe_fails(how);
+        assert!(
+            ev.iter().any(|e| matches!(e, SessionEvent::GaveUp { at_start: true, .. })),
+            "{how:?} is final: {ev:?}"
+        );
+        assert!(!ev.iter().any(|e| matches!(e, SessionEvent::Reconnecting { .. })), "{how:?}: {ev:?}");
+    }
+    // What a retry may mend is retried.
+    for how in [
+        Ok(500),
+        Ok(503),
+        Ok(429),
+        Ok(408),
+        Err(TransportError::Connect),
+        Err(TransportError::Timeout),
+        Err(TransportError::Closed),
+        Err(TransportError::Tls(TlsRefusal::Handshake)),
+    ] {
+        let ev = first_probe_fails(how);
+        assert!(ev.iter().any(|e| matches!(e, SessionEvent::Reconnecting { .. })), "{how:?} is retried: {ev:?}");
+        assert!(!ev.iter().any(|e| matches!(e, SessionEvent::GaveUp { .. })), "{how:?}: {ev:?}");
+    }
+}
+
+#[test]
+fn the_same_refusals_after_the_stream_ran_are_retried() {
+    let (mut h, c1, total) = Harness::two_fragments_sent();
+    h.kernel(c1, total, None);
+    h.input(Input::Failed { connection: c1, error: TransportError::Closed });
+    // The certificate was rotated, then the publishing point stopped for a moment.
+    for how in [Err(TransportError::Tls(TlsRefusal::UntrustedCertificate)), Ok(404), Ok(403)] {
+        let until = h.s.poll_timeout().expect("a backoff timer");
+        h.at(until);
+        let a = h.actions();
+        let Some(Action::SendProbe { connection }) = a.last().cloned() else { panic!("{a:?}") };
+        match how {
+            Ok(status) => h.input(Input::ProbeResponse { connection, status }),
+            Err(error) => h.input(Input::Failed { connection, error }),
+        }
+        let ev = h.events();
+        assert!(ev.iter().any(|e| matches!(e, SessionEvent::Reconnecting { .. })), "{how:?}: {ev:?}");
+        assert!(!ev.iter().any(|e| matches!(e, SessionEvent::GaveUp { .. })), "{how:?}: {ev:?}");
+    }
+    // And the stream goes on once the server takes it again.
+    let c2 = h.reconnect(true);
+    assert_eq!(names(&h.pull(c2).0), ["1@0", "1@2000"]);
+}
+
+#[test]
+fn poll_timeout_and_handle_timeout_agree_on_every_timer() {
+    // Whatever the session is doing, waking it at poll_timeout changes something or moves
+    // the deadline: it is never asked to wake for nothing, forever.
+    let mut h = Harness::new(SessionConfig { send_delay: ms(300), ..SessionConfig::default() });
+    let c1 = h.connect_first(true);
+    h.s.push_fragment(frag(1, 0), h.now);
+    h.s.finish(h.now);
+    let mut wakes = 0;
+    while let Some(t) = h.s.poll_timeout() {
+        wakes += 1;
+        assert!(wakes < 100, "woken {wakes} times");
+        h.at(t.max(h.now));
+        h.pull(c1);
+        for a in h.actions() {
+            if let Action::Close { connection } = a {
+                h.input(Input::Closed { connection });
+            }
+        }
+    }
+    assert!(h.s.is_done());
 }

@@ -68,7 +68,7 @@ impl Ads {
             .with_stream_id(&settings.stream_id)
             .map_err(|e| format!("sparse-stream-id '{}' makes no valid URL: {e}", settings.stream_id))?;
         let shown = url.redacted();
-        let uploader = SparseUploader::start(SparseHttp { url, ..http }, config, report)?;
+        let uploader = SparseUploader::start(SparseHttp { url, ..http }, config, report);
         let signals = AdSignals::new(AdSignalConfig {
             stream_id: settings.stream_id,
             track_name: settings.track_name,

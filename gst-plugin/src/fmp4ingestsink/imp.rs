@@ -14,7 +14,7 @@ use fmp4ingest_core::fragment::FragmentOptions;
 use fmp4ingest_core::ingest_header::IngestTrack;
 use fmp4ingest_core::ingest_stream::{IngestStream, Notice, StreamConfig, StreamOutput};
 use fmp4ingest_core::ingest_url::IngestUrl;
-use fmp4ingest_core::session::{Failure, SessionConfig, SessionEvent, StreamStats};
+use fmp4ingest_core::session::{Failure, SessionConfig, SessionEvent, StreamStats, TransportError};
 use fmp4ingest_core::timeline::{self, GridConfig};
 use gst::glib;
 use gst::prelude::*;
@@ -25,31 +25,26 @@ use tokio::sync::Notify;
 
 use super::ad_events;
 use super::ads::{AdSettings, Ads, Outcome};
-use super::http_client::{self, ClientSettings, Secret, TlsAndAuth};
+use super::http_settings::{self, Secret, TlsAndAuth};
 use super::key_units::{Boundaries, KeyUnitScheduler, force_key_unit};
 use super::reporting::{self, describe_failure};
 use super::sparse_uploader::{SparseHttp, SparseReport};
-use super::uploader::{HttpConfig, Report, Uploader, WaitOutcome};
+use super::uploader::{HttpConfig, Report, Uploader};
 use super::utc;
 use super::{SpliceMode, TimestampMode};
+use crate::driver::WaitOutcome;
+use crate::http::Client;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new("fmp4ingestsink", gst::DebugColorFlags::empty(), Some("Fragmented MP4 live ingest sink"))
 });
 
 const SECOND: u64 = gst::ClockTime::SECOND.nseconds();
-const DEFAULT_CONNECT_TIMEOUT: u64 = 10 * SECOND;
-const DEFAULT_FINAL_RESPONSE_TIMEOUT: u64 = 10 * SECOND;
-const DEFAULT_SEND_TIMEOUT: u64 = 0;
-const DEFAULT_MAX_RETRIES: i32 = -1;
-const DEFAULT_RETRY_TIMEOUT: u64 = 0;
-const DEFAULT_RETRY_DELAY: u64 = SECOND / 2;
-const DEFAULT_RETRY_DELAY_MAX: u64 = 4 * SECOND;
-const DEFAULT_REPROBE: bool = true;
-const DEFAULT_FORWARD_BUFFER_DURATION: u64 = 30 * SECOND;
-const DEFAULT_FORWARD_BUFFER_SIZE: u64 = 64 << 20;
-const DEFAULT_CATCH_UP_RATE: f64 = 2.0;
-const DEFAULT_EOS_TIMEOUT: u64 = 30 * SECOND;
+/// The session's defaults are the core's ([`SessionConfig::default`]): one place for them.
+static SESSION_DEFAULTS: LazyLock<SessionConfig> = LazyLock::new(SessionConfig::default);
+fn default_ns(d: fn(&SessionConfig) -> Duration) -> u64 {
+    u64::try_from(d(&SESSION_DEFAULTS).as_nanos()).unwrap_or(u64::MAX)
+}
 const DEFAULT_TFDT: bool = true;
 const DEFAULT_FRAGMENT_DURATION: u64 = 2 * SECOND;
 const DEFAULT_KEYFRAME_LEAD: u64 = SECOND;
@@ -102,22 +97,23 @@ struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
+        let d = &*SESSION_DEFAULTS;
         Settings {
             location: None,
             video_bitrate: 0,
             audio_bitrate: 0,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            final_response_timeout: DEFAULT_FINAL_RESPONSE_TIMEOUT,
-            send_timeout: DEFAULT_SEND_TIMEOUT,
-            max_retries: DEFAULT_MAX_RETRIES,
-            retry_timeout: DEFAULT_RETRY_TIMEOUT,
-            retry_delay: DEFAULT_RETRY_DELAY,
-            retry_delay_max: DEFAULT_RETRY_DELAY_MAX,
-            reprobe: DEFAULT_REPROBE,
-            forward_buffer_duration: DEFAULT_FORWARD_BUFFER_DURATION,
-            forward_buffer_size: DEFAULT_FORWARD_BUFFER_SIZE,
-            catch_up_rate: DEFAULT_CATCH_UP_RATE,
-            eos_timeout: DEFAULT_EOS_TIMEOUT,
+            connect_timeout: default_ns(|d| d.connect_timeout),
+            final_response_timeout: default_ns(|d| d.final_response_timeout),
+            send_timeout: default_ns(|d| d.send_timeout.unwrap_or_default()),
+            max_retries: d.max_retries.map_or(-1, |m| i32::try_from(m).unwrap_or(i32::MAX)),
+            retry_timeout: default_ns(|d| d.retry_limit.unwrap_or_default()),
+            retry_delay: default_ns(|d| d.retry_delay),
+            retry_delay_max: default_ns(|d| d.retry_delay_max),
+            reprobe: d.reprobe,
+            forward_buffer_duration: default_ns(|d| d.forward_buffer_duration),
+            forward_buffer_size: d.forward_buffer_bytes,
+            catch_up_rate: d.catch_up_rate,
+            eos_timeout: default_ns(|d| d.eos_timeout),
             send_buffer_size: 0,
             user_agent: DEFAULT_USER_AGENT.clone(),
             tfdt: DEFAULT_TFDT,
@@ -302,7 +298,7 @@ impl Fmp4IngestSink {
                 ("No final response from the ingest server"),
                 ["{url} did not answer within the final-response-timeout after the stream ended"]
             ),
-            SessionEvent::GaveUp { reason: Failure::EosTimeout, undelivered } => {
+            SessionEvent::GaveUp { reason: Failure::EosTimeout, undelivered, .. } => {
                 let media: u64 = undelivered.iter().map(|f| f.duration_ns).sum();
                 gst::element_imp_warning!(
                     self,
@@ -316,43 +312,44 @@ impl Fmp4IngestSink {
                 );
                 self.post_element_message(reporting::dropped(url, &undelivered));
             }
-            SessionEvent::GaveUp { reason, undelivered } => {
+            SessionEvent::GaveUp { reason, undelivered, at_start } => {
                 self.failed.store(true, Ordering::SeqCst);
-                self.post_gave_up(url, &reason, &detail, undelivered.len());
+                self.post_gave_up(url, &reason, &detail, undelivered.len(), at_start);
                 // Wake a streaming thread waiting at EOS.
                 self.canceller.notify.notify_waiters();
             }
         }
     }
 
-    fn post_gave_up(&self, url: &str, failure: &Failure, detail: &str, undelivered: usize) {
-        let (_, status, text) = describe_failure(failure);
-        let lost = format!("{undelivered} fragments were not delivered.");
-        let advice = reporting::advice(status as u16, detail);
+    /// The session stopped for good: an error that names what, where and what to do, with the
+    /// code that fits the cause.
+    fn post_gave_up(&self, url: &str, failure: &Failure, detail: &str, undelivered: usize, at_start: bool) {
+        let (_, _, text) = describe_failure(failure);
+        let code = reporting::error_code(failure, at_start);
+        let advice = reporting::advice(failure);
         let detail = if detail.is_empty() { String::new() } else { format!(" ({detail})") };
-        match failure {
-            Failure::ProbeRefused { status } => gst::element_imp_error!(
-                self,
-                gst::ResourceError::OpenWrite,
-                ("The ingest server refused the stream: HTTP {} {}", status, reporting::reason(*status)),
-                ["The probe POST to {url} was answered with HTTP {status}{detail}; gave up after the retry limit. \
-                     {advice} Check the URL (publishing point and Streams() id), that the channel is running, and \
-                     the credentials. {lost}"]
-            ),
-            Failure::Transport { .. } | Failure::ProbeTimeout | Failure::ConnectTimeout => gst::element_imp_error!(
-                self,
-                gst::ResourceError::OpenWrite,
-                ("Could not connect to the ingest server"),
-                ["{url}: {text}{detail}. Gave up after the retry limit (max-retries, retry-timeout). {advice} Check \
-                     that the server is running and that the URL's host and port are right. {lost}"]
-            ),
-            _ => gst::element_imp_error!(
-                self,
-                gst::ResourceError::Write,
-                ("The ingest server stopped taking the stream"),
-                ["{url}: {text}{detail}. Gave up after the retry limit (max-retries, retry-timeout). {advice} {lost}"]
-            ),
-        }
+        let title = match failure {
+            Failure::ProbeRefused { status } => {
+                format!("The ingest server refused the stream: HTTP {status} {}", reporting::reason(*status))
+            }
+            Failure::Transport { error: TransportError::Tls(_) } => {
+                "The TLS connection to the ingest server failed".into()
+            }
+            Failure::Transport { .. } | Failure::ProbeTimeout | Failure::ConnectTimeout => {
+                "Could not connect to the ingest server".into()
+            }
+            _ => "The ingest server stopped taking the stream".to_string(),
+        };
+        let (why, lost) = if at_start {
+            ("before any media was sent; retrying cannot mend this".to_string(), "Nothing was sent.".to_string())
+        } else {
+            (
+                "gave up after the retry limit (max-retries, retry-timeout)".to_string(),
+                format!("{undelivered} fragments were not delivered."),
+            )
+        };
+        let tail = [advice, lost.as_str()].into_iter().filter(|t| !t.is_empty()).collect::<Vec<_>>().join(" ");
+        gst::element_imp_error!(self, code, ("{}", title), ["{url}: {text}{detail}; {why}. {tail}"]);
     }
 
     /// Moves what the core produced to the uploader, reporting notices.
@@ -452,8 +449,8 @@ impl Fmp4IngestSink {
         let (waiter, wait, url) = (started.uploader.waiter(), started.eos_wait, started.url.redacted());
         drop(state);
         let cancelled = || self.canceller.flushing.load(Ordering::SeqCst);
-        let delivered = match waiter.wait(wait, &self.canceller.notify, cancelled) {
-            WaitOutcome::Done if !self.failed.load(Ordering::SeqCst) => {
+        let delivered = match waiter.done(wait, &self.canceller.notify, cancelled) {
+            WaitOutcome::Ready if !self.failed.load(Ordering::SeqCst) => {
                 "every fragment accepted before it was delivered and the POST ended properly".to_string()
             }
             _ => format!("the fragments accepted before it could not all be delivered within {wait:?}"),
@@ -573,6 +570,7 @@ impl ObjectImpl for Fmp4IngestSink {
 
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let d = Settings::default();
             vec![
                 glib::ParamSpecString::builder("location")
                     .nick("Location")
@@ -596,7 +594,7 @@ impl ObjectImpl for Fmp4IngestSink {
                     "Connect timeout",
                     "Time (ns) allowed to connect and for the probe to be answered",
                     MIN_TIMEOUT,
-                    DEFAULT_CONNECT_TIMEOUT,
+                    d.connect_timeout,
                 ),
                 ns_property(
                     "send-timeout",
@@ -604,20 +602,20 @@ impl ObjectImpl for Fmp4IngestSink {
                     "Time (ns) without progress while data waits before the connection is abandoned and reopened; \
                      0 = 1.5 x the fragment duration",
                     0,
-                    DEFAULT_SEND_TIMEOUT,
+                    d.send_timeout,
                 ),
                 ns_property(
                     "final-response-timeout",
                     "Final response timeout",
                     "Time (ns) to wait for the server's response after the last chunk at end of stream",
                     MIN_TIMEOUT,
-                    DEFAULT_FINAL_RESPONSE_TIMEOUT,
+                    d.final_response_timeout,
                 ),
                 glib::ParamSpecInt::builder("max-retries")
                     .nick("Maximum retries")
                     .blurb("Consecutive failed attempts before giving up with an error; -1 = retry forever")
                     .minimum(-1)
-                    .default_value(DEFAULT_MAX_RETRIES)
+                    .default_value(d.max_retries)
                     .mutable_ready()
                     .build(),
                 ns_property(
@@ -625,7 +623,7 @@ impl ObjectImpl for Fmp4IngestSink {
                     "Retry timeout",
                     "Time (ns) without a working connection before giving up with an error; 0 = never give up",
                     0,
-                    DEFAULT_RETRY_TIMEOUT,
+                    d.retry_timeout,
                 ),
                 ns_property(
                     "retry-delay",
@@ -633,19 +631,19 @@ impl ObjectImpl for Fmp4IngestSink {
                     "Backoff (ns) before the second retry, doubling after each failure up to retry-delay-max, \
                      with +-25% jitter; the first retry is at once",
                     0,
-                    DEFAULT_RETRY_DELAY,
+                    d.retry_delay,
                 ),
                 ns_property(
                     "retry-delay-max",
                     "Maximum retry delay",
                     "Cap (ns) of the backoff between retries",
                     0,
-                    DEFAULT_RETRY_DELAY_MAX,
+                    d.retry_delay_max,
                 ),
                 glib::ParamSpecBoolean::builder("reprobe")
                     .nick("Probe on reconnect")
                     .blurb("Send the empty probe POST again before every reconnect")
-                    .default_value(DEFAULT_REPROBE)
+                    .default_value(d.reprobe)
                     .mutable_ready()
                     .build(),
                 ns_property(
@@ -654,13 +652,13 @@ impl ObjectImpl for Fmp4IngestSink {
                     "Media time (ns) that may wait while the server is unreachable; beyond it the oldest fragments \
                      are dropped",
                     0,
-                    DEFAULT_FORWARD_BUFFER_DURATION,
+                    d.forward_buffer_duration,
                 ),
                 glib::ParamSpecUInt64::builder("forward-buffer-size")
                     .nick("Forward buffer size")
                     .blurb("Bytes that may wait while the server is unreachable; beyond it the oldest fragments are dropped")
                     .minimum(0)
-                    .default_value(DEFAULT_FORWARD_BUFFER_SIZE)
+                    .default_value(d.forward_buffer_size)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecDouble::builder("catch-up-rate")
@@ -668,7 +666,7 @@ impl ObjectImpl for Fmp4IngestSink {
                     .blurb("After an outage the backlog goes out at most this many times faster than real time; 0 = unpaced")
                     .minimum(0.0)
                     .maximum(100.0)
-                    .default_value(DEFAULT_CATCH_UP_RATE)
+                    .default_value(d.catch_up_rate)
                     .mutable_ready()
                     .build(),
                 ns_property(
@@ -676,7 +674,7 @@ impl ObjectImpl for Fmp4IngestSink {
                     "EOS timeout",
                     "At end of stream, time (ns) to keep trying to deliver what is left before giving up with a warning",
                     0,
-                    DEFAULT_EOS_TIMEOUT,
+                    d.eos_timeout,
                 ),
                 glib::ParamSpecUInt::builder("send-buffer-size")
                     .nick("Send buffer size")
@@ -841,6 +839,25 @@ impl ObjectImpl for Fmp4IngestSink {
                     .blurb("Content-Type of the POSTs; none by default")
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("proxy")
+                    .nick("Proxy")
+                    .blurb(
+                        "HTTP proxy for every request, http://host:port (port 8080 by default); every request goes \
+                         through a CONNECT tunnel. The environment's http_proxy/https_proxy are not used",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("proxy-id")
+                    .nick("Proxy user id")
+                    .blurb("User for the proxy's Basic authentication (wins over user:password@ in proxy)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("proxy-pw")
+                    .nick("Proxy password")
+                    .blurb("Password for the proxy's Basic authentication; write-only, never shown")
+                    .write_only()
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoolean::builder("follow-redirects")
                     .nick("Follow redirects")
                     .blurb(
@@ -905,10 +922,13 @@ impl ObjectImpl for Fmp4IngestSink {
             "user-pw" => s.auth.user_pw = v.get::<Option<String>>().expect("type checked upstream").map(Secret),
             "extra-headers" => {
                 let h = v.get::<Option<gst::Structure>>().expect("type checked upstream");
-                s.auth.extra_headers = h.map(|h| http_client::headers_from_structure(&h)).unwrap_or_default();
+                s.auth.extra_headers = h.map(|h| http_settings::headers_from_structure(&h)).unwrap_or_default();
             }
             "content-type" => s.auth.content_type = v.get().expect("type checked upstream"),
             "follow-redirects" => s.follow_redirects = v.get().expect("type checked upstream"),
+            "proxy" => s.auth.proxy = v.get().expect("type checked upstream"),
+            "proxy-id" => s.auth.proxy_id = v.get().expect("type checked upstream"),
+            "proxy-pw" => s.auth.proxy_pw = v.get::<Option<String>>().expect("type checked upstream").map(Secret),
             other => gst::warning!(CAT, imp = self, "unknown property {other}"),
         }
     }
@@ -955,10 +975,12 @@ impl ObjectImpl for Fmp4IngestSink {
             "client-key" => s.auth.client_key.to_value(),
             "user-id" => s.auth.user_id.to_value(),
             "extra-headers" => (!s.auth.extra_headers.is_empty())
-                .then(|| http_client::redacted_headers_structure(&s.auth.extra_headers))
+                .then(|| http_settings::redacted_headers_structure(&s.auth.extra_headers))
                 .to_value(),
             "content-type" => s.auth.content_type.to_value(),
             "follow-redirects" => s.follow_redirects.to_value(),
+            "proxy" => s.auth.proxy.as_deref().map(crate::http::proxy::redact).to_value(),
+            "proxy-id" => s.auth.proxy_id.to_value(),
             _ => glib::Value::from_type(pspec.value_type()),
         }
     }
@@ -1058,15 +1080,10 @@ impl BaseSinkImpl for Fmp4IngestSink {
             ..StreamConfig::default()
         });
         let session = s.session_config();
-        let client = self.client_settings(&s, session.connect_timeout)?;
-        // Basic credentials from the properties win over those in the URL.
-        let request_url = if client.basic.is_some() { url.without_credentials() } else { url.clone() };
-        let http = HttpConfig {
-            url: request_url,
-            client: client.clone(),
-            send_buffer: (s.send_buffer_size > 0).then_some(s.send_buffer_size),
-            follow_redirects: s.follow_redirects,
-        };
+        let client = self.client(&s, &url, session.connect_timeout)?;
+        // The credentials go in the Authorization header, never in the request line.
+        let request_url = url.without_credentials();
+        let http = HttpConfig { url: request_url, client: client.clone(), follow_redirects: s.follow_redirects };
         // Enough for a last outage (eos-timeout), a connection and the final response.
         let eos_wait =
             session.eos_timeout + session.connect_timeout + session.final_response_timeout + Duration::from_secs(5);
@@ -1079,8 +1096,7 @@ impl BaseSinkImpl for Fmp4IngestSink {
         });
         self.failed.store(false, Ordering::SeqCst);
         let ads = self.start_ads(&s, &http.url, &session, &client)?;
-        let uploader = Uploader::start(http, session, report)
-            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenWrite, ("{}", e), ["{}", url]))?;
+        let uploader = Uploader::start(http, session, report);
         gst::info!(CAT, imp = self, "started, probing {url}");
         *self.lock_state() = State::Started(Box::new(Started {
             url,
@@ -1143,9 +1159,9 @@ impl BaseSinkImpl for Fmp4IngestSink {
             self.send_due_signals(started, false);
         }
         if started.live == Some(false) {
-            let waiter = started.uploader.room_waiter();
+            let waiter = started.uploader.waiter();
             drop(state);
-            waiter.wait(&self.canceller.notify, || self.canceller.flushing.load(Ordering::SeqCst));
+            waiter.room(&self.canceller.notify, || self.canceller.flushing.load(Ordering::SeqCst));
             if self.canceller.flushing.load(Ordering::SeqCst) {
                 return Err(gst::FlowError::Flushing);
             }
@@ -1202,7 +1218,7 @@ impl Fmp4IngestSink {
         drop(state);
         let cancelled = || self.canceller.flushing.load(Ordering::SeqCst) || self.failed.load(Ordering::SeqCst);
         let started_at = std::time::Instant::now();
-        let outcome = waiter.wait(wait, &self.canceller.notify, cancelled);
+        let outcome = waiter.done(wait, &self.canceller.notify, cancelled);
         if let Some((drain, sparse_url)) = sparse {
             let left = drain.drain(wait.saturating_sub(started_at.elapsed()).max(Duration::from_secs(1)));
             if left > 0 {
@@ -1215,7 +1231,7 @@ impl Fmp4IngestSink {
             }
         }
         match outcome {
-            WaitOutcome::Done | WaitOutcome::Cancelled => !self.failed.load(Ordering::SeqCst),
+            WaitOutcome::Ready | WaitOutcome::Cancelled => !self.failed.load(Ordering::SeqCst),
             WaitOutcome::TimedOut => {
                 gst::element_imp_warning!(
                     self,
@@ -1235,7 +1251,7 @@ impl Fmp4IngestSink {
         s: &Settings,
         url: &IngestUrl,
         session: &SessionConfig,
-        client: &ClientSettings,
+        client: &Client,
     ) -> Result<Option<Ads>, gst::ErrorMessage> {
         let Some(stream_id) = s.sparse_stream_id.clone().filter(|id| !id.is_empty()) else { return Ok(None) };
         let settings = AdSettings {
@@ -1273,25 +1289,30 @@ impl Fmp4IngestSink {
         Ok(Some(ads))
     }
 
-    /// The HTTP client's settings: the files named by the properties are read here, and
-    /// anything wrong with them stops the start with an error that names the property.
-    fn client_settings(&self, s: &Settings, connect_timeout: Duration) -> Result<ClientSettings, gst::ErrorMessage> {
-        let client = s.auth.client_settings(connect_timeout, &s.user_agent).map_err(|e| {
+    /// The HTTP client: the files named by the properties are read here, and anything wrong
+    /// with them stops the start with an error that names the property.
+    fn client(&self, s: &Settings, url: &IngestUrl, connect_timeout: Duration) -> Result<Client, gst::ErrorMessage> {
+        let send_buffer = (s.send_buffer_size > 0).then_some(s.send_buffer_size);
+        let mut settings = s.auth.client_settings(connect_timeout, &s.user_agent, send_buffer).map_err(|e| {
+            gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("Invalid TLS, authentication or proxy settings: {}", e),
+                ["Check ca-file, client-cert, client-key, user-id/user-pw, extra-headers and proxy"]
+            )
+        })?;
+        // Credentials in the location, when the properties give none.
+        if settings.basic.is_none() {
+            settings.basic = crate::http::url_credentials(url.as_str());
+        }
+        let verify = settings.tls.verify;
+        let client = Client::new(settings).map_err(|e| {
             gst::error_msg!(
                 gst::ResourceError::Settings,
                 ("Invalid TLS or authentication settings: {}", e),
-                ["Check ca-file, client-cert, client-key, user-id/user-pw and extra-headers"]
+                ["Check ca-file (PEM certificates), client-cert and client-key (PEM), user-agent and extra-headers"]
             )
         })?;
-        crate::runtime::install_crypto_provider();
-        if let Err(e) = http_client::builder(&client) {
-            return Err(gst::error_msg!(
-                gst::ResourceError::Settings,
-                ("Invalid TLS or authentication settings: {}", e),
-                ["Check ca-file (PEM certificates), client-cert and client-key (PEM), and extra-headers"]
-            ));
-        }
-        if !client.verify {
+        if !verify {
             gst::element_imp_warning!(
                 self,
                 gst::ResourceError::Settings,

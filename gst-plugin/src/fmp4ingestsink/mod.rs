@@ -31,12 +31,11 @@ use gst::prelude::*;
 
 mod ad_events;
 mod ads;
-mod http_client;
+mod http_settings;
 mod imp;
 mod key_units;
 mod reporting;
 mod sparse_uploader;
-mod tcp_watch;
 mod uploader;
 mod utc;
 

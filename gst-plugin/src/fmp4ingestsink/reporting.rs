@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! What the element tells the application: the element messages it posts for session events,
 //! and the structure of its `stats` property. The README documents both.
 //!
@@ -31,7 +32,7 @@ use std::time::{Duration, SystemTime};
 use fmp4ingest_core::ad_signals::Accepted;
 use fmp4ingest_core::ingest_header::IngestTrack;
 use fmp4ingest_core::session::sparse::{SparseEvent, SparsePost};
-use fmp4ingest_core::session::{DroppedFragment, Failure, ResentFragment, StreamStats, TransportError};
+use fmp4ingest_core::session::{DroppedFragment, Failure, ResentFragment, StreamStats, TlsRefusal, TransportError};
 use gst::prelude::*;
 
 pub const CONNECTED: &str = "fmp4ingestsink-connected";
@@ -60,6 +61,15 @@ pub fn describe_failure(f: &Failure) -> (&'static str, u32, String) {
                 TransportError::Timeout => "connecting timed out",
                 TransportError::Write => "writing failed",
                 TransportError::Closed => "the server closed the connection",
+                TransportError::Tls(TlsRefusal::UntrustedCertificate) => "the server's certificate is not trusted",
+                TransportError::Tls(TlsRefusal::ExpiredCertificate) => {
+                    "the server's certificate has expired or is not valid yet"
+                }
+                TransportError::Tls(TlsRefusal::WrongName) => "the server's certificate is for another host name",
+                TransportError::Tls(TlsRefusal::ClientCertificateRequired) => {
+                    "the server refused the connection without a client certificate it accepts"
+                }
+                TransportError::Tls(TlsRefusal::Handshake) => "the TLS handshake failed",
                 TransportError::Other => "the connection failed",
             };
             ("transport", 0, what.into())
@@ -74,47 +84,66 @@ pub fn describe_failure(f: &Failure) -> (&'static str, u32, String) {
     }
 }
 
-/// What to do about a failure, from its HTTP status (0 = none) and the transport's words.
-pub fn advice(status: u16, detail: &str) -> String {
-    let d = detail.to_ascii_lowercase();
-    let mut out = Vec::new();
-    if d.contains("certificaterequired") || d.contains("certificate required") {
-        out.push("The server requires a client certificate: set client-cert and client-key (mutual TLS).");
-    } else if d.contains("badcertificate") || d.contains("unknownca") || d.contains("bad certificate") {
-        out.push("The server refused the client certificate: check client-cert and client-key.");
-    } else if d.contains("certificate") || d.contains("unknownissuer") {
-        out.push(
-            "The server's certificate is not trusted: add its CA with ca-file (PEM), or set tls-verify=false to \
-             accept any certificate (not for production).",
-        );
-    }
-    match status {
-        401 | 407 => {
-            out.push("Check the credentials: user-id/user-pw, user:password@ in the location, or extra-headers.")
+/// What to do about a failure.
+pub fn advice(f: &Failure) -> &'static str {
+    let status = match f {
+        Failure::ProbeRefused { status } | Failure::ServerAbort { status } => *status,
+        Failure::Transport { error: TransportError::Tls(r) } => {
+            return match r {
+                TlsRefusal::UntrustedCertificate => {
+                    "Add the CA that issued the server's certificate with ca-file (PEM), or set tls-verify=false \
+                     to accept any certificate (not for production)."
+                }
+                TlsRefusal::ExpiredCertificate => {
+                    "Renew the server's certificate, or check this machine's clock; tls-verify=false accepts it \
+                     anyway (not for production)."
+                }
+                TlsRefusal::WrongName => {
+                    "Use the host name the server's certificate is issued for in the location, or fix the \
+                     certificate."
+                }
+                TlsRefusal::ClientCertificateRequired => {
+                    "The server wants a client certificate it trusts: set client-cert and client-key (mutual TLS)."
+                }
+                TlsRefusal::Handshake => "Check that the server speaks TLS 1.2 or 1.3 on this port.",
+            };
         }
-        403 => out.push("The server forbids this stream: check the credentials and the channel's access rules."),
-        300..=399 => out.push("Redirects of the probe are followed only with follow-redirects=true."),
-        _ => {}
+        _ => return "",
+    };
+    match status {
+        401 | 407 => "Check the credentials: user-id/user-pw, user:password@ in the location, or extra-headers.",
+        403 => "The server forbids this stream: check the credentials and the channel's access rules.",
+        404 | 410 => {
+            "Check the location (publishing point and Streams() id) and that the channel exists and is running."
+        }
+        400 | 405 | 415 => "The server does not take this request: check the location and content-type.",
+        300..=399 => "Redirects of the probe are followed only with follow-redirects=true.",
+        _ => "",
     }
-    out.join(" ")
 }
 
-/// Reason phrase of common statuses, for texts.
+/// The reason phrase of a status (RFC 9110), for texts.
 pub fn reason(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        412 => "Precondition Failed",
-        415 => "Unsupported Media Type",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "",
+    http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("")
+}
+
+/// The error domain and code that fit a failure that ended the stream: refused credentials and
+/// certificates are `NotAuthorized`, a missing publishing point `NotFound`, the rest
+/// `OpenWrite` (nothing could be sent) or `Write` (the stream stopped).
+pub fn error_code(f: &Failure, at_start: bool) -> gst::ResourceError {
+    match f {
+        Failure::ProbeRefused { status: 401 | 403 } | Failure::ServerAbort { status: 401 | 403 } => {
+            gst::ResourceError::NotAuthorized
+        }
+        Failure::Transport { error: TransportError::Tls(r) } if *r != TlsRefusal::Handshake => {
+            gst::ResourceError::NotAuthorized
+        }
+        Failure::ProbeRefused { status: 404 | 410 } => gst::ResourceError::NotFound,
+        Failure::ProbeRefused { .. } | Failure::Transport { .. } | Failure::ProbeTimeout | Failure::ConnectTimeout => {
+            gst::ResourceError::OpenWrite
+        }
+        _ if at_start => gst::ResourceError::OpenWrite,
+        _ => gst::ResourceError::Write,
     }
 }
 

@@ -23,6 +23,9 @@ pub fn init() {
 pub struct RunResult {
     pub eos: bool,
     pub errors: Vec<String>,
+    /// The resource error code of the first error, when it is one, and when it came.
+    pub error_code: Option<gst::ResourceError>,
+    pub error_at: Option<Duration>,
     pub warnings: Vec<String>,
     /// Element messages of the sink, in order.
     pub messages: Vec<gst::Structure>,
@@ -84,6 +87,8 @@ pub fn run(pipeline: &gst::Pipeline, timeout: Duration) -> RunResult {
             }
             gst::MessageView::Error(e) => {
                 result.errors.push(format!("{} ({:?})", e.error(), e.debug()));
+                result.error_code = e.error().kind::<gst::ResourceError>();
+                result.error_at = Some(start.elapsed());
                 break;
             }
             gst::MessageView::Warning(w) => result.warnings.push(format!("{} ({:?})", w.error(), w.debug())),
