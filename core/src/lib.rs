@@ -26,6 +26,7 @@ extern crate std;
 
 pub mod ad_signals;
 pub mod bmff;
+pub mod cmaf;
 pub mod error;
 pub mod fragment;
 pub mod hex;
