@@ -15,3 +15,4 @@
 //! The HTTP side of one track is [`crate::session::cmaf::CmafSession`].
 
 pub mod boxes;
+pub mod header;
