@@ -16,3 +16,4 @@
 
 pub mod boxes;
 pub mod header;
+pub mod segment;
