@@ -51,6 +51,20 @@ pub struct GridFragment {
     pub starts_without_sync: bool,
 }
 
+/// The final part of a fragment still being built (see [`Grid::open_fragment`]).
+#[derive(Debug, Clone)]
+pub struct OpenFragment {
+    /// The fragment's index, as [`GridFragment::index`].
+    pub index: u64,
+    /// Written presentation time of the first sample, as [`GridFragment::time`].
+    pub time: u64,
+    /// Written decode time of the first sample.
+    pub decode_time: u64,
+    /// The samples whose written durations are final, and their bytes.
+    pub samples: Vec<Sample>,
+    pub data: Payload,
+}
+
 /// The samples of an output fragment being assembled.
 #[derive(Debug)]
 struct Building {
@@ -646,6 +660,25 @@ impl Grid {
         }
     }
 
+    /// The part of the fragment a track is building that is final: every sample but the
+    /// last, with its written duration (the last one's waits for the next sample or the
+    /// fragment's end), and their bytes. What [`Grid::push`] later completes starts with
+    /// exactly these, so a fragment can go out in pieces as it is produced (CMAF chunks).
+    /// `None` while the track builds nothing, or while its timeline may still move (video
+    /// before a key frame settled it).
+    pub fn open_fragment(&self, track_id: u32) -> Option<OpenFragment> {
+        let t = self.tracks.iter().find(|t| t.track_id == track_id)?;
+        let b = t.building.as_ref().filter(|b| t.settled && b.pending.is_none())?;
+        let (time, decode_time) = written_start(b);
+        let mut samples = b.samples.clone();
+        let n = samples.len();
+        write_durations(&mut samples, &b.decode, decode_time, 0);
+        samples.truncate(n.saturating_sub(1));
+        let size = samples.iter().map(|s| u64::from(s.size)).sum();
+        let data = b.data.slice(0, size)?;
+        Some(OpenFragment { index: b.index, time, decode_time, samples, data })
+    }
+
     /// End of the stream: the fragments being built, ending where their samples end.
     pub fn flush(&mut self) -> Vec<GridFragment> {
         let mut out = Vec::new();
@@ -665,10 +698,7 @@ impl Grid {
 /// one reaches the written end, the others keep theirs.
 fn finish(b: Building, end: u64) -> GridFragment {
     let cto0 = b.samples.first().map_or(0, |s| i64::from(s.cto));
-    // A decode time cannot be negative: at the very start of a running-time timeline a B-frame
-    // stream's first fragment starts at its key frame's presentation instead of at 0.
-    let start = b.start.max(u64::try_from(cto0).unwrap_or(0));
-    let first_decode = start.saturating_add_signed(-cto0);
+    let (start, first_decode) = written_start(&b);
     let last_end = i128::from(end) - i128::from(cto0);
     let mut samples = b.samples;
     let ticks = |t: i128| u32::try_from(t.max(1)).unwrap_or(u32::MAX);
@@ -706,6 +736,15 @@ fn finish(b: Building, end: u64) -> GridFragment {
         index: b.index,
         starts_without_sync: b.starts_without_sync,
     }
+}
+
+/// The written presentation start of a fragment and the decode time of its first sample.
+fn written_start(b: &Building) -> (u64, u64) {
+    let cto0 = b.samples.first().map_or(0, |s| i64::from(s.cto));
+    // A decode time cannot be negative: at the very start of a running-time timeline a B-frame
+    // stream's first fragment starts at its key frame's presentation instead of at 0.
+    let start = b.start.max(u64::try_from(cto0).unwrap_or(0));
+    (start, start.saturating_add_signed(-cto0))
 }
 
 /// Writes the durations of `samples`, decoding at `decode` (the muxer's ticks), from
@@ -1036,6 +1075,68 @@ mod tests {
         out.extend(g.push(1, 3000, true, mux_frag(10_000, 80, 100, 100, |i| i % 60 == 0), None));
         out.extend(g.flush());
         assert_eq!(summary(&out), [(0, 0, 6000), (1, 6000, 6000), (2, 12000, 6000)]);
+    }
+
+    mod open_fragment {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// What `open_fragment` offers while a fragment is built is always the start of
+            /// the fragment `push` or `flush` completes: same index and times, the same
+            /// samples with the same durations, the same bytes.
+            #[test]
+            fn the_open_part_is_a_prefix_of_the_completed_fragment(
+                video in any::<bool>(),
+                gop in 1u32..40,
+                per_fragment in 1u32..50,
+                fragments in 1usize..10,
+                base_dur in 1000u32..4000,
+                jitter in proptest::collection::vec(0u32..3, 0..32),
+                ctos in proptest::collection::vec(0i32..3, 0..32),
+                gaps in proptest::collection::vec(0u64..2, 0..10),
+            ) {
+                let mut g = grid(TimestampMode::Pipeline, 0);
+                let mut offered: Vec<OpenFragment> = Vec::new();
+                let mut done = Vec::new();
+                let mut decode = 0u64;
+                let mut k = 0u32;
+                for f in 0..fragments {
+                    let mut data = Payload::new();
+                    let mut samples = Vec::new();
+                    let first = decode;
+                    for _ in 0..per_fragment {
+                        let duration = base_dur + jitter.get(k as usize % jitter.len().max(1)).copied().unwrap_or(0);
+                        let sync = !video || k % gop == 0;
+                        let cto = if video { ctos.get(k as usize % ctos.len().max(1)).copied().unwrap_or(0) * 1000 } else { 0 };
+                        samples.push(Sample {
+                            duration,
+                            size: 1 + k % 3,
+                            flags: if sync { SAMPLE_FLAGS_SYNC } else { SAMPLE_FLAGS_NON_SYNC },
+                            cto,
+                        });
+                        data.push(Bytes::from(vec![k as u8; (1 + k % 3) as usize]));
+                        decode += u64::from(duration);
+                        k += 1;
+                    }
+                    decode += gaps.get(f).copied().unwrap_or(0) * u64::from(base_dur / 2);
+                    let frag = TrackFragment { track_id: 1, decode_time: first, samples, data, anchor: None };
+                    done.extend(g.push(1, 90_000, video, frag, None));
+                    offered.extend(g.open_fragment(1));
+                }
+                done.extend(g.flush());
+                for o in &offered {
+                    let f = done.iter().find(|f| f.index == o.index && f.time == o.time);
+                    prop_assert!(f.is_some(), "an open fragment that never completed: {} at {}", o.index, o.time);
+                    let f = f.unwrap();
+                    prop_assert_eq!(f.fragment.decode_time, o.decode_time);
+                    prop_assert!(o.samples.len() < f.fragment.samples.len());
+                    prop_assert_eq!(&f.fragment.samples[..o.samples.len()], &o.samples[..]);
+                    let bytes = f.fragment.data.to_vec();
+                    prop_assert_eq!(&bytes[..o.data.len() as usize], &o.data.to_vec()[..]);
+                }
+            }
+        }
     }
 
     mod shortcut {
