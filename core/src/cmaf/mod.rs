@@ -16,4 +16,5 @@
 
 pub mod boxes;
 pub mod header;
+pub mod metadata;
 pub mod segment;
