@@ -503,7 +503,7 @@ impl Grid {
                 if reach < b.edge {
                     return None;
                 }
-                self.start_point(p0, self.edge_at(ti, reach).max(b.edge), tol, t.timescale)
+                self.start_after(b, p0, self.edge_at(ti, reach).max(b.edge), tol, t.timescale)
             }
             (None, None) => return None,
         };
@@ -594,7 +594,7 @@ impl Grid {
                 // "At or after" the boundary (or cut), within half a sample for rounding.
                 let reach = p + u64::from(s.duration / 2);
                 if can_start && reach >= next {
-                    Some(self.start_point(p, self.edge_at(ti, reach).max(next), tol, ts))
+                    Some(self.start_after(b, p, self.edge_at(ti, reach).max(next), tol, ts))
                 } else {
                     None
                 }
@@ -639,6 +639,21 @@ impl Grid {
     /// sample of it (a key frame on time), else the sample's own time (a late key frame).
     fn start_point(&self, p: u64, b: u64, tol: u64, ts: u32) -> (u64, u64) {
         let start = if p.abs_diff(b) <= tol { b } else { p };
+        (start, self.index_at(start, ts))
+    }
+
+    /// [`Grid::start_point`] of a fragment that closes `open`: never at or before the start
+    /// of `open`'s last sample, which must keep at least one tick (a key frame one frame late
+    /// after a frame right on the boundary: the boundary is taken already, the key frame
+    /// starts at its own time, and the timeline stays contiguous).
+    fn start_after(&self, open: &Building, p: u64, b: u64, tol: u64, ts: u32) -> (u64, u64) {
+        let (start, index) = self.start_point(p, b, tol, ts);
+        let cto0 = open.samples.first().map_or(0, |s| i128::from(s.cto));
+        let floor = open.decode.last().map_or(0, |d| u64::try_from(d + cto0 + 1).unwrap_or(0));
+        if start >= floor {
+            return (start, index);
+        }
+        let start = p.max(floor);
         (start, self.index_at(start, ts))
     }
 
@@ -966,6 +981,24 @@ mod tests {
     }
 
     #[test]
+    fn a_key_frame_one_frame_late_after_a_frame_on_the_boundary_keeps_the_timeline_contiguous() {
+        // The frame at 6000 (the boundary) is no key frame; the one at 6100 is, within one
+        // frame of the boundary. The boundary cannot be the next start: the frame on it
+        // belongs to the fragment before, which ends where the key frame starts.
+        let key = |i: u32| i == 0 || i == 61;
+        for sample_by_sample in [false, true] {
+            let mut g = grid(TimestampMode::Pipeline, 0);
+            g.sample_by_sample = sample_by_sample;
+            let mut out = g.push(1, 3000, true, mux_frag(0, 61, 100, 0, key), None);
+            out.extend(g.push(1, 3000, true, mux_frag(6100, 60, 100, 61, key), None));
+            out.extend(g.flush());
+            assert_eq!(summary(&out), [(0, 0, 6100), (1, 6100, 6000)], "{sample_by_sample}");
+            assert!(contiguous(&out));
+            assert_eq!(out[0].fragment.samples.len(), 61);
+        }
+    }
+
+    #[test]
     fn a_missing_key_frame_at_a_boundary_is_flagged() {
         let mut g = grid(TimestampMode::Pipeline, 0);
         // The muxer cut at the boundary but no key frame came there.
@@ -1107,7 +1140,7 @@ mod tests {
                     let first = decode;
                     for _ in 0..per_fragment {
                         let duration = base_dur + jitter.get(k as usize % jitter.len().max(1)).copied().unwrap_or(0);
-                        let sync = !video || k % gop == 0;
+                        let sync = !video || k.is_multiple_of(gop);
                         let cto = if video { ctos.get(k as usize % ctos.len().max(1)).copied().unwrap_or(0) * 1000 } else { 0 };
                         samples.push(Sample {
                             duration,
