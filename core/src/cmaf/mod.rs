@@ -18,3 +18,4 @@ pub mod boxes;
 pub mod header;
 pub mod metadata;
 pub mod segment;
+pub mod stream;
