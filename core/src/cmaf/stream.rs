@@ -1038,6 +1038,50 @@ mod tests {
             (bytes, count)
         }
 
+        /// A real isofmp4mux recording (H.264 and AAC in one moof per fragment), whole and in
+        /// chunks: each track comes out with every sample the file holds for it.
+        #[test]
+        fn a_real_isofmp4mux_recording_splits_into_two_whole_tracks() {
+            const STREAM: &[u8] = include_bytes!("../../tests/data/isofmp4mux-av.mp4");
+            let mut split = BoxSplitter::default();
+            split.push(Bytes::from_static(STREAM)).unwrap();
+            let mut reader = None;
+            let mut expected: Vec<(u32, Vec<u8>, usize)> = Vec::new();
+            while let Some(u) = split.next_unit() {
+                match u {
+                    Unit::Init(i) => reader = Some(FragmentReader::new(&parse_moov(&i.moov).unwrap())),
+                    Unit::Fragment(f) => {
+                        for tf in reader.as_mut().unwrap().read(&f).unwrap() {
+                            match expected.iter_mut().find(|e| e.0 == tf.track_id) {
+                                Some(e) => {
+                                    e.1.extend(tf.data.to_vec());
+                                    e.2 += tf.samples.len();
+                                }
+                                None => expected.push((tf.track_id, tf.data.to_vec(), tf.samples.len())),
+                            }
+                        }
+                    }
+                    Unit::Skipped { .. } => {}
+                }
+            }
+            assert_eq!(expected.len(), 2);
+            for chunked in [false, true] {
+                let mut s = CmafStream::new(CmafStreamConfig { chunked, ..CmafStreamConfig::default() });
+                let mut out = Vec::new();
+                for piece in STREAM.chunks(4096) {
+                    s.push(Bytes::copy_from_slice(piece)).unwrap();
+                    out.extend(outputs(&mut s));
+                }
+                s.finish().unwrap();
+                out.extend(outputs(&mut s));
+                for (id, bytes, count) in &expected {
+                    let (got, n) = join(&out, *id);
+                    assert_eq!((n, got.len()), (*count, bytes.len()), "track {id}, chunked {chunked}");
+                    assert!(&got == bytes);
+                }
+            }
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
             /// Whatever the muxer's layout (both tracks in one moof or a moof each), the
