@@ -17,6 +17,7 @@
 
 mod backlog;
 mod backoff;
+pub mod cmaf;
 pub mod sparse;
 mod stats;
 
