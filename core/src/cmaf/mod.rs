@@ -17,5 +17,6 @@
 pub mod boxes;
 pub mod header;
 pub mod metadata;
+pub mod naming;
 pub mod segment;
 pub mod stream;
