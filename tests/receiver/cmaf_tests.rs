@@ -16,6 +16,7 @@ const STREAM: &[u8] = include_bytes!("../../core/tests/data/isofmp4mux-av.mp4");
 struct Tracks {
     headers: Vec<(String, Vec<u8>)>,
     segments: Vec<(String, u32, Vec<u8>)>,
+    chunks: Vec<(String, fmp4ingest_core::cmaf::segment::CmafChunk)>,
 }
 
 impl Tracks {
@@ -53,7 +54,7 @@ impl Tracks {
         }
         s.push(Bytes::from_static(&STREAM[half..])).unwrap();
         s.finish().unwrap();
-        let (mut headers, mut segments, mut names) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut headers, mut segments, mut names, mut chunks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let outputs: Vec<CmafOutput> = early.into_iter().chain(core::iter::from_fn(|| s.next_output())).collect();
         for o in outputs {
             match o {
@@ -66,12 +67,13 @@ impl Tracks {
                     let name = names.iter().find(|(id, _)| *id == c.track_id).unwrap().1.clone();
                     let bytes: Vec<u8> = c.wire_chunks().flat_map(|b| b.to_vec()).collect();
                     assert!(c.first && c.last, "whole segments");
-                    segments.push((name, c.sequence, bytes));
+                    segments.push((name.clone(), c.sequence, bytes));
+                    chunks.push((name, c));
                 }
                 CmafOutput::Notice(_) => {}
             }
         }
-        Tracks { headers, segments }
+        Tracks { headers, segments, chunks }
     }
 
     fn header(&self, name: &str) -> &[u8] {
@@ -347,4 +349,145 @@ fn the_metadata_track_s_events_are_read() {
     video.dedup();
     assert_eq!(t.sequences(), video);
     assert!(t.ended());
+}
+
+mod with_the_core_session {
+    //! The core's CMAF session against the receiver, through a small blocking driver (what the
+    //! element's HTTP layer does, in miniature): the two ends agree on the protocol, faults
+    //! included.
+
+    use super::*;
+    use fmp4ingest_core::session::cmaf::{
+        Body, BodyLength, CmafAction, CmafEvent, CmafInput, CmafSession, CmafSessionConfig, Method,
+    };
+    use fmp4ingest_core::session::{ConnectionId, TransportError};
+    use std::collections::HashMap;
+
+    struct Driver {
+        s: CmafSession,
+        start: Instant,
+        conns: HashMap<ConnectionId, Client>,
+        path: String,
+        addr: std::net::SocketAddr,
+        events: Vec<CmafEvent>,
+    }
+
+    impl Driver {
+        fn now(&self) -> Duration {
+            self.start.elapsed()
+        }
+
+        fn perform(&mut self, a: CmafAction) {
+            let now = self.now();
+            match a {
+                CmafAction::Connect { connection } => match TcpStream::connect(self.addr) {
+                    Ok(w) => {
+                        w.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                        let r = StdBufReader::new(w.try_clone().unwrap());
+                        self.conns.insert(connection, Client { w, r });
+                        self.s.handle_input(CmafInput::Connected { connection }, now);
+                    }
+                    Err(_) => self
+                        .s
+                        .handle_input(CmafInput::ConnectionFailed { connection, error: TransportError::Connect }, now),
+                },
+                CmafAction::Request { connection, request, method, length, .. } => {
+                    let mut body = Vec::new();
+                    loop {
+                        match self.s.poll_body(request, self.now()) {
+                            Body::Data(b) => body.extend_from_slice(&b),
+                            Body::End => break,
+                            Body::Wait => panic!("whole segments only here"),
+                        }
+                    }
+                    let chunk = matches!(length, BodyLength::Chunked).then_some(4096);
+                    let sent = self.conns.get_mut(&connection).unwrap().send(method.as_str(), &self.path, &body, chunk);
+                    let input = match sent {
+                        Ok(status) => CmafInput::Response { request, status },
+                        Err(_) => CmafInput::ConnectionFailed { connection, error: TransportError::Closed },
+                    };
+                    self.s.handle_input(input, self.now());
+                }
+                CmafAction::Close { connection } => {
+                    self.conns.remove(&connection);
+                }
+            }
+        }
+
+        /// Runs the session until `done` holds or `limit` passes.
+        fn run(&mut self, limit: Duration, done: impl Fn(&CmafSession) -> bool) {
+            let deadline = Instant::now() + limit;
+            loop {
+                self.events.extend(core::iter::from_fn(|| self.s.poll_event()));
+                if done(&self.s) || Instant::now() >= deadline {
+                    break;
+                }
+                let mut acted = false;
+                while let Some(a) = self.s.poll_action() {
+                    acted = true;
+                    self.perform(a);
+                }
+                if self.s.poll_timeout().is_some_and(|t| t <= self.now()) {
+                    self.s.handle_timeout(self.now());
+                    acted = true;
+                }
+                if !acted {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_track_survives_a_412_a_cut_off_and_a_receiver_restart() {
+        let tracks = Tracks::make(false);
+        let v = "video.cmfv";
+        let rx = Receiver::start().unwrap();
+        rx.inject(Fault::new(FaultKind::ErrorStatus { fragments: 2, status: 412 }, Duration::from_secs(60)).once());
+        rx.inject(Fault::new(FaultKind::Abort { min: 4, max: 4, reset: true }, Duration::from_secs(60)).once());
+        let config = CmafSessionConfig {
+            method: Method::Put,
+            segment_duration: Some(Duration::from_secs(2)),
+            ..CmafSessionConfig::default()
+        };
+        let mut d = Driver {
+            s: CmafSession::new(config),
+            start: Instant::now(),
+            conns: HashMap::new(),
+            path: path(v),
+            addr: rx.addr(),
+            events: Vec::new(),
+        };
+        d.s.start(d.now());
+        d.s.set_header(Bytes::copy_from_slice(tracks.header(v)), d.now());
+        let chunks: Vec<_> = tracks.chunks.iter().filter(|(n, _)| n == v).map(|(_, c)| c.clone()).collect();
+        for (i, c) in chunks.iter().enumerate() {
+            // Before the last segment (sent again with lmsg): the receiver goes away.
+            if i == chunks.len() - 1 {
+                rx.restart(Duration::from_millis(150));
+            }
+            d.s.push_chunk(c, d.now());
+            d.run(Duration::from_secs(5), |s| s.queued().0 == 0);
+        }
+        d.s.finish(d.now());
+        d.run(Duration::from_secs(5), CmafSession::is_done);
+        assert!(d.events.contains(&CmafEvent::Finished), "{:?}", d.events);
+        assert!(d.events.iter().any(|e| matches!(e, CmafEvent::HeaderRequested { .. })));
+        assert!(d.events.iter().any(|e| matches!(e, CmafEvent::Resending { .. })));
+        // The cut-off and the restart (and the connections it refused).
+        let down = d.events.iter().filter(|e| matches!(e, CmafEvent::Disconnected { .. })).count();
+        assert!(down >= 2, "{:?}", d.events);
+        let t = rx.cmaf_track(v).unwrap();
+        assert_eq!(t.violations, Vec::<String>::new());
+        let mut expected: Vec<u32> = chunks.iter().map(|c| c.sequence).collect();
+        expected.dedup();
+        assert_eq!(t.sequences(), expected, "every segment, once, in order");
+        assert!(t.gaps().is_empty());
+        assert!(t.ended());
+        // The header went on every connection that carried segments.
+        let conns: std::collections::BTreeSet<u64> = t.segments.iter().map(|s| s.connection).collect();
+        assert!(conns.len() >= 3, "{conns:?}");
+        assert!(conns.iter().all(|c| t.header_connections.contains(c)));
+        assert!(rx.cmaf_requests().iter().all(|r| r.method == "PUT"));
+    }
 }
