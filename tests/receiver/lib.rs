@@ -4,6 +4,7 @@
 //! of any `/<name>.isml/Streams(<id>)` URL, reads the box stream as it arrives, and records per
 //! request what a strict receiver would check: probe, framing, header order, the manifest and
 //! the moov, every fragment's tfxd. Tests assert on those records; the demo prints them.
+//! It also takes DASH-IF CMAF ingest on `.../Streams(<name>.cmfv|cmfa|cmfm)` ([`cmaf`]).
 
 pub mod cmaf;
 pub mod cmaf_mp4;
