@@ -146,6 +146,13 @@ fn path(name: &str) -> String {
     format!("/live.isml/Streams({name})")
 }
 
+/// A new connection on which track `name`'s header was accepted.
+fn with_header(rx: &Receiver, tracks: &Tracks, name: &str) -> Client {
+    let mut c = Client::connect(rx);
+    assert_eq!(c.send("POST", &path(name), tracks.header(name), None).unwrap(), 200);
+    c
+}
+
 #[test]
 fn a_track_sent_as_the_spec_says_is_recorded_without_violations() {
     let tracks = Tracks::make(false);
@@ -221,8 +228,7 @@ fn what_breaks_the_protocol_is_recorded() {
     let rx = Receiver::start().unwrap();
     let v = "video.cmfv";
     let segs = tracks.segments(v);
-    let mut c = Client::connect(&rx);
-    c.send("POST", &path(v), tracks.header(v), None).unwrap();
+    let mut c = with_header(&rx, &tracks, v);
     // Two segments in one request.
     let two = [segs[0], segs[1]].concat();
     assert_eq!(c.send("POST", &path(v), &two, None).unwrap(), 200);
@@ -257,8 +263,7 @@ fn a_segment_sent_again_is_a_duplicate_not_a_violation() {
     let rx = Receiver::start().unwrap();
     let v = "video.cmfv";
     let segs = tracks.segments(v);
-    let mut c = Client::connect(&rx);
-    c.send("POST", &path(v), tracks.header(v), None).unwrap();
+    let mut c = with_header(&rx, &tracks, v);
     for s in [segs[0], segs[1], segs[1], segs[2]] {
         assert_eq!(c.send("POST", &path(v), s, None).unwrap(), 200);
     }
@@ -273,11 +278,7 @@ fn injected_faults_fall_on_segment_requests_of_a_connection() {
     let tracks = Tracks::make(false);
     let v = "video.cmfv";
     let segs = tracks.segments(v);
-    let up = |rx: &Receiver| {
-        let mut c = Client::connect(rx);
-        assert_eq!(c.send("POST", &path(v), tracks.header(v), None).unwrap(), 200);
-        c
-    };
+    let up = |rx: &Receiver| with_header(rx, &tracks, v);
     // A 412 after one new segment: the receiver forgets the header.
     let rx = Receiver::start().unwrap();
     rx.inject(Fault::new(FaultKind::ErrorStatus { fragments: 1, status: 412 }, Duration::from_secs(60)).once());

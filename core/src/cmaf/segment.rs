@@ -162,6 +162,22 @@ mod tests {
     use crate::track_fragment::{SAMPLE_FLAGS_NON_SYNC, SAMPLE_FLAGS_SYNC};
     use alloc::vec;
 
+    /// A whole segment of track 1 at 48 kHz, number 7, at 0, with these samples.
+    fn spec<'a>(samples: &'a [Sample], data: &'a Payload) -> ChunkSpec<'a> {
+        ChunkSpec {
+            track_id: 1,
+            timescale: 48000,
+            sequence: 7,
+            decode_time: 0,
+            samples,
+            data,
+            first: true,
+            last: true,
+            lmsg: false,
+            reference: None,
+        }
+    }
+
     fn audio() -> (Vec<Sample>, Payload) {
         let mut data = Payload::new();
         data.push(Bytes::from(vec![0xAA; 22]));
@@ -183,15 +199,10 @@ mod tests {
         };
         let c = write_chunk(&ChunkSpec {
             track_id: 2,
-            timescale: 48000,
             sequence: 25,
             decode_time: 48000,
-            samples: &samples,
-            data: &data,
-            first: true,
-            last: true,
-            lmsg: false,
             reference: Some(prft),
+            ..spec(&samples, &data)
         });
         let expected = parse_hex(
             "00000018 73747970 636D6673 00000000 636D6673 636D6666
@@ -214,18 +225,7 @@ mod tests {
     #[test]
     fn later_chunks_say_cmfl_and_the_last_segment_lmsg() {
         let (samples, data) = audio();
-        let spec = ChunkSpec {
-            track_id: 1,
-            timescale: 48000,
-            sequence: 7,
-            decode_time: 0,
-            samples: &samples,
-            data: &data,
-            first: false,
-            last: true,
-            lmsg: true,
-            reference: None,
-        };
+        let spec = ChunkSpec { first: false, lmsg: true, ..spec(&samples, &data) };
         let c = write_chunk(&spec);
         // The head ends with the mdat's header; its payload follows.
         let boxes: Vec<_> = Boxes::new(&c.head).take(2).map(|b| b.unwrap()).collect();
@@ -241,18 +241,7 @@ mod tests {
     #[test]
     fn lmsg_can_be_added_to_a_segment_that_went_out_without_it() {
         let (samples, data) = audio();
-        let spec = ChunkSpec {
-            track_id: 1,
-            timescale: 48000,
-            sequence: 7,
-            decode_time: 0,
-            samples: &samples,
-            data: &data,
-            first: true,
-            last: true,
-            lmsg: false,
-            reference: None,
-        };
+        let spec = spec(&samples, &data);
         let plain = write_chunk(&spec);
         let marked = plain.with_lmsg().unwrap();
         assert_eq!(marked.head, write_chunk(&ChunkSpec { lmsg: true, ..spec }).head);
@@ -267,16 +256,11 @@ mod tests {
         let s = |flags, cto| Sample { duration: 100, size: 2, flags, cto };
         let samples = [s(SAMPLE_FLAGS_SYNC, 100), s(SAMPLE_FLAGS_NON_SYNC, -100), s(SAMPLE_FLAGS_NON_SYNC, 0)];
         let c = write_chunk(&ChunkSpec {
-            track_id: 1,
             timescale: 3000,
             sequence: 1,
             decode_time: 900,
-            samples: &samples,
-            data: &data,
-            first: true,
             last: false,
-            lmsg: false,
-            reference: None,
+            ..spec(&samples, &data)
         });
         let moof = Boxes::new(&c.head).nth(1).unwrap().unwrap();
         let traf = moof.require(codes::TRAF).unwrap();
