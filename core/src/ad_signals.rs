@@ -327,6 +327,80 @@ impl AdSignals {
         }
         out
     }
+
+    /// For a CMAF timed metadata track (no sparse track needed): the requests whose time has
+    /// come now that the media reached `media_ns`, as events with their section. A built
+    /// splice_insert's pts_time is the splice on the timeline `to_ticks` maps running time to,
+    /// in ticks of `timescale`, at 90 kHz.
+    pub fn poll_due_events(
+        &mut self,
+        media_ns: u64,
+        timescale: u32,
+        to_ticks: impl Fn(u64) -> Option<u64>,
+    ) -> Vec<Result<DueEvent, (u32, SignalError)>> {
+        let n = self.pending.iter().take_while(|p| p.send_at_ns <= media_ns).count();
+        self.pending.drain(..n).map(|p| event(&p, media_ns, timescale, &to_ticks).map_err(|e| (p.id, e))).collect()
+    }
+
+    /// End of the stream: every request still waiting, as events sent at `media_ns`.
+    pub fn flush_events(
+        &mut self,
+        media_ns: u64,
+        timescale: u32,
+        to_ticks: impl Fn(u64) -> Option<u64>,
+    ) -> Vec<Result<DueEvent, (u32, SignalError)>> {
+        self.pending.drain(..).map(|p| event(&p, media_ns, timescale, &to_ticks).map_err(|e| (p.id, e))).collect()
+    }
+}
+
+/// A request whose time has come, for a CMAF timed metadata track.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueEvent {
+    pub id: u32,
+    /// The splice instant, on the pipeline's running time.
+    pub splice_ns: u64,
+    /// When the event is announced: its send time, or the media's end when flushed early.
+    pub send_at_ns: u64,
+    /// The event's duration; 0 = unknown.
+    pub duration_ns: u64,
+    /// The splice_info_section.
+    pub section: Bytes,
+}
+
+fn event(
+    p: &Pending,
+    media_ns: u64,
+    timescale: u32,
+    to_ticks: &impl Fn(u64) -> Option<u64>,
+) -> Result<DueEvent, SignalError> {
+    let splice = to_ticks(p.splice_ns).ok_or(SignalError::TimeOutOfRange { splice_ns: p.splice_ns })?;
+    Ok(DueEvent {
+        id: p.id,
+        splice_ns: p.splice_ns,
+        send_at_ns: p.send_at_ns.min(media_ns),
+        duration_ns: p.duration_ns,
+        section: section(p, splice, timescale),
+    })
+}
+
+/// The section a request carries: as given, or a splice_insert built for it whose pts_time is
+/// the splice (`splice` ticks of `timescale`) at 90 kHz, so that it says what the track's own
+/// times say.
+fn section(p: &Pending, splice: u64, timescale: u32) -> Bytes {
+    match &p.source {
+        SignalSource::Section(s) => s.clone(),
+        SignalSource::Insert { out_of_network, cancel } => {
+            let pts = (u128::from(splice) * u128::from(PTS_HZ) / u128::from(timescale.max(1))) as u64 & PTS_MASK;
+            let duration_90k = (u128::from(p.duration_ns) * u128::from(PTS_HZ) / 1_000_000_000) as u64 & PTS_MASK;
+            let insert = match cancel {
+                true => SpliceInsert::cancel(p.id),
+                false => {
+                    SpliceInsert::program(p.id, *out_of_network, Some(pts), (p.duration_ns > 0).then_some(duration_90k))
+                }
+            };
+            Bytes::from(scte35::build_splice_insert(&insert))
+        }
+    }
 }
 
 /// The message of a pending request sent at `arrival_ns`.
@@ -341,22 +415,9 @@ fn message(
     let time = to_ticks(arrival_ns).ok_or(out_of_range.clone())?.min(splice);
     let end = to_ticks(p.splice_ns.saturating_add(p.duration_ns)).ok_or(out_of_range.clone())?;
     let delta = u32::try_from(splice - time).map_err(|_| out_of_range)?;
-    let section = match &p.source {
-        SignalSource::Section(s) => s.clone(),
-        SignalSource::Insert { out_of_network, cancel } => {
-            // pts_time is the splice on the parent's timeline at 90 kHz, so that the section
-            // says what the tfxd time and delta say.
-            let pts = (u128::from(splice) * u128::from(PTS_HZ) / u128::from(track.timescale.max(1))) as u64 & PTS_MASK;
-            let duration_90k = (u128::from(p.duration_ns) * u128::from(PTS_HZ) / 1_000_000_000) as u64 & PTS_MASK;
-            let insert = match cancel {
-                true => SpliceInsert::cancel(p.id),
-                false => {
-                    SpliceInsert::program(p.id, *out_of_network, Some(pts), (p.duration_ns > 0).then_some(duration_90k))
-                }
-            };
-            Bytes::from(scte35::build_splice_insert(&insert))
-        }
-    };
+    // pts_time is the splice on the parent's timeline at 90 kHz, so that the section says
+    // what the tfxd time and delta say.
+    let section = section(p, splice, track.timescale);
     let m = SparseMessage { time, duration: end - splice, id: p.id, presentation_time_delta: delta, message: section };
     // Each message POST is a file of its own: header, then this fragment, sequence 1.
     let fragment = Bytes::from(write_sparse_fragment(track.track_id, 1, &m));

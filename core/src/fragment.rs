@@ -149,97 +149,130 @@ fn fill_table<const F: bool, const C: bool>(table: &mut [u8], samples: &[Sample]
 
 /// Writes the Smooth fragment of one track run.
 pub fn write_fragment(tf: &TrackFragment, sequence: u32, timing: FragmentTiming, opts: FragmentOptions) -> Fragment {
-    let samples = &tf.samples;
-    let (layout, any_cto, negative_cto) = table_layout(samples);
-
-    let mut tfhd_flags = 0;
-    if !matches!(layout, FlagsLayout::PerSample) {
-        tfhd_flags |= TFHD_DEFAULT_FLAGS;
-    }
-    if opts.default_base_is_moof {
-        tfhd_flags |= TFHD_DEFAULT_BASE_IS_MOOF;
-    }
-    let mut trun_flags = TRUN_DATA_OFFSET | TRUN_DURATION | TRUN_SIZE;
-    match layout {
-        FlagsLayout::PerSample => trun_flags |= TRUN_FLAGS,
-        FlagsLayout::FirstThenDefault(..) => trun_flags |= TRUN_FIRST_SAMPLE_FLAGS,
-        FlagsLayout::Default(_) => {}
-    }
-    if any_cto {
-        trun_flags |= TRUN_CTO;
-    }
-
-    let per_sample = 8 + 4 * usize::from(matches!(layout, FlagsLayout::PerSample)) + 4 * usize::from(any_cto);
     let tfxd = Tfxd {
         version: opts.tfxd_version,
         fragment_absolute_time: timing.time,
         fragment_duration: timing.duration,
         fragment_index: timing.index,
     };
-    let (mdat, mdat_len) = mdat_header(tf.data.len());
-    // Sized exactly, so that it becomes `Bytes` without a reallocation: moof, mfhd, traf,
-    // tfhd, tfdt, trun, tfxd, then the mdat header.
-    let size = 8
-        + 16
-        + 8
-        + 16
-        + 4 * usize::from(!matches!(layout, FlagsLayout::PerSample))
-        + 20 * usize::from(opts.tfdt)
-        + 20
-        + 4 * usize::from(matches!(layout, FlagsLayout::FirstThenDefault(..)))
-        + per_sample * samples.len()
-        + tfxd.size()
-        + mdat_len;
-    let mut moof = Vec::with_capacity(size);
-    let mut data_offset_at = 0;
-    write_box(&mut moof, codes::MOOF, |o| {
-        write_full_box(o, codes::MFHD, 0, 0, |o| o.put_u32(sequence));
-        write_box(o, codes::TRAF, |o| {
-            write_full_box(o, codes::TFHD, 0, tfhd_flags, |o| {
-                o.put_u32(tf.track_id);
-                match layout {
-                    FlagsLayout::Default(d) | FlagsLayout::FirstThenDefault(_, d) => o.put_u32(d),
-                    FlagsLayout::PerSample => {}
-                }
-            });
-            if opts.tfdt {
-                write_full_box(o, codes::TFDT, 1, 0, |o| o.put_u64(timing.decode_time));
-            }
-            write_full_box(o, codes::TRUN, u8::from(negative_cto), trun_flags, |o| {
-                o.put_u32(samples.len() as u32);
-                data_offset_at = o.len();
-                o.put_i32(0); // patched below, once the moof size is known
-                if let FlagsLayout::FirstThenDefault(first, _) = layout {
-                    o.put_u32(first);
-                }
-                // The sample table in one go: sized once, each entry filled in place.
-                let at = o.len();
-                o.resize(at + per_sample * samples.len(), 0);
-                let table = &mut o[at..];
-                match (matches!(layout, FlagsLayout::PerSample), any_cto) {
-                    (false, false) => fill_table::<false, false>(table, samples),
-                    (false, true) => fill_table::<false, true>(table, samples),
-                    (true, false) => fill_table::<true, false>(table, samples),
-                    (true, true) => fill_table::<true, true>(table, samples),
-                }
-            });
-            tfxd.write(o);
-        });
-    });
-    // data_offset is relative to the moof's first byte (no base_data_offset in tfhd).
-    let data_offset = (moof.len() + mdat_len) as i32;
-    moof[data_offset_at..data_offset_at + 4].copy_from_slice(&data_offset.to_be_bytes());
-    moof.extend_from_slice(&mdat[..mdat_len]);
-    debug_assert_eq!(moof.len(), size, "the moof's size worked out beforehand");
-
+    let moof = MoofSpec {
+        track_id: tf.track_id,
+        samples: &tf.samples,
+        payload_len: tf.data.len(),
+        sequence,
+        decode_time: opts.tfdt.then_some(timing.decode_time),
+        default_base_is_moof: opts.default_base_is_moof,
+        tfxd: Some(tfxd),
+    };
+    let mut head = Vec::new();
+    moof.write(&mut head);
     Fragment {
         track_id: tf.track_id,
         sequence,
         timing,
-        sample_count: samples.len() as u32,
+        sample_count: tf.samples.len() as u32,
         starts_with_sync: tf.starts_with_sync(),
-        head: Bytes::from(moof),
+        head: Bytes::from(head),
         payload: tf.data.clone(),
+    }
+}
+
+/// A `moof` of one track run and the `mdat` header after it: `mfhd`, then a `traf` with
+/// `tfhd`, `tfdt` v1 (when there is a decode time), one `trun` whose data_offset points just
+/// past the mdat header, and `tfxd` (when given). Smooth and CMAF fragments both are one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MoofSpec<'a> {
+    pub track_id: u32,
+    pub samples: &'a [Sample],
+    pub payload_len: u64,
+    pub sequence: u32,
+    pub decode_time: Option<u64>,
+    pub default_base_is_moof: bool,
+    pub tfxd: Option<Tfxd>,
+}
+
+impl MoofSpec<'_> {
+    /// Appends the moof and the mdat header to `out`.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        let samples = self.samples;
+        let (layout, any_cto, negative_cto) = table_layout(samples);
+
+        let mut tfhd_flags = 0;
+        if !matches!(layout, FlagsLayout::PerSample) {
+            tfhd_flags |= TFHD_DEFAULT_FLAGS;
+        }
+        if self.default_base_is_moof {
+            tfhd_flags |= TFHD_DEFAULT_BASE_IS_MOOF;
+        }
+        let mut trun_flags = TRUN_DATA_OFFSET | TRUN_DURATION | TRUN_SIZE;
+        match layout {
+            FlagsLayout::PerSample => trun_flags |= TRUN_FLAGS,
+            FlagsLayout::FirstThenDefault(..) => trun_flags |= TRUN_FIRST_SAMPLE_FLAGS,
+            FlagsLayout::Default(_) => {}
+        }
+        if any_cto {
+            trun_flags |= TRUN_CTO;
+        }
+
+        let per_sample = 8 + 4 * usize::from(matches!(layout, FlagsLayout::PerSample)) + 4 * usize::from(any_cto);
+        let (mdat, mdat_len) = mdat_header(self.payload_len);
+        // Sized exactly, so that a fresh vector becomes `Bytes` without a reallocation: moof,
+        // mfhd, traf, tfhd, tfdt, trun, tfxd, then the mdat header.
+        let size = 8
+            + 16
+            + 8
+            + 16
+            + 4 * usize::from(!matches!(layout, FlagsLayout::PerSample))
+            + 20 * usize::from(self.decode_time.is_some())
+            + 20
+            + 4 * usize::from(matches!(layout, FlagsLayout::FirstThenDefault(..)))
+            + per_sample * samples.len()
+            + self.tfxd.map_or(0, |t| t.size())
+            + mdat_len;
+        out.reserve(size);
+        let moof_start = out.len();
+        let mut data_offset_at = 0;
+        write_box(out, codes::MOOF, |o| {
+            write_full_box(o, codes::MFHD, 0, 0, |o| o.put_u32(self.sequence));
+            write_box(o, codes::TRAF, |o| {
+                write_full_box(o, codes::TFHD, 0, tfhd_flags, |o| {
+                    o.put_u32(self.track_id);
+                    match layout {
+                        FlagsLayout::Default(d) | FlagsLayout::FirstThenDefault(_, d) => o.put_u32(d),
+                        FlagsLayout::PerSample => {}
+                    }
+                });
+                if let Some(decode_time) = self.decode_time {
+                    write_full_box(o, codes::TFDT, 1, 0, |o| o.put_u64(decode_time));
+                }
+                write_full_box(o, codes::TRUN, u8::from(negative_cto), trun_flags, |o| {
+                    o.put_u32(samples.len() as u32);
+                    data_offset_at = o.len();
+                    o.put_i32(0); // patched below, once the moof size is known
+                    if let FlagsLayout::FirstThenDefault(first, _) = layout {
+                        o.put_u32(first);
+                    }
+                    // The sample table in one go: sized once, each entry filled in place.
+                    let at = o.len();
+                    o.resize(at + per_sample * samples.len(), 0);
+                    let table = &mut o[at..];
+                    match (matches!(layout, FlagsLayout::PerSample), any_cto) {
+                        (false, false) => fill_table::<false, false>(table, samples),
+                        (false, true) => fill_table::<false, true>(table, samples),
+                        (true, false) => fill_table::<true, false>(table, samples),
+                        (true, true) => fill_table::<true, true>(table, samples),
+                    }
+                });
+                if let Some(tfxd) = &self.tfxd {
+                    tfxd.write(o);
+                }
+            });
+        });
+        // data_offset is relative to the moof's first byte (no base_data_offset in tfhd).
+        let data_offset = (out.len() - moof_start + mdat_len) as i32;
+        out[data_offset_at..data_offset_at + 4].copy_from_slice(&data_offset.to_be_bytes());
+        out.extend_from_slice(&mdat[..mdat_len]);
+        debug_assert_eq!(out.len() - moof_start, size, "the moof's size worked out beforehand");
     }
 }
 

@@ -16,6 +16,13 @@
 //! Ad signalling: [`scte35`] (splice_info_section checks and splice_insert building),
 //! [`sparse`] (the sparse stream's header and fragments), [`ad_signals::AdSignals`] (when each
 //! message goes and with what times) and [`session::sparse::SparseSession`] (its short POSTs).
+//!
+//! CMAF ingest (DASH-IF Live Media Ingest, Interface-1) shares the splitter, the moov parser,
+//! the fragment reader and the grid: [`cmaf::stream::CmafStream`] splits the muxer's output
+//! into one CMAF track per media track (a [`cmaf::header::CmafHeader`], then segments as
+//! [`cmaf::segment::CmafChunk`]s), ad signals become the timed metadata track of
+//! [`cmaf::metadata`], and each track's requests are the sans-IO
+//! [`session::cmaf::CmafSession`].
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -26,6 +33,7 @@ extern crate std;
 
 pub mod ad_signals;
 pub mod bmff;
+pub mod cmaf;
 pub mod error;
 pub mod fragment;
 pub mod hex;

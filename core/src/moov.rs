@@ -43,8 +43,28 @@ impl<'a> MoovTrack<'a> {
 
 const UNITY_MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
 
+/// Where a caller of [`write_moov_with`] may add boxes to a track, in the order ISO/IEC
+/// 14496-12 gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrakSlot {
+    /// In `mdia`, after `hdlr` (an `elng`).
+    AfterHandler,
+    /// At the end of `trak` (a `udta`).
+    EndOfTrak,
+}
+
 /// Writes the moov. `movie_timescale` only scales mvhd's (zero) duration.
 pub fn write_moov(out: &mut Vec<u8>, movie_timescale: u32, tracks: &[MoovTrack<'_>]) {
+    write_moov_with(out, movie_timescale, tracks, &mut |_, _, _| {});
+}
+
+/// Writes the moov, calling `extra(track index, slot, out)` where a track may hold more boxes.
+pub fn write_moov_with(
+    out: &mut Vec<u8>,
+    movie_timescale: u32,
+    tracks: &[MoovTrack<'_>],
+    extra: &mut dyn FnMut(usize, TrakSlot, &mut Vec<u8>),
+) {
     let next_track_id = tracks.iter().map(|t| t.track_id).max().unwrap_or(0).saturating_add(1);
     write_box(out, codes::MOOV, |o| {
         write_full_box(o, codes::MVHD, 0, 0, |o| {
@@ -61,8 +81,8 @@ pub fn write_moov(out: &mut Vec<u8>, movie_timescale: u32, tracks: &[MoovTrack<'
             o.put_zeros(24); // pre_defined
             o.put_u32(next_track_id);
         });
-        for t in tracks {
-            write_trak(o, t);
+        for (i, t) in tracks.iter().enumerate() {
+            write_trak(o, t, &mut |slot, o| extra(i, slot, o));
         }
         write_box(o, codes::MVEX, |o| {
             for t in tracks {
@@ -78,7 +98,7 @@ pub fn write_moov(out: &mut Vec<u8>, movie_timescale: u32, tracks: &[MoovTrack<'
     });
 }
 
-fn write_trak(o: &mut Vec<u8>, t: &MoovTrack<'_>) {
+fn write_trak(o: &mut Vec<u8>, t: &MoovTrack<'_>, extra: &mut dyn FnMut(TrakSlot, &mut Vec<u8>)) {
     write_box(o, codes::TRAK, |o| {
         // flags 7: enabled, in movie, in preview
         write_full_box(o, codes::TKHD, 0, 7, |o| {
@@ -113,6 +133,7 @@ fn write_trak(o: &mut Vec<u8>, t: &MoovTrack<'_>) {
                 o.put_zeros(12);
                 o.put_u8(0); // empty name
             });
+            extra(TrakSlot::AfterHandler, o);
             write_box(o, codes::MINF, |o| {
                 match t.handler {
                     codes::VIDE => write_full_box(o, codes::VMHD, 0, 1, |o| o.put_zeros(8)),
@@ -141,6 +162,7 @@ fn write_trak(o: &mut Vec<u8>, t: &MoovTrack<'_>) {
                 });
             });
         });
+        extra(TrakSlot::EndOfTrak, o);
     });
 }
 

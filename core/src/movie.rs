@@ -268,7 +268,7 @@ fn parse_trak(trak: BoxRef<'_>) -> Result<Parsed> {
 
 /// VisualSampleEntry: 6 reserved, data_reference_index, 16 bytes pre_defined/reserved,
 /// width, height, then 50 more bytes of fields before the child boxes (78 in all).
-const VISUAL_ENTRY_FIELDS: usize = 78;
+pub(crate) const VISUAL_ENTRY_FIELDS: usize = 78;
 
 fn parse_visual_entry(entry: BoxRef<'_>, t: &mut TrackInfo) -> Result<()> {
     let mut r = entry.reader();
@@ -396,7 +396,7 @@ fn parse_hvcc(body: &[u8], entry: FourCC) -> Result<(Vec<u8>, String)> {
 /// AudioSampleEntry fields before the children (ISO v0): 6 reserved, data_reference_index,
 /// 8 reserved (QuickTime: version, revision, vendor), channelcount, samplesize, pre_defined,
 /// reserved, samplerate 16.16.
-const AUDIO_ENTRY_FIELDS: usize = 28;
+pub(crate) const AUDIO_ENTRY_FIELDS: usize = 28;
 
 fn parse_mp4a_entry(entry: BoxRef<'_>, t: &mut TrackInfo) -> Result<()> {
     let mut r = entry.reader();

@@ -51,6 +51,20 @@ pub struct GridFragment {
     pub starts_without_sync: bool,
 }
 
+/// The final part of a fragment still being built (see [`Grid::open_fragment`]).
+#[derive(Debug, Clone)]
+pub struct OpenFragment {
+    /// The fragment's index, as [`GridFragment::index`].
+    pub index: u64,
+    /// Written presentation time of the first sample, as [`GridFragment::time`].
+    pub time: u64,
+    /// Written decode time of the first sample.
+    pub decode_time: u64,
+    /// The samples whose written durations are final, and their bytes.
+    pub samples: Vec<Sample>,
+    pub data: Payload,
+}
+
 /// The samples of an output fragment being assembled.
 #[derive(Debug)]
 struct Building {
@@ -489,7 +503,7 @@ impl Grid {
                 if reach < b.edge {
                     return None;
                 }
-                self.start_point(p0, self.edge_at(ti, reach).max(b.edge), tol, t.timescale)
+                self.start_after(b, p0, self.edge_at(ti, reach).max(b.edge), tol, t.timescale)
             }
             (None, None) => return None,
         };
@@ -580,7 +594,7 @@ impl Grid {
                 // "At or after" the boundary (or cut), within half a sample for rounding.
                 let reach = p + u64::from(s.duration / 2);
                 if can_start && reach >= next {
-                    Some(self.start_point(p, self.edge_at(ti, reach).max(next), tol, ts))
+                    Some(self.start_after(b, p, self.edge_at(ti, reach).max(next), tol, ts))
                 } else {
                     None
                 }
@@ -628,6 +642,21 @@ impl Grid {
         (start, self.index_at(start, ts))
     }
 
+    /// [`Grid::start_point`] of a fragment that closes `open`: never at or before the start
+    /// of `open`'s last sample, which must keep at least one tick (a key frame one frame late
+    /// after a frame right on the boundary: the boundary is taken already, the key frame
+    /// starts at its own time, and the timeline stays contiguous).
+    fn start_after(&self, open: &Building, p: u64, b: u64, tol: u64, ts: u32) -> (u64, u64) {
+        let (start, index) = self.start_point(p, b, tol, ts);
+        let cto0 = open.samples.first().map_or(0, |s| i128::from(s.cto));
+        let floor = open.decode.last().map_or(0, |d| u64::try_from(d + cto0 + 1).unwrap_or(0));
+        if start >= floor {
+            return (start, index);
+        }
+        let start = p.max(floor);
+        (start, self.index_at(start, ts))
+    }
+
     /// The very first fragment of a track. In pipeline mode it starts at the boundary at or
     /// before the first sample. In UTC mode a stream that joins (a second encoder, a restart)
     /// must not send a partial fragment that differs from the other encoder's: it starts at
@@ -644,6 +673,25 @@ impl Grid {
                 (p + tol / 2 >= next).then_some((next, k + 1))
             }
         }
+    }
+
+    /// The part of the fragment a track is building that is final: every sample but the
+    /// last, with its written duration (the last one's waits for the next sample or the
+    /// fragment's end), and their bytes. What [`Grid::push`] later completes starts with
+    /// exactly these, so a fragment can go out in pieces as it is produced (CMAF chunks).
+    /// `None` while the track builds nothing, or while its timeline may still move (video
+    /// before a key frame settled it).
+    pub fn open_fragment(&self, track_id: u32) -> Option<OpenFragment> {
+        let t = self.tracks.iter().find(|t| t.track_id == track_id)?;
+        let b = t.building.as_ref().filter(|b| t.settled && b.pending.is_none())?;
+        let (time, decode_time) = written_start(b);
+        let mut samples = b.samples.clone();
+        let n = samples.len();
+        write_durations(&mut samples, &b.decode, decode_time, 0);
+        samples.truncate(n.saturating_sub(1));
+        let size = samples.iter().map(|s| u64::from(s.size)).sum();
+        let data = b.data.slice(0, size)?;
+        Some(OpenFragment { index: b.index, time, decode_time, samples, data })
     }
 
     /// End of the stream: the fragments being built, ending where their samples end.
@@ -665,10 +713,7 @@ impl Grid {
 /// one reaches the written end, the others keep theirs.
 fn finish(b: Building, end: u64) -> GridFragment {
     let cto0 = b.samples.first().map_or(0, |s| i64::from(s.cto));
-    // A decode time cannot be negative: at the very start of a running-time timeline a B-frame
-    // stream's first fragment starts at its key frame's presentation instead of at 0.
-    let start = b.start.max(u64::try_from(cto0).unwrap_or(0));
-    let first_decode = start.saturating_add_signed(-cto0);
+    let (start, first_decode) = written_start(&b);
     let last_end = i128::from(end) - i128::from(cto0);
     let mut samples = b.samples;
     let ticks = |t: i128| u32::try_from(t.max(1)).unwrap_or(u32::MAX);
@@ -706,6 +751,15 @@ fn finish(b: Building, end: u64) -> GridFragment {
         index: b.index,
         starts_without_sync: b.starts_without_sync,
     }
+}
+
+/// The written presentation start of a fragment and the decode time of its first sample.
+fn written_start(b: &Building) -> (u64, u64) {
+    let cto0 = b.samples.first().map_or(0, |s| i64::from(s.cto));
+    // A decode time cannot be negative: at the very start of a running-time timeline a B-frame
+    // stream's first fragment starts at its key frame's presentation instead of at 0.
+    let start = b.start.max(u64::try_from(cto0).unwrap_or(0));
+    (start, start.saturating_add_signed(-cto0))
 }
 
 /// Writes the durations of `samples`, decoding at `decode` (the muxer's ticks), from
@@ -927,6 +981,24 @@ mod tests {
     }
 
     #[test]
+    fn a_key_frame_one_frame_late_after_a_frame_on_the_boundary_keeps_the_timeline_contiguous() {
+        // The frame at 6000 (the boundary) is no key frame; the one at 6100 is, within one
+        // frame of the boundary. The boundary cannot be the next start: the frame on it
+        // belongs to the fragment before, which ends where the key frame starts.
+        let key = |i: u32| i == 0 || i == 61;
+        for sample_by_sample in [false, true] {
+            let mut g = grid(TimestampMode::Pipeline, 0);
+            g.sample_by_sample = sample_by_sample;
+            let mut out = g.push(1, 3000, true, mux_frag(0, 61, 100, 0, key), None);
+            out.extend(g.push(1, 3000, true, mux_frag(6100, 60, 100, 61, key), None));
+            out.extend(g.flush());
+            assert_eq!(summary(&out), [(0, 0, 6100), (1, 6100, 6000)], "{sample_by_sample}");
+            assert!(contiguous(&out));
+            assert_eq!(out[0].fragment.samples.len(), 61);
+        }
+    }
+
+    #[test]
     fn a_missing_key_frame_at_a_boundary_is_flagged() {
         let mut g = grid(TimestampMode::Pipeline, 0);
         // The muxer cut at the boundary but no key frame came there.
@@ -1036,6 +1108,68 @@ mod tests {
         out.extend(g.push(1, 3000, true, mux_frag(10_000, 80, 100, 100, |i| i % 60 == 0), None));
         out.extend(g.flush());
         assert_eq!(summary(&out), [(0, 0, 6000), (1, 6000, 6000), (2, 12000, 6000)]);
+    }
+
+    mod open_fragment {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// What `open_fragment` offers while a fragment is built is always the start of
+            /// the fragment `push` or `flush` completes: same index and times, the same
+            /// samples with the same durations, the same bytes.
+            #[test]
+            fn the_open_part_is_a_prefix_of_the_completed_fragment(
+                video in any::<bool>(),
+                gop in 1u32..40,
+                per_fragment in 1u32..50,
+                fragments in 1usize..10,
+                base_dur in 1000u32..4000,
+                jitter in proptest::collection::vec(0u32..3, 0..32),
+                ctos in proptest::collection::vec(0i32..3, 0..32),
+                gaps in proptest::collection::vec(0u64..2, 0..10),
+            ) {
+                let mut g = grid(TimestampMode::Pipeline, 0);
+                let mut offered: Vec<OpenFragment> = Vec::new();
+                let mut done = Vec::new();
+                let mut decode = 0u64;
+                let mut k = 0u32;
+                for f in 0..fragments {
+                    let mut data = Payload::new();
+                    let mut samples = Vec::new();
+                    let first = decode;
+                    for _ in 0..per_fragment {
+                        let duration = base_dur + jitter.get(k as usize % jitter.len().max(1)).copied().unwrap_or(0);
+                        let sync = !video || k.is_multiple_of(gop);
+                        let cto = if video { ctos.get(k as usize % ctos.len().max(1)).copied().unwrap_or(0) * 1000 } else { 0 };
+                        samples.push(Sample {
+                            duration,
+                            size: 1 + k % 3,
+                            flags: if sync { SAMPLE_FLAGS_SYNC } else { SAMPLE_FLAGS_NON_SYNC },
+                            cto,
+                        });
+                        data.push(Bytes::from(vec![k as u8; (1 + k % 3) as usize]));
+                        decode += u64::from(duration);
+                        k += 1;
+                    }
+                    decode += gaps.get(f).copied().unwrap_or(0) * u64::from(base_dur / 2);
+                    let frag = TrackFragment { track_id: 1, decode_time: first, samples, data, anchor: None };
+                    done.extend(g.push(1, 90_000, video, frag, None));
+                    offered.extend(g.open_fragment(1));
+                }
+                done.extend(g.flush());
+                for o in &offered {
+                    let f = done.iter().find(|f| f.index == o.index && f.time == o.time);
+                    prop_assert!(f.is_some(), "an open fragment that never completed: {} at {}", o.index, o.time);
+                    let f = f.unwrap();
+                    prop_assert_eq!(f.fragment.decode_time, o.decode_time);
+                    prop_assert!(o.samples.len() < f.fragment.samples.len());
+                    prop_assert_eq!(&f.fragment.samples[..o.samples.len()], &o.samples[..]);
+                    let bytes = f.fragment.data.to_vec();
+                    prop_assert_eq!(&bytes[..o.data.len() as usize], &o.data.to_vec()[..]);
+                }
+            }
+        }
     }
 
     mod shortcut {

@@ -4,7 +4,10 @@
 //! of any `/<name>.isml/Streams(<id>)` URL, reads the box stream as it arrives, and records per
 //! request what a strict receiver would check: probe, framing, header order, the manifest and
 //! the moov, every fragment's tfxd. Tests assert on those records; the demo prints them.
+//! It also takes DASH-IF CMAF ingest on `.../Streams(<name>.cmfv|cmfa|cmfm)` ([`cmaf`]).
 
+pub mod cmaf;
+pub mod cmaf_mp4;
 pub mod discard;
 pub mod endpoint;
 pub mod faults;
@@ -70,6 +73,8 @@ struct State {
     /// Requests refused (wrong method or path, no authentication), with the reason.
     rejected: Vec<String>,
     connections: u64,
+    /// Requests and tracks of CMAF ingest (cmaf.rs).
+    cmaf: cmaf::CmafState,
 }
 
 struct Shared {
@@ -262,6 +267,15 @@ pub fn stream_id_of(path: &str) -> Option<String> {
     (close + 1 == rest.len() && close > 0).then(|| rest[..close].to_string())
 }
 
+/// Why a request is refused for its credentials, when Basic authentication is required.
+fn unauthorized(head: &http::RequestHead, behaviour: &Behaviour) -> Option<String> {
+    let (user, pw) = behaviour.basic_auth.as_ref()?;
+    let given = head.header("authorization").and_then(http::basic_credentials);
+    given.as_ref().is_none_or(|(u, p)| u != user || p != pw).then(|| {
+        format!("{} {}: 401, credentials {}", head.method, head.path, if given.is_some() { "wrong" } else { "missing" })
+    })
+}
+
 /// How the receiver ended a request, when it did on purpose.
 fn note_end(shared: &Shared, index: usize, how: &str) {
     shared.update(|st| {
@@ -275,6 +289,9 @@ async fn serve(sock: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
     let (rd, mut wr) = sock.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let Some(head) = http::read_head(&mut rd).await? else { return Ok(()) };
+    if cmaf::is_cmaf_path(&head.path) {
+        return cmaf::serve(head, rd, wr, shared, generation).await;
+    }
     let behaviour = shared.behaviour.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let Some(stream_id) = stream_id_of(&head.path).filter(|_| head.method == "POST") else {
         let why = format!("{} {}: not a POST to .../<name>.isml/Streams(<id>)", head.method, head.path);
@@ -282,19 +299,10 @@ async fn serve(sock: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
         return http::respond(&mut wr, 404, "Not Found", b"unknown publishing point or stream\n").await;
     };
     let probe = head.content_length() == Some(0) && !head.is_chunked();
-    if let Some((user, pw)) = &behaviour.basic_auth {
-        let given = head.header("authorization").and_then(http::basic_credentials);
-        if given.as_ref().is_none_or(|(u, p)| u != user || p != pw) {
-            let why = format!(
-                "{} {}: 401, credentials {}",
-                head.method,
-                head.path,
-                if given.is_some() { "wrong" } else { "missing" }
-            );
-            shared.update(|s| s.rejected.push(why));
-            return http::respond_with(&mut wr, 401, "Unauthorized", &[("WWW-Authenticate", "Basic realm=\"ingest\"")])
-                .await;
-        }
+    if let Some(why) = unauthorized(&head, &behaviour) {
+        shared.update(|s| s.rejected.push(why));
+        return http::respond_with(&mut wr, 401, "Unauthorized", &[("WWW-Authenticate", "Basic realm=\"ingest\"")])
+            .await;
     }
     let (index, plan) = {
         let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());

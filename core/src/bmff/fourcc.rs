@@ -118,4 +118,16 @@ pub mod codes {
     pub const ISO2: FourCC = FourCC::new(b"iso2");
     pub const CCFF: FourCC = FourCC::new(b"ccff");
     pub const ISO8: FourCC = FourCC::new(b"iso8");
+
+    // CMAF ingest (ISO/IEC 23000-19, ISO/IEC 23009-1, ISO/IEC 14496-12).
+    pub const ELNG: FourCC = FourCC::new(b"elng");
+    pub const KIND: FourCC = FourCC::new(b"kind");
+    pub const URIM: FourCC = FourCC::new(b"urim");
+    pub const URI: FourCC = FourCC::new(b"uri ");
+    pub const ISO6: FourCC = FourCC::new(b"iso6");
+    pub const CMFC: FourCC = FourCC::new(b"cmfc");
+    pub const CMFS: FourCC = FourCC::new(b"cmfs");
+    pub const CMFF: FourCC = FourCC::new(b"cmff");
+    pub const CMFL: FourCC = FourCC::new(b"cmfl");
+    pub const LMSG: FourCC = FourCC::new(b"lmsg");
 }

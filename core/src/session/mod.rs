@@ -20,6 +20,7 @@
 
 mod backlog;
 mod backoff;
+pub mod cmaf;
 pub mod delivery;
 pub mod sparse;
 mod stats;

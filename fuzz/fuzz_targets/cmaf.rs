@@ -1,0 +1,7 @@
+//! libFuzzer entry point of [`fmp4ingest_fuzz::cmaf_boxes`] and [`fmp4ingest_fuzz::cmaf_stream`].
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    fmp4ingest_fuzz::cmaf_boxes(data);
+    fmp4ingest_fuzz::cmaf_stream(data);
+});
