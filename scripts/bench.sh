@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MPL-2.0
 # The benchmarks (not part of the test command): figures go into BENCHMARKS.md.
 #   scripts/bench.sh                      every suite (about 25 minutes)
 #   scripts/bench.sh throughput core      some of them: throughput core latency many failover

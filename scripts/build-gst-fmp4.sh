@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MPL-2.0
 # Builds gst-plugins-rs' fmp4 plugin (isofmp4mux, cmafmux; not packaged in Debian 12) from the
 # crate the tests use, into target/gst-fmp4/debug/libgstfmp4.so, for gst-launch by hand.
 set -euo pipefail

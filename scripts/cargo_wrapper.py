@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MPL-2.0
 """meson's bridge to cargo: builds the plugin library and copies it to meson's output."""
 import os
 import shutil

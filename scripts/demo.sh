@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MPL-2.0
 # The main job: 30 s of live test pattern (H.264 + AAC) pushed through fmp4ingestsink to the
 # project's own ingest receiver on 127.0.0.1, with progress and a summary of what arrived.
 #   scripts/demo.sh                          push to the local receiver

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MPL-2.0
 # Installs what building and testing fmp4ingest needs on Debian 12. Safe to run again: it only
 # installs packages that are missing.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MPL-2.0
 # Every test: the workspace's cargo tests (unit tests and live pipelines against our receiver),
 # the WASM build of the no_std core, and the meson build, test and install of the plugin.
 set -euo pipefail

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Micro-benchmarks of the core (figures and targets in BENCHMARKS.md), with criterion: splitting and rewriting one
 //! fragment at several mdat sizes, building the ingest header (manifest, moov) and a sparse
 //! fragment. `fmp4ingest-bench core` runs them and writes the figures to BENCHMARKS.md.
@@ -83,7 +84,7 @@ fn split_and_rewrite(c: &mut Criterion) {
         for mdat in [16u32 << 10, 512 << 10, 8 << 20] {
             let sample_size = mdat / SAMPLES;
             let payload = Bytes::from(vec![0x5a; (sample_size * SAMPLES) as usize]);
-            let mdat_header = Bytes::from([((8 + sample_size * SAMPLES) as u32).to_be_bytes(), *b"mdat"].concat());
+            let mdat_header = Bytes::from([(8 + sample_size * SAMPLES).to_be_bytes(), *b"mdat"].concat());
             // The muxer's fragments as they are (fragment-duration=0), or re-cut on the default
             // grid (fragments of 2 s: one in, one out).
             let mut config = StreamConfig::default();

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Ad signals: splice requests in, sparse-track messages out, each at its time
 //! (docs/protocol.md §5.1, §5.5–§5.9).
 //!
@@ -248,10 +249,10 @@ impl AdSignals {
                 (id, duration.unwrap_or(0), info.marks_a_splice(), cancel)
             }
         };
-        if let Some(now) = media_ns {
-            if splice_ns < now {
-                return Err(SignalError::InThePast { splice_ns, media_ns: now });
-            }
+        if let Some(now) = media_ns
+            && splice_ns < now
+        {
+            return Err(SignalError::InThePast { splice_ns, media_ns: now });
         }
         let lead = self.config.lead_ns.max(MIN_LEAD_NS);
         let now = media_ns.unwrap_or(0);

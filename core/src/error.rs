@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Typed errors of the core. Every failure names the box (and where useful the field) it
 //! happened in, so that the element can post an error that says what, where and what to do.
 

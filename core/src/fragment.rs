@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Smooth ingest fragments: one moof with a single traf, then the mdat (docs/protocol.md §2.8-2.13).
 //!
 //! The moof is written anew: `mfhd` (the stream's sequence), `traf` = `tfhd`, `tfdt` v1, one

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Uppercase hex, as the manifest's CodecPrivateData is written (docs/protocol.md §2.7).
 
 use alloc::string::String;
@@ -18,7 +19,7 @@ pub fn to_upper_hex(bytes: &[u8]) -> String {
 /// Hex digits to bytes, ignoring whitespace; `None` on any other character or an odd count.
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     digits

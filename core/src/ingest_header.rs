@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The header every ingest POST starts with: `ftyp`, Live Server Manifest, `moov`, in this
 //! order, byte-identical on every connection (docs/protocol.md §2.1).
 

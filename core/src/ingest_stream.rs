@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! From muxer bytes to an ingest stream: the whole no-IO media path of one `Streams(<id>)`.
 //!
 //! Muxer chunks go into the [`BoxSplitter`]; the moov becomes the [`IngestHeader`] (ftyp,
@@ -599,7 +600,7 @@ mod tests {
         let f1 = muxer_fragment(&[(2, 0, vec![run(5, 1024, 0)])], &payload);
         let f2 = muxer_fragment(&[(1, 0, vec![run(10, 3000, 0)])], &payload);
         let mut s = IngestStream::new(passthrough());
-        let stream = muxer_stream(&[f1.clone()]);
+        let stream = muxer_stream(core::slice::from_ref(&f1));
         s.push(Bytes::from(stream)).unwrap();
         // The audio fragment is held: no header yet.
         assert!(outputs(&mut s).is_empty());

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Ingest URLs: `http(s)://host[:port]/<path>.isml[/Events(<id>)]/Streams(<id>)` ([MS-SSTR]
 //! 2.2.7, docs/protocol.md §1.1), and their display form with credentials removed.
 

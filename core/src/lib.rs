@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! fmp4ingest-core: everything that goes on the wire of a Smooth Streaming ("Azure-style
 //! fragmented MP4") live ingest, with no IO.
 //!

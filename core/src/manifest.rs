@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The Live Server Manifest box: a SMIL 2.0 document describing the stream's tracks
 //! ([MS-SSTR] 2.2.7.3, docs/protocol.md §2.3, sparse entries §5.2).
 //!

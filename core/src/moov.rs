@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Writing the ingest stream's `moov`: empty (no samples), one `trak` per track and `mvex`/`trex`
 //! (docs/protocol.md §2.5; the sparse layout of §5.3 and A.3 comes out of the same writer).
 //!

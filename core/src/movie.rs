@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Track information read from the muxer's `moov`.
 //!
 //! Everything the Live Server Manifest (docs/protocol.md §2.3) and our own moov (§2.5) need: track_ID,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Media payload as a list of reference-counted byte slices.
 //!
 //! The mdat bytes a muxer hands over are never copied: they are kept as the `Bytes` the caller

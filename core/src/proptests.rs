@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Property tests: every box and section this crate writes parses back to what was written,
 //! for any field values. Byte-exact vectors live next to each writer; these cover
 //! the value space around them.

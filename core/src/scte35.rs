@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! SCTE-35 `splice_info_section()`: checking the sections an application or a demuxer hands
 //! over, and building `splice_insert` sections for applications that have no SCTE-35 encoder
 //! (docs/protocol.md §5.8; ANSI/SCTE 35 §9).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! mfhd sequence numbers on the grid, and the order in which fragments leave the stream.
 //!
 //! ISO/IEC 14496-12 8.8.5 (Movie Fragment Header): the sequence number increases for each movie

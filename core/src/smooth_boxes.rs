@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The Smooth Streaming ([MS-SSTR]) boxes of the ingest stream: the ingest `ftyp` (docs/protocol.md
 //! §2.2), `tfxd` (§2.11) and the end-of-stream `mfra` (§1.8), with their UUIDs ([MS-SSTR] 2.2.4, 2.2.7).
 

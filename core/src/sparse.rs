@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The boxes of a sparse (timed metadata) stream: its header — `ftyp`, a Live Server Manifest
 //! with one `<textstream>`, a `moov` with a `meta` track — and its fragments, one `moof` +
 //! `mdat` per message (docs/protocol.md §5.1–§5.5, Appendix A.2/A.3).

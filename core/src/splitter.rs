@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The incremental box splitter for muxer output.
 //!
 //! Muxers hand a sink arbitrary byte chunks: qtmux/mp4mux/ismlmux send ftyp, moov and each moof as
@@ -275,10 +276,10 @@ impl BoxSplitter {
             // stream lost its framing, and its size field cannot be trusted to skip over it.
             return Err(Error::UnexpectedBox { box_type, expected: "an ISO BMFF top-level box" });
         }
-        if let Some((_, _)) = &self.pending_moof {
-            if box_type != codes::MDAT {
-                return Err(Error::MoofWithoutMdat { next: box_type });
-            }
+        if let Some((_, _)) = &self.pending_moof
+            && box_type != codes::MDAT
+        {
+            return Err(Error::MoofWithoutMdat { next: box_type });
         }
         let header_len = self.head.len() as u64;
         let body = header.size - header_len;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Fixtures shared by the unit tests: the tracks of the manifest example (docs/protocol.md A.1) and sample
 //! entries that the moov parser accepts.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The ingest timeline: where each sample lies, and output fragments on a fixed grid
 //! (docs/protocol.md §4.1–§4.4).
 //!
@@ -145,10 +146,10 @@ impl Decodes {
 impl Building {
     /// Slices the pending run out of `source` (the muxer fragment's payload) into `data`.
     fn take_pending(&mut self, source: &Payload) {
-        if let Some((start, end)) = self.pending.take() {
-            if let Some(run) = source.slice(start, end - start) {
-                self.data.append(run);
-            }
+        if let Some((start, end)) = self.pending.take()
+            && let Some(run) = source.slice(start, end - start)
+        {
+            self.data.append(run);
         }
     }
 
@@ -773,11 +774,11 @@ fn write_durations(samples: &mut [Sample], decode: &Decodes, first_decode: u64, 
     let mut at = decode.first().unwrap_or(0);
     for (i, s) in samples.iter_mut().enumerate() {
         let mut next = at + i128::from(s.duration);
-        if let Some(&&(j, tick)) = runs.peek() {
-            if j == i + 1 {
-                next = tick;
-                runs.next();
-            }
+        if let Some(&&(j, tick)) = runs.peek()
+            && j == i + 1
+        {
+            next = tick;
+            runs.next();
         }
         let from = if i == 0 { i128::from(first_decode) } else { at };
         let to = if i + 1 == n { last_end } else { next };
@@ -852,7 +853,7 @@ mod tests {
     fn aligned_gops_become_fragments_on_the_grid_at_once() {
         let mut g = grid(TimestampMode::Pipeline, 0);
         // The first GOP alone: it reaches the boundary, so it comes out without waiting.
-        let key = |i: u32| i % 60 == 0;
+        let key = |i: u32| i.is_multiple_of(60);
         let first = g.push(1, 3000, true, mux_frag(21, 60, 100, 0, key), None);
         assert_eq!(summary(&first), [(0, 0, 6000)]);
         let out = video_run(&mut grid(TimestampMode::Pipeline, 0), 21, 300);
@@ -1013,7 +1014,7 @@ mod tests {
     fn an_anchor_maps_the_muxer_timeline_onto_running_time() {
         // mp4mux starts its timeline at 0; the first sample's buffer said running time 7 ms.
         let mut g = grid(TimestampMode::Utc, 1_900_000_000 * SEC as i128);
-        let key = |i: u32| i % 60 == 0;
+        let key = |i: u32| i.is_multiple_of(60);
         let out = g.push(1, 3000, true, mux_frag(0, 60, 100, 0, key), Some((0, 7_000_000)));
         let all: Vec<_> = out.into_iter().chain(g.flush()).collect();
         // 1.9e9 s + 7 ms: the first frame is 21 ticks into its interval, which UTC mode keeps
@@ -1065,7 +1066,7 @@ mod tests {
         let mut g = grid(TimestampMode::Pipeline, 0);
         assert!(g.add_cut(3 * SEC as i128));
         // 30 fps, key frames at the 2 s boundaries and at the splice (frame 90 = 3 s).
-        let key = |i: u32| i % 60 == 0 || i == 90;
+        let key = |i: u32| i.is_multiple_of(60) || i == 90;
         let mut out = Vec::new();
         for k in 0..6u32 {
             out.extend(g.push(1, 3000, true, mux_frag(u64::from(k) * 3000, 30, 100, k * 30, key), None));
@@ -1095,7 +1096,7 @@ mod tests {
     #[test]
     fn cuts_that_come_late_or_near_a_boundary_change_nothing() {
         let mut g = grid(TimestampMode::Pipeline, 0);
-        let key = |i: u32| i % 60 == 0 || i == 90;
+        let key = |i: u32| i.is_multiple_of(60) || i == 90;
         let mut out = g.push(1, 3000, true, mux_frag(0, 100, 100, 0, key), None);
         // Frames up to 3.33 s went in: a splice at 3 s is too late for the grid.
         assert!(!g.add_cut(3 * SEC as i128));
@@ -1176,8 +1177,11 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        /// What an output fragment is, everything compared.
-        fn summary(f: &GridFragment) -> (u64, u64, u64, bool, u64, Vec<(u32, u32, i32)>, Vec<u8>) {
+        /// What an output fragment is, everything compared: time, duration, index, whether it
+        /// starts without a sync sample, decode time, the samples, the payload.
+        type Summary = (u64, u64, u64, bool, u64, Vec<(u32, u32, i32)>, Vec<u8>);
+
+        fn summary(f: &GridFragment) -> Summary {
             let samples = f.fragment.samples.iter().map(|s| (s.duration, s.size, s.cto)).collect();
             (
                 f.time,
@@ -1230,7 +1234,7 @@ mod tests {
                     for _ in 0..per_fragment {
                         let j = *jitter.get(k as usize % jitter.len().max(1)).unwrap_or(&0);
                         let duration = base_dur + j;
-                        let sync = !video || k % gop == 0;
+                        let sync = !video || k.is_multiple_of(gop);
                         // Aligned B-frames are regular: every key frame presented one frame late.
                         let cto = match (video, aligned && reordered) {
                             (false, _) => 0,

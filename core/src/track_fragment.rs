@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Reading a muxer's moof + mdat into per-track sample runs.
 //!
 //! isofmp4mux puts every track in one moof (one traf each, several interleaved truns); the qtmux

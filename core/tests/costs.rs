@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Deterministic costs of the media path (BENCHMARKS.md), the CI guard that cannot flake: no wall
 //! clock, only what the code does. For a real isofmp4mux stream (video and audio, 1 s
 //! fragments) handed over as one buffer:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! How an application injects ad signals into fmp4ingestsink's sparse SCTE-35 track.
 //!
 //! A live test pattern goes to an ingest URL (by default the project's own receiver, started

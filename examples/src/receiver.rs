@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Runs the project's ingest receiver on its own, to try pipelines by hand.
 //!
 //!     fmp4ingest-receiver [--port N] [--verbose]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! libFuzzer entry point of [`fmp4ingest_fuzz::cmaf_boxes`] and [`fmp4ingest_fuzz::cmaf_stream`].
 #![no_main]
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The bodies of the fuzz targets (see fuzz/README.md): each feeds arbitrary bytes to one parser of
 //! fmp4ingest-core and checks what must hold whatever the input. `fuzz_targets/` wraps them for
 //! libFuzzer; the tests below replay the committed corpora on stable, so that a crash once

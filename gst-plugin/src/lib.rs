@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! GStreamer plugin `fmp4ingest`: the `fmp4ingestsink` element.
 //!
 //! A thin shell around `fmp4ingest-core`: GStreamer glue, properties, messages, and HTTP on

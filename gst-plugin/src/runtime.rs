@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The one tokio runtime of the process, shared by every fmp4ingestsink.
 //!
 //! HTTP work of all sinks runs as tasks here, so that a hundred sinks cost two threads, not a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Ad signalling (docs/protocol.md §5): a sparse SCTE-35 stream fed by custom events, POSTed next to the
 //! media stream, checked byte by byte on the receiver.
 
@@ -46,10 +47,10 @@ fn pipeline(description: &str) -> gst::Pipeline {
 /// Waits until the pipeline plays; returns its base time.
 fn wait_playing(p: &gst::Pipeline) -> u64 {
     for _ in 0..500 {
-        if p.current_state() == gst::State::Playing {
-            if let Some(b) = p.base_time() {
-                return b.nseconds();
-            }
+        if p.current_state() == gst::State::Playing
+            && let Some(b) = p.base_time()
+        {
+            return b.nseconds();
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -487,10 +488,10 @@ fn scte35_from_an_mpeg_ts_input_reaches_the_sparse_stream() {
     let mux_pad = p.by_name("ts").unwrap().sink_pads().first().unwrap().clone();
     let seen = std::sync::atomic::AtomicU32::new(0);
     mux_pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-        if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == 15 {
-            if let Some(tx) = tx.lock().unwrap().take() {
-                let _ = tx.send(());
-            }
+        if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == 15
+            && let Some(tx) = tx.lock().unwrap().take()
+        {
+            let _ = tx.send(());
         }
         gst::PadProbeReturn::Ok
     });

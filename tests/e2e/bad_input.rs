@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Bad pipeline input (README, Errors): what a broken or unusual upstream hands the sink. Each case
 //! gives an element error or warning that names the problem, and everything accepted before
 //! it still reaches the server, in a POST that ends properly.

@@ -43,10 +43,10 @@ fn play(uri: &str, limit: Duration) -> Played {
         let sink = gst::ElementFactory::make("fakesink").property("sync", false).build().unwrap();
         sink.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             n.fetch_add(1, Ordering::Relaxed);
-            if let (Some(l), Some(b)) = (&last, info.buffer()) {
-                if let Some(pts) = b.pts() {
-                    l.fetch_max(pts.nseconds(), Ordering::Relaxed);
-                }
+            if let (Some(l), Some(b)) = (&last, info.buffer())
+                && let Some(pts) = b.pts()
+            {
+                l.fetch_max(pts.nseconds(), Ordering::Relaxed);
             }
             gst::PadProbeReturn::Ok
         });

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! How the element fails: a refused connection, a refused probe, a bad location. Each must be
 //! a clear element error naming the URL (without credentials), the status and the fix, with the
 //! error code that fits (README, Errors). A server that refuses the stream for good (401, 403,

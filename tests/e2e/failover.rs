@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Failover that loses nothing (docs/protocol.md §3): live pipelines against a receiver that resets,
 //! stalls, restarts and refuses, checked on the receiver's deduplicated timeline.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! One live pipeline per muxer, pushed through fmp4ingestsink to our receiver: each must give
 //! a conformant ingest stream (docs/protocol.md §1, §2).
 
@@ -15,7 +16,6 @@ fn push(muxer: &str, with_audio: bool, stream_id: &str) {
 }
 
 /// Pushes the pipeline and checks the stream; returns what the receiver recorded.
-
 fn push_video(muxer: &str, video: &str, with_audio: bool, stream_id: &str) -> fmp4ingest_receiver::StreamView {
     let rx = Receiver::start().expect("receiver");
     let url = rx.url("live", stream_id);

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Redundant encoders (docs/protocol.md §4): UTC timestamps locked to the epoch and fragments on a fixed
 //! grid, so that encoders started apart, killed, or restarted produce fragments a server can
 //! deduplicate: same times, durations and indexes.

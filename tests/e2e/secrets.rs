@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Secrets never show (README, Security): with every GStreamer debug category at its most verbose
 //! level, nothing the sink logs, posts or reports contains the URL's password, the Basic
 //! password, or extra header values. A binary of its own, because the log level is global.

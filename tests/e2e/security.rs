@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Security and hostile servers (README, Security): HTTPS with certificates made here, mutual TLS,
 //! Basic authentication, extra headers, secrets that never show, redirects, and servers that
 //! try to exhaust the sink.

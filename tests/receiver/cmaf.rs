@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! DASH-IF Live Media Ingest v1.2 Interface-1 ("CMAF ingest") on the test receiver.
 //!
 //! Each track posts (or puts) to its own path, `<pp>.isml/Streams(<name>.cmfv|cmfa|cmfm)`, on

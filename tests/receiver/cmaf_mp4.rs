@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The receiver's own reading of CMAF ingest bodies (DASH-IF Live Media Ingest v1.2,
 //! Interface-1): a CMAF header (`ftyp`, `moov` with one track) and CMAF segments (`styp`,
 //! `prft`, `moof` + `mdat`, possibly as several CMAF chunks), checked as a strict receiver

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The receiver's CMAF ingest, driven by a small blocking HTTP/1.1 client with tracks that
 //! fmp4ingest-core made from a real isofmp4mux recording.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A discard ingest server: answers the probe, reads and throws away the chunked body, answers
 //! at the end. For benchmarks, where the receiver's own parsing must not cost anything.
 

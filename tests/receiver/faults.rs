@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Faults the receiver can inject, each bounded in time, to show what a sender does when the
 //! server misbehaves: resets, stalls, refusals, error answers, slow reading.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A small HTTP/1.1 server side: request heads, Content-Length and chunked bodies, responses.
 //!
 //! Hand-written rather than hyper, because the tests need to control the socket byte by byte
@@ -217,7 +218,7 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
         } as u32)
     };
     let bytes = s.as_bytes();
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(bytes.len() / 4 * 3);

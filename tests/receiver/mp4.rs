@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The receiver's own reading of an ingest body: top-level boxes as they arrive, the header
 //! (ftyp, Live Server Manifest, moov) and every fragment, checked against the protocol.
 //!
@@ -538,13 +539,13 @@ pub fn parse_fragment(
     if size_sum != mdat_payload {
         v.push(format!("track {}: samples total {} bytes, mdat holds {}", info.track_id, size_sum, mdat_payload));
     }
-    if let Some((_, _, d)) = info.tfxd {
-        if d != info.duration_sum {
-            v.push(format!(
-                "track {} fragment {}: tfxd duration {} differs from the sample durations' sum {}",
-                info.track_id, info.sequence, d, info.duration_sum
-            ));
-        }
+    if let Some((_, _, d)) = info.tfxd
+        && d != info.duration_sum
+    {
+        v.push(format!(
+            "track {} fragment {}: tfxd duration {} differs from the sample durations' sum {}",
+            info.track_id, info.sequence, d, info.duration_sum
+        ));
     }
     info
 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! What the receiver remembers of each POST, and the incremental reading of its body.
 
 use std::time::Instant;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! HTTPS for the receiver: a TLS front on its own port that terminates TLS (rustls), with an
 //! optional client-certificate requirement, and hands the plaintext to the receiver's plain
 //! listener. The receiver itself stays byte-exact HTTP; handshake failures are recorded.

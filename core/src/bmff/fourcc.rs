@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Four-character codes: box types, brands, handler types and sample entry names.
 
 use core::fmt;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! ISO BMFF (ISO/IEC 14496-12) box reading and writing: the mechanics shared by every box.
 
 pub mod fourcc;

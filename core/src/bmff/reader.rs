@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Reading ISO BMFF boxes without trusting the input.
 //!
 //! Every size is checked against the bytes that are present before it is used, nesting depth is

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Writing ISO BMFF boxes: reserve the header, write the body, patch the size.
 //!
 //! One function per box lives with the code that owns the box; this module holds the mechanics.

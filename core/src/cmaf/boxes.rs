@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The boxes CMAF ingest adds to what the Smooth path writes, each with its writer and a
 //! parser that does not trust its input:
 //!

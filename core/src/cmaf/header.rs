@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The CMAF header of one track (ISO/IEC 23000-19 7.3.1, 7.5): `ftyp` with the CMAF brands,
 //! then a `moov` with one `trak` and `mvex`/`trex`, no samples.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The timed metadata track (`.cmfm`) of CMAF ingest: ad signals as `emsg` samples (DASH-IF
 //! Live Media Ingest, "Requirements for Timed Metadata Tracks" and "Requirements for Signaling
 //! and Conditioning Splice Points").

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! CMAF ingest: DASH-IF Live Media Ingest Protocol v1.2, Interface-1.
 //!
 //! Each track of the muxer's output becomes a CMAF track of its own (ISO/IEC 23000-19 clause

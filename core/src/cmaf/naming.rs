@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Where each CMAF track goes: `<publishing point>/Streams(<name>.<extension>)`, the naming
 //! DASH-IF Live Media Ingest keeps for ingest without an MPD ("General Protocol, Manifest and
 //! Track Format Requirements" 2, 9) and that AWS MediaLive and Unified Origin use:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! CMAF segments on the wire: `styp`, `prft`, then `moof` + `mdat`, whole or as CMAF chunks
 //! (ISO/IEC 23000-19 7.3.2; DASH-IF Live Media Ingest, "General Protocol, Manifest and Track
 //! Format Requirements" 15, 19, 20 and "Requirements for Formatting Media Tracks" 7).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! From muxer bytes to CMAF tracks: the no-IO media path of CMAF ingest.
 //!
 //! The muxer's output (mp4mux, isofmp4mux, cmafmux, ismlmux, qtmux; one track or many, one

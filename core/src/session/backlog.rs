@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The session's fragment store: the forward buffer, what each connection carried, and what
 //! must be sent again after a failure (docs/protocol.md §3.4, §3.5, §3.7).
 //!

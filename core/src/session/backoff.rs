@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Retry delays: at once, then exponential from the initial delay up to a cap, each with ±25 %
 //! jitter so that many encoders cut off together do not come back in step (docs/protocol.md §3.6:
 //! unlimited retries, backoff unspecified by the public texts).

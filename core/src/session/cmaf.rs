@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The requests of one CMAF track, as a sans-IO state machine (DASH-IF Live Media Ingest v1.2:
 //! "Common Requirements for Interface-1 and Interface-2", "General Protocol, Manifest and
 //! Track Format Requirements" 1-6, "Requirements for Failovers and Connection Error

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Every transition of the CMAF track session on a fake clock.
 
 use alloc::format;

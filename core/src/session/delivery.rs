@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! What the server has received, and read, of one POST body: delivery accounting from what the
 //! transport measured (see `docs/protocol.md` §3.5).
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The POST session of one stream, as a sans-IO state machine (docs/protocol.md §1.3–§1.7, §3).
 //!
 //! Probe (an empty POST) → open the long-running chunked POST → stream the header and every
@@ -557,34 +558,33 @@ impl IngestSession {
             return Transmit::Wait;
         }
         let Some(link) = self.link.as_mut() else { return Transmit::Wait };
-        if !link.header_sent {
-            if let Some(h) = &self.header {
-                link.header_sent = true;
-                link.pulled += h.len() as u64;
-                // Bytes taken into a buffer are progress only when nothing better is known:
-                // with acknowledgements observed, only acknowledgements are.
-                if !link.observes_acks {
-                    link.progress_at = now;
-                }
-                return Transmit::Data(h.clone());
+        if !link.header_sent
+            && let Some(h) = &self.header
+        {
+            link.header_sent = true;
+            link.pulled += h.len() as u64;
+            // Bytes taken into a buffer are progress only when nothing better is known:
+            // with acknowledgements observed, only acknowledgements are.
+            if !link.observes_acks {
+                link.progress_at = now;
             }
+            return Transmit::Data(h.clone());
         }
         let allowed = Self::pace_limit(link, self.config.catch_up_rate, now);
-        if self.backlog.next_is_allowed(conn, allowed, now) {
-            if let Chunk::Data { bytes, track_id, time, last, first_ready_at } =
+        if self.backlog.next_is_allowed(conn, allowed, now)
+            && let Chunk::Data { bytes, track_id, time, last, first_ready_at } =
                 self.backlog.next_chunk(conn, link.pulled)
-            {
-                if let Some(ready) = first_ready_at {
-                    self.stats.sent_after(now.saturating_sub(ready));
-                }
-                link.pulled += bytes.len() as u64;
-                if !link.observes_acks {
-                    link.progress_at = now;
-                }
-                let timescale = self.timescale(track_id);
-                self.stats.written(track_id, timescale, time, bytes.len() as u64, last, now);
-                return Transmit::Data(bytes);
+        {
+            if let Some(ready) = first_ready_at {
+                self.stats.sent_after(now.saturating_sub(ready));
             }
+            link.pulled += bytes.len() as u64;
+            if !link.observes_acks {
+                link.progress_at = now;
+            }
+            let timescale = self.timescale(track_id);
+            self.stats.written(track_id, timescale, time, bytes.len() as u64, last, now);
+            return Transmit::Data(bytes);
         }
         if self.finishing.is_some() && !self.backlog.has_work_for(conn) {
             self.enter(State::Ending { conn }, now);
@@ -1020,10 +1020,10 @@ impl IngestSession {
 
     /// An idle link (nothing waiting) restarts the stall clock.
     fn note_idle(&mut self, now: Duration) {
-        if !self.outstanding() {
-            if let Some(link) = self.link.as_mut() {
-                link.progress_at = now;
-            }
+        if !self.outstanding()
+            && let Some(link) = self.link.as_mut()
+        {
+            link.progress_at = now;
         }
     }
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The POSTs of a sparse stream, as a sans-IO state machine (docs/protocol.md §5.4).
 //!
 //! Unlike the media stream, a sparse stream keeps no connection open: a POST of the header

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Health figures of a stream as the encoder sees them, named like the service's ingest
 //! heartbeat (docs/protocol.md §8.1) so that both sides can be compared.
 

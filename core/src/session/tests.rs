@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Every transition of the session on a fake clock: nothing sleeps, years of behaviour run in
 //! milliseconds.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The session's timers, in one table.
 //!
 //! Every deadline the session has lives here, set or cleared at each transition, so that

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Failover (docs/protocol.md §3):
 //! - recovery: time from a server reset to the first bytes of the new POST and to its first
 //!   resent fragment, on loopback, over many resets of a live stream;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Live latency: the time from a fragment's last byte entering `render()` (the core
 //! taking the muxer's bytes that complete it) to its last byte handed to the connection, which
 //! hyper writes to the socket in the same poll. The element measures it for every fragment it

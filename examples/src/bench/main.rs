@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! fmp4ingest's benchmarks. Figures go into BENCHMARKS.md, never into timed assertions.
 //!
 //!     fmp4ingest-bench [SUITE ...] [--out BENCHMARKS.md] [--latency-seconds N]

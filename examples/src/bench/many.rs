@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Many sinks: 100 fmp4ingestsink instances in one process, each pushing a live
 //! 2 Mbps stream to the discard server (another process) for 60 s: the process's CPU time per
 //! stream and in all, and the threads it runs.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The core's micro-benchmarks: runs `cargo bench -p fmp4ingest-core` (criterion,
 //! `core/benches/media_path.rs`) and reads criterion's estimates back for BENCHMARKS.md; and
 //! the zero-copy and allocation figures of the media path, from `core/tests/costs.rs`.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Throughput: 60 s of pre-muxed 20 Mbps 720p H.264 + AAC (mp4mux, 2 s fragments)
 //! pushed from a file as fast as it goes to a discard server of ours on loopback, by
 //! `gst-launch-1.0 filesrc ! fmp4ingestsink` and by `filesrc ! curlhttpsink

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! What every benchmark needs: GStreamer with our plugins, pipelines run to the end, child
 //! processes measured by the kernel (wall time, CPU, peak RSS), percentiles, a discard server
 //! and the sections of BENCHMARKS.md.

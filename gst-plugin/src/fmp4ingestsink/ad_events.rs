@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The GStreamer side of ad signalling: the events that carry splice requests, read into the
 //! core's [`SpliceRequest`].
 //!

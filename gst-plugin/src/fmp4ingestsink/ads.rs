@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The element's sparse stream: ad events in, sparse POSTs out.
 //!
 //! The core's [`AdSignals`] checks each request and times its message; the

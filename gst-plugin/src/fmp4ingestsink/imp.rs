@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The element: properties, the streaming-thread side of the media path, EOS, messages, errors.
 //!
 //! `render()` hands each buffer, without copying it, to the core's [`IngestStream`]; what
@@ -513,22 +514,23 @@ impl Fmp4IngestSink {
         gst::info!(CAT, imp = self, "running time 0 is {target_offset} ns on the {:?} timeline", s.timestamp_mode);
         started.stream.set_target_offset(target_offset);
         started.timeline_placed = true;
-        if s.fragment_duration > 0 && s.keyframe_lead > 0 {
-            if let (Some(clock), Some(base)) = (clock, base_time) {
-                let b = Boundaries {
-                    fragment_duration_ns: s.fragment_duration,
-                    target_offset_ns: target_offset,
-                    lead_ns: s.keyframe_lead,
-                };
-                let scheduler = KeyUnitScheduler::start(obj.static_pad("sink").expect("sink pad"), clock, base, b);
-                gst::debug!(
-                    CAT,
-                    imp = self,
-                    "requesting key frames at the boundaries once {} video encoder(s) upstream have started",
-                    scheduler.encoders()
-                );
-                started.key_units = Some(scheduler);
-            }
+        if s.fragment_duration > 0
+            && s.keyframe_lead > 0
+            && let (Some(clock), Some(base)) = (clock, base_time)
+        {
+            let b = Boundaries {
+                fragment_duration_ns: s.fragment_duration,
+                target_offset_ns: target_offset,
+                lead_ns: s.keyframe_lead,
+            };
+            let scheduler = KeyUnitScheduler::start(obj.static_pad("sink").expect("sink pad"), clock, base, b);
+            gst::debug!(
+                CAT,
+                imp = self,
+                "requesting key frames at the boundaries once {} video encoder(s) upstream have started",
+                scheduler.encoders()
+            );
+            started.key_units = Some(scheduler);
         }
     }
 
@@ -995,11 +997,11 @@ impl ElementImpl for Fmp4IngestSink {
             // Key frames must be requested from the first boundary on, long before the muxer
             // hands over its first fragment.
             let mut state = self.lock_state();
-            if let State::Started(started) = &mut *state {
-                if !started.timeline_placed {
-                    // The state still reads PAUSED until this returns.
-                    self.place_timeline(started, None, true);
-                }
+            if let State::Started(started) = &mut *state
+                && !started.timeline_placed
+            {
+                // The state still reads PAUSED until this returns.
+                self.place_timeline(started, None, true);
             }
         }
         Ok(result)
@@ -1173,10 +1175,10 @@ impl BaseSinkImpl for Fmp4IngestSink {
         if ad_events::ad_structure(&event).is_some() {
             return self.ad_event(&event);
         }
-        if let gst::EventView::Eos(_) = event.view() {
-            if !self.finish_stream() {
-                return false;
-            }
+        if let gst::EventView::Eos(_) = event.view()
+            && !self.finish_stream()
+        {
+            return false;
         }
         self.parent_event(event)
     }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Asks upstream for a key frame at each fragment boundary (docs/protocol.md §4.5), a little ahead
 //! of time, so that every video fragment starts with a sync sample on the grid.
 //!

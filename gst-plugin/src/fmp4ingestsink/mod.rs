@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `fmp4ingestsink`: pushes a live fragmented MP4 stream to a Smooth Streaming / Azure-style
 //! ingest endpoint (`.../ingest.isml/Streams(<id>)`).
 //!

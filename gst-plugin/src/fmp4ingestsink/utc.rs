@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Where a pipeline clock's time lies on the UTC timeline (`timestamp-mode=utc`).
 //!
 //! Clock time is base time + running time. How it relates to UTC depends on the clock: the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! What every end-to-end test needs: GStreamer with our plugin and gst-plugin-fmp4 registered,
 //! live pipelines run to EOS, and the checks of a conformant ingest stream.
 

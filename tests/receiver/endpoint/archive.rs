@@ -32,10 +32,10 @@ pub fn write(dir: &Path, point: &str, track: &str, f: &StoredFragment, oldest_ke
     let Ok(entries) = std::fs::read_dir(&d) else { return };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(t) = name.strip_suffix(".m4s").and_then(|t| t.parse::<u64>().ok()) {
-            if t < oldest {
-                let _ = std::fs::remove_file(e.path());
-            }
+        if let Some(t) = name.strip_suffix(".m4s").and_then(|t| t.parse::<u64>().ok())
+            && t < oldest
+        {
+            let _ = std::fs::remove_file(e.path());
         }
     }
 }

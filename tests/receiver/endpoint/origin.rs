@@ -67,10 +67,10 @@ pub fn client_manifest(tracks: &[&Track], live: bool, window_ticks: u64) -> Stri
         .fold(0.0, f64::max);
     let _ = write!(s, "<SmoothStreamingMedia MajorVersion=\"2\" MinorVersion=\"2\" TimeScale=\"10000000\"");
     if live {
-        let _ = write!(
+        let _ = writeln!(
             s,
             " Duration=\"0\" IsLive=\"TRUE\" LookAheadFragmentCount=\"{LOOKAHEAD}\" DVRWindowLength=\"{window_ticks}\" \
-             CanSeek=\"TRUE\" CanPause=\"TRUE\">\n"
+             CanSeek=\"TRUE\" CanPause=\"TRUE\">"
         );
     } else {
         let _ = writeln!(s, " Duration=\"{}\">", (duration * 1e7).round() as u64);
