@@ -38,3 +38,10 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "== no cargo on PATH: using Debian's rustc-web toolchain (/usr/bin/cargo)"
 fi
+
+# clippy, for the lint step of scripts/test.sh (rustup's component; Debian has no clippy for
+# rustc-web).
+if ! cargo clippy --version >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then
+  echo "== installing clippy (rustup component)"
+  rustup component add clippy
+fi

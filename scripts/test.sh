@@ -12,6 +12,9 @@ export CARGO_TARGET_DIR="$PWD/target"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
+echo "== cargo clippy (workspace, every target, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 echo "== cargo test (workspace)"
 cargo test --workspace --locked
 
