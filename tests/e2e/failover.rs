@@ -438,3 +438,129 @@ fn a_dead_server_stalls_neither_its_pipeline_nor_another_sink_in_the_process() {
     assert!(dead_run.messages_named("fmp4ingestsink-reconnecting").len() >= 5);
     drop(held);
 }
+
+#[test]
+fn a_receiver_that_cuts_every_post_right_after_the_resend_still_gets_every_fragment() {
+    // Every POST is reset once 4 complete fragments arrived on it (with A/V: exactly the resend
+    // of the last two per track) and it has been quiet for 200 ms. Default properties.
+    let rx = Receiver::start().unwrap();
+    let cut = FaultKind::CutWhenQuiet { fragments: 4, quiet: Duration::from_millis(200) };
+    rx.inject(Fault::new(cut, Duration::from_secs(300)));
+    let r = run_pipeline(&pipeline(&rx.url("live", "cut"), 40, ""), Duration::from_secs(120));
+    ok(&r);
+    // Everything before the pipeline ended: no wait for the eos-timeout, nothing given up.
+    assert!(r.elapsed < Duration::from_secs(50), "ended after {:?}: {:?}", r.elapsed, r.warnings);
+    assert!(r.messages_named("fmp4ingestsink-dropped").is_empty(), "{:?}", r.warnings);
+    let view = rx.stream("cut");
+    // Every fragment arrived before the pipeline ended: 20 per track, no gap.
+    gapless(&view, 20);
+    let media = view.media_posts();
+    assert!(media.len() >= 10, "{} POSTs", media.len());
+    // Every reconnect resent the last two fragments of each track, however many came before.
+    let resent = r.messages_named("fmp4ingestsink-resent");
+    assert!(resent.len() >= media.len() - 2, "{} resends for {} POSTs", resent.len(), media.len());
+    for (k, m) in resent.iter().enumerate() {
+        let ids = u32_array(m, "track-ids");
+        for t in [1, 2] {
+            assert!(ids.iter().filter(|i| **i == t).count() >= 2, "resend {k}: {ids:?}");
+        }
+    }
+    // The stream never starved: each fragment first arrived within a fragment or so of the one
+    // before it on its track (a new fragment follows the resend at once, unpaced).
+    for t in view.track_ids() {
+        let mut first: std::collections::BTreeMap<u64, Instant> = std::collections::BTreeMap::new();
+        for f in view.fragments().into_iter().filter(|f| f.track_id == t) {
+            let at = f.arrived.unwrap();
+            first.entry(f.time().unwrap()).and_modify(|a| *a = (*a).min(at)).or_insert(at);
+        }
+        let arrivals: Vec<Instant> = first.into_values().collect();
+        let worst = arrivals.windows(2).map(|w| w[1].saturating_duration_since(w[0])).max().unwrap();
+        assert!(worst < Duration::from_millis(4500), "track {t}: {worst:?} between two fragments");
+    }
+    assert_eq!(r.final_stats.unwrap().get::<u64>("fragments-dropped").unwrap(), 0);
+}
+
+#[test]
+fn an_abandoned_connection_is_reset_and_nothing_of_it_arrives_after_the_new_post() {
+    // The receiver stops reading after 3 fragments for 7 s, then reads on. The sender abandons
+    // the connection by its send timeout (3 s); nothing of it may reach the server after that:
+    // with a graceful close its kernel would go on sending what it still held.
+    let rx = Receiver::start_with(Behaviour { recv_buffer: Some(64 * 1024), ..Behaviour::default() }, "127.0.0.1:0")
+        .unwrap();
+    let stall =
+        FaultKind::Stall { fragments: 3, duration: Duration::from_secs(7), until_new_post: false, discard: false };
+    rx.inject(Fault::new(stall, Duration::from_secs(300)).once());
+    let r = run_pipeline(&pipeline(&rx.url("live", "stale"), 24, ""), Duration::from_secs(120));
+    ok(&r);
+    let view = rx.stream("stale");
+    gapless(&view, 11);
+    let media = view.media_posts();
+    let stalled = media.iter().position(|p| p.ended_by_receiver.as_deref() == Some("stall")).expect("a stalled POST");
+    let old = media[stalled];
+    let next = media.get(stalled + 1).expect("a POST after the stall");
+    let resumed_at = old.fault_at.unwrap() + Duration::from_secs(7);
+    assert!(next.first_byte_at.unwrap() < resumed_at, "the new POST came before the stall ended");
+    let held = old.held_at_resume.expect("the receiver read on after the stall");
+    assert!(
+        old.read_after_resume <= held,
+        "{} bytes of the abandoned POST arrived after the new POST's first byte ({} were held before)",
+        old.read_after_resume - held,
+        held
+    );
+}
+
+/// A fixed pseudo-random sequence (xorshift), so that a failure can be replayed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next_in(&mut self, lo: u64, hi: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        lo + self.0 % (hi - lo + 1)
+    }
+}
+
+#[test]
+fn a_fault_storm_of_three_minutes_loses_nothing_and_breaks_no_rule() {
+    // Every 6-14 s the current POST is reset (a server restart, down for 0 or 2 s), and the
+    // next one meets a fault: a reset, a close, 500, 503, a stall that ends, a stall abandoned
+    // for good, a slow reader. Default properties.
+    let rx = Receiver::start_with(Behaviour { recv_buffer: Some(256 * 1024), ..Behaviour::default() }, "127.0.0.1:0")
+        .unwrap();
+    let seconds = 180;
+    let run = spawn_pipeline(&pipeline(&rx.url("live", "storm3"), seconds, ""), Duration::from_secs(300));
+    let faults = [
+        FaultKind::Abort { min: 1, max: 3, reset: true },
+        FaultKind::Abort { min: 1, max: 3, reset: false },
+        FaultKind::ErrorStatus { fragments: 2, status: 500 },
+        FaultKind::ErrorStatus { fragments: 1, status: 503 },
+        FaultKind::Stall { fragments: 2, duration: Duration::from_secs(4), until_new_post: false, discard: false },
+        FaultKind::Stall { fragments: 2, duration: Duration::from_secs(60), until_new_post: true, discard: true },
+        FaultKind::SlowRead { bytes_per_second: 120_000 },
+    ];
+    let mut rng = Lcg(0x5eed_f00d_1234_5678);
+    let start = Instant::now();
+    let mut k = 0;
+    while start.elapsed() < Duration::from_secs(u64::from(seconds) - 14) {
+        std::thread::sleep(Duration::from_secs(rng.next_in(6, 14)));
+        rx.inject(Fault::new(faults[k % faults.len()].clone(), Duration::from_secs(30)).for_stream("storm3").once());
+        rx.restart(if k % 4 == 3 { Duration::from_secs(2) } else { Duration::ZERO });
+        k += 1;
+    }
+    let r = run.join().unwrap();
+    ok(&r);
+    assert!(k >= 12, "{k} faults");
+    let view = rx.stream("storm3");
+    // Every 2 s fragment of both tracks, no gap, no overlap; no rule broken (the receiver's own
+    // cuts leave their POST's body unfinished, nothing else).
+    gapless(&view, seconds as usize / 2);
+    for t in view.track_ids() {
+        let timeline = view.timeline(t);
+        assert!(timeline.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0), "track {t}: not contiguous");
+    }
+    assert!(r.warnings.iter().all(|w| !w.contains("dropped")), "{:?}", r.warnings);
+    assert_eq!(r.final_stats.unwrap().get::<u64>("fragments-dropped").unwrap(), 0);
+    let media = view.media_posts();
+    eprintln!("fault storm: {k} faults, {} POSTs, {} probes", media.len(), view.probes().len());
+}

@@ -29,6 +29,9 @@ pub enum FaultKind {
     HostileAnswer(Hostile),
     /// Answer probes with a redirect to `location`.
     Redirect { status: u16, location: String },
+    /// Once `fragments` complete fragments arrived on the POST (resent ones included) and
+    /// nothing more came for `quiet`, reset the connection.
+    CutWhenQuiet { fragments: usize, quiet: Duration },
 }
 
 /// Answers a broken or hostile server gives.
@@ -135,6 +138,7 @@ impl Fault {
 pub struct Plan {
     /// Abort after this many fragments, with a reset or not.
     pub abort_after: Option<(usize, bool)>,
+    pub cut_when_quiet: Option<(usize, Duration)>,
     pub stall: Option<(usize, Duration, bool, bool)>,
     pub error_after: Option<(usize, u16)>,
     pub probe_status: Option<u16>,
@@ -154,6 +158,11 @@ impl Plan {
             let used = match &f.kind {
                 FaultKind::ProbeStatus(_) if plan.probe_status.is_some() => false,
                 FaultKind::Abort { .. } if plan.abort_after.is_some() => false,
+                FaultKind::CutWhenQuiet { .. } if plan.cut_when_quiet.is_some() => false,
+                FaultKind::CutWhenQuiet { fragments, quiet } if !probe => {
+                    plan.cut_when_quiet = Some((*fragments, *quiet));
+                    true
+                }
                 FaultKind::Stall { .. } if plan.stall.is_some() => false,
                 FaultKind::ErrorStatus { .. } if plan.error_after.is_some() => false,
                 FaultKind::SlowRead { .. } if plan.bytes_per_second.is_some() => false,

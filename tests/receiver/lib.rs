@@ -326,9 +326,23 @@ async fn serve(sock: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
     let started = Instant::now();
     let mut read_total = 0u64;
     let mut new_fragments = 0usize;
+    // Complete fragments on this POST, resent ones included.
+    let mut on_post = 0usize;
+    let mut resumed = false;
     let result: std::io::Result<()> = loop {
         let max = plan.bytes_per_second.map_or(256 * 1024, |bps| (bps / 20).max(1) as usize);
-        let piece = match body.next(&mut rd, max).await {
+        let next = body.next(&mut rd, max);
+        let next = match plan.cut_when_quiet {
+            Some((after, quiet)) if on_post >= after => match tokio::time::timeout(quiet, next).await {
+                Ok(r) => r,
+                Err(_) => {
+                    note_end(&shared, index, "cut-when-quiet");
+                    return reset(rd, wr);
+                }
+            },
+            _ => next.await,
+        };
+        let piece = match next {
             Ok(Some(p)) => p.to_vec(),
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),
@@ -342,8 +356,12 @@ async fn serve(sock: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
             rec.first_byte_at.get_or_insert_with(Instant::now);
             rec.bytes += piece.len() as u64;
             rec.chunks = chunks;
+            if resumed {
+                rec.read_after_resume += piece.len() as u64;
+            }
             let before = rec.fragments.len();
             reader.push(&piece, rec);
+            on_post = rec.fragments.len();
             let arrived: Vec<(u32, u64)> =
                 rec.fragments[before..].iter().filter_map(|f| f.time().map(|t| (f.track_id, t))).collect();
             let seen = st.seen.entry(stream_id.clone()).or_default();
@@ -385,6 +403,10 @@ async fn serve(sock: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
             if discard {
                 return reset(rd, wr);
             }
+            // What this side holds now arrived before: anything read beyond it came later.
+            let held = rd.buffer().len() as u64 + unread_in_kernel(rd.get_ref().as_ref());
+            shared.update(|st| st.posts[index].held_at_resume = Some(held));
+            resumed = true;
         }
         if let Some(bps) = plan.bytes_per_second {
             let due = Duration::from_secs_f64(read_total as f64 / bps as f64);
@@ -447,6 +469,15 @@ async fn serve(sock: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
 }
 
 /// Drops a connection with a TCP reset: whatever the socket buffers hold is lost.
+/// Bytes in the socket's receive queue that were not read yet (FIONREAD).
+fn unread_in_kernel(sock: &TcpStream) -> u64 {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which outlives the call.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if rc == 0 { u64::try_from(n).unwrap_or(0) } else { 0 }
+}
+
 fn reset(rd: BufReader<tokio::net::tcp::OwnedReadHalf>, wr: tokio::net::tcp::OwnedWriteHalf) -> std::io::Result<()> {
     let sock = rd.into_inner().reunite(wr).map_err(|e| std::io::Error::other(e.to_string()))?;
     sock.set_zero_linger()?;

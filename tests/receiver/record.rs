@@ -45,6 +45,11 @@ pub struct PostRecord {
     pub client_closed_after: Option<std::time::Duration>,
     /// For a hostile answer: the response bytes written before the client stopped taking them.
     pub hostile_bytes: Option<u64>,
+    /// After a stall that ended with the connection kept: the bytes the receiver's side held
+    /// when it started reading again (its kernel's receive queue and its own buffer), and the
+    /// bytes it read after that. More read than held means bytes arrived after the stall.
+    pub held_at_resume: Option<u64>,
+    pub read_after_resume: u64,
 }
 
 impl PostRecord {
@@ -82,6 +87,8 @@ impl PostRecord {
             ended: None,
             client_closed_after: None,
             hostile_bytes: None,
+            held_at_resume: None,
+            read_after_resume: 0,
         }
     }
 

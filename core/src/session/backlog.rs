@@ -145,12 +145,13 @@ impl Backlog {
     }
 
     /// Where pacing starts on a new connection: the latest of each track's first pending
-    /// fragment that the server never had. Everything up to there goes at once — the resent
-    /// fragments and then at least one new fragment of every track — so that a server that
-    /// cuts each POST soon after the resend still sees the stream move.
+    /// fragment that was never sent. Everything up to there goes at once — the resent
+    /// fragments (delivered, or sent but not known to be) and then at least one new fragment
+    /// of every track — so that a server that cuts each POST soon after the resend still sees
+    /// the stream move.
     pub fn catch_up_start(&self) -> Option<u64> {
         let mut firsts: Vec<(u32, u64)> = Vec::new();
-        for i in self.pending().filter(|i| !i.delivered) {
+        for i in self.pending().filter(|i| i.sends == 0) {
             if !firsts.iter().any(|(t, _)| *t == i.fragment.track_id) {
                 firsts.push((i.fragment.track_id, i.start_ns));
             }
