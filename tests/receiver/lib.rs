@@ -387,6 +387,7 @@ async fn serve(sock: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
         }
         if let Some((after, duration, until_new_post, discard)) = plan.stall
             && fragments >= after
+            && !resumed
         {
             note_end(&shared, index, "stall");
             let deadline = Instant::now() + duration;
