@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 //! The Smooth Streaming ([MS-SSTR]) boxes of the ingest stream: the ingest `ftyp` (docs/protocol.md
-//! §2.2), `tfxd` (§2.11) and the end-of-stream `mfra` (§1.8), with their UUIDs ([MS-SSTR] 2.2.4, 2.2.7).
+//! §2.2) and `tfxd` (§2.11), with the UUIDs of the boxes a receiver meets ([MS-SSTR] 2.2.4, 2.2.7).
+//! No `mfra` is ever sent: the end of the chunked body ends the stream (§1.7, §1.8).
 
 use alloc::vec::Vec;
 
@@ -21,9 +22,6 @@ pub const TFXD_UUID: [u8; 16] =
 /// TfrfBox (lookahead) usertype.
 pub const TFRF_UUID: [u8; 16] =
     [0xD4, 0x80, 0x7E, 0xF2, 0xCA, 0x39, 0x46, 0x95, 0x8E, 0x54, 0x26, 0xCB, 0x9E, 0x46, 0xA7, 0x9F];
-
-/// The empty `mfra` that signals end of stream to legacy receivers (deprecated on Azure).
-pub const EMPTY_MFRA: [u8; 8] = [0, 0, 0, 8, b'm', b'f', b'r', b'a'];
 
 /// The ingest `ftyp`: major `isml`, minor 1, compatible `piff` and `iso2`, plus `ccff` and
 /// `iso8` when the stream carries HEVC ([MS-SSTR] 2.2.7.1, HEVC amendment 2.2.7.1).
@@ -175,10 +173,5 @@ mod tests {
         t.write(&mut out);
         assert_eq!(out.len(), 52);
         assert_eq!(Tfxd::parse(Boxes::new(&out).next().unwrap().unwrap()).unwrap(), t);
-    }
-
-    #[test]
-    fn empty_mfra_matches_the_spec() {
-        assert_eq!(EMPTY_MFRA.to_vec(), parse_hex("00 00 00 08 6D 66 72 61"));
     }
 }

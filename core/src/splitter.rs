@@ -132,11 +132,6 @@ impl BoxSplitter {
         }
     }
 
-    /// Bytes consumed so far.
-    pub fn position(&self) -> u64 {
-        self.pos
-    }
-
     /// Feeds a chunk. Units completed by it are queued for [`BoxSplitter::next_unit`] even when
     /// the chunk also holds an error, so that nothing accepted before a fault is lost. After an
     /// error the splitter refuses further input.

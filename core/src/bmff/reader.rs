@@ -198,10 +198,6 @@ impl<'a> Reader<'a> {
         self.data.len() - self.pos
     }
 
-    pub fn position(&self) -> usize {
-        self.pos
-    }
-
     pub fn rest(&self) -> &'a [u8] {
         &self.data[self.pos..]
     }

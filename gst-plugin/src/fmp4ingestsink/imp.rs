@@ -422,8 +422,11 @@ impl Fmp4IngestSink {
                         self,
                         gst::StreamError::Format,
                         ("A video fragment does not start with a key frame"),
-                        ["Track {track_id}, fragment at {time}: set the encoder's key-frame interval to the \
-                             muxer's fragment duration (x264enc key-int-max = fps x seconds)"]
+                        ["Track {track_id}, fragment at {time}: the encoder did not put a key frame at this \
+                             fragment boundary. The sink asks upstream for one keyframe-lead before each boundary \
+                             of its fragment-duration grid; an encoder that ignores force-key-unit events needs \
+                             its key-frame interval set to the fragment-duration (x264enc key-int-max = fps x \
+                             seconds)"]
                     );
                 }
             }
