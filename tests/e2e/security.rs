@@ -341,3 +341,37 @@ fn a_hostile_server_cannot_exhaust_the_sink() {
     let delivered = r.messages_named("fmp4ingestsink-sparse-delivered");
     assert_eq!(delivered.len(), 1, "the registration counts: {:?}", r.messages);
 }
+
+/// Run by the test below as a child process, so that the provider it installs stays in that
+/// process.
+#[test]
+fn a_host_process_that_chose_its_own_rustls_provider_keeps_it_and_the_sink_pushes_https() {
+    const CHILD: &str = "FMP4INGEST_PROVIDER_CHILD";
+    if std::env::var_os(CHILD).is_none() {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_host_process_that_chose_its_own_rustls_provider_keeps_it_and_the_sink_pushes_https",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .status()
+            .unwrap();
+        assert!(status.success(), "the child run failed");
+        return;
+    }
+    // The host application installs its own process-wide provider first — one no TLS
+    // connection can be made with (no cipher suite at all), so that a sink that took the
+    // process's provider instead of bringing its own could not push.
+    let ring = rustls::crypto::ring::default_provider();
+    let own = rustls::crypto::CryptoProvider { cipher_suites: Vec::new(), ..ring };
+    own.install_default().expect("nothing installed before");
+    let p = pki();
+    let rx = tls_receiver(&p, false, Behaviour::default());
+    let ca = file("ca.pem", &p.ca_pem);
+    let r = run_pipeline(&pipeline(&rx.url("live", "h"), &format!("ca-file={ca}")), Duration::from_secs(60));
+    delivered(&rx, &r, "h");
+    // The sink neither replaced nor used it: the host's choice is intact.
+    let installed = rustls::crypto::CryptoProvider::get_default().expect("still installed");
+    assert!(installed.cipher_suites.is_empty());
+}

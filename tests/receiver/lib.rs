@@ -14,6 +14,7 @@ pub mod endpoint;
 pub mod faults;
 pub mod http;
 pub mod mp4;
+pub mod proxy;
 pub mod record;
 pub mod tls;
 
