@@ -16,6 +16,7 @@ pub mod http;
 pub mod mp4;
 pub mod proxy;
 pub mod record;
+pub mod recording;
 pub mod tls;
 
 use std::collections::BTreeMap;
