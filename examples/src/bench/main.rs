@@ -8,12 +8,15 @@
 //! - `core`: the core's criterion micro-benchmarks and its payload-copy and allocation counts;
 //! - `latency`: the send latency of a live push (5 minutes);
 //! - `many`: 100 sinks in one process;
-//! - `failover`: recovery after a reset, memory through a 10-minute outage, CPU per hour.
+//! - `failover`: recovery after a reset, memory through a 10-minute outage, CPU per hour;
+//! - `connect`: a POST's connection to its first body byte, with 10 000 unrelated sockets in the
+//!   process (set `FMP4INGEST_BASELINE_SO` to an earlier build's `.so` to compare).
 //!
 //! Each suite replaces its own section of the output file. Heavy phases run in child
 //! processes (this binary with an internal sub-command), so that RSS and CPU time belong to
 //! the measured process alone. Run by `scripts/bench.sh`, which builds the release plugin.
 
+mod connect;
 mod failover;
 mod latency;
 mod many;
@@ -21,7 +24,7 @@ mod micro;
 mod throughput;
 mod util;
 
-const SUITES: [&str; 5] = ["throughput", "core", "latency", "many", "failover"];
+const SUITES: [&str; 6] = ["throughput", "core", "latency", "many", "failover", "connect"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,6 +33,7 @@ fn main() {
         Some("push-file-child") => failover::push_file_child(&args[1], &args[2]),
         Some("discard-server") => util::discard_server(args.get(1).and_then(|p| p.parse().ok()).unwrap_or(0)),
         Some("many-child") => many::child(args.get(1).and_then(|p| p.parse().ok()).unwrap_or(0)),
+        Some("connect-child") => connect::child(&args[1], args.get(2).and_then(|n| n.parse().ok()).unwrap_or(0)),
         _ => run(&args),
     };
     if let Err(e) = result {
@@ -62,6 +66,7 @@ fn run(args: &[String]) -> Result<(), String> {
             "core" => micro::section()?,
             "latency" => latency::section(latency_seconds)?,
             "many" => many::section()?,
+            "connect" => connect::section()?,
             _ => failover::section()?,
         };
         println!("{section}");

@@ -33,6 +33,7 @@ use fmp4ingest_core::ad_signals::Accepted;
 use fmp4ingest_core::ingest_header::IngestTrack;
 use fmp4ingest_core::session::sparse::{SparseEvent, SparsePost};
 use fmp4ingest_core::session::{DroppedFragment, Failure, ResentFragment, StreamStats, TlsRefusal, TransportError};
+use gst::glib;
 use gst::prelude::*;
 
 pub const CONNECTED: &str = "fmp4ingestsink-connected";
@@ -251,25 +252,12 @@ pub fn sparse_event(url: &str, event: &SparseEvent, detail: &str) -> gst::Struct
 /// ISO 8601 UTC with milliseconds, as the service writes `lastFragmentArrivalTime`.
 pub fn iso8601(t: SystemTime) -> String {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    // glib's calendar; the milliseconds by hand (its %f gives microseconds).
+    glib::DateTime::from_unix_utc(secs)
+        .and_then(|dt| dt.format("%Y-%m-%dT%H:%M:%S"))
+        .map(|s| format!("{s}.{:03}Z", d.subsec_millis()))
+        .unwrap_or_default()
 }
 
 /// The `stats` property: the stream's figures, BaseSink's own, and one structure per track
