@@ -46,12 +46,13 @@ static SESSION_DEFAULTS: LazyLock<SessionConfig> = LazyLock::new(SessionConfig::
 fn default_ns(d: fn(&SessionConfig) -> Duration) -> u64 {
     u64::try_from(d(&SESSION_DEFAULTS).as_nanos()).unwrap_or(u64::MAX)
 }
-const DEFAULT_TFDT: bool = true;
-const DEFAULT_FRAGMENT_DURATION: u64 = 2 * SECOND;
+/// The stream's defaults are the core's too ([`StreamConfig::default`]).
+static STREAM_DEFAULTS: LazyLock<StreamConfig> = LazyLock::new(StreamConfig::default);
 const DEFAULT_KEYFRAME_LEAD: u64 = SECOND;
-const DEFAULT_TFXD_VERSION: u32 = 1;
 const DEFAULT_SPARSE_TRACK_NAME: &str = "scte35";
-const DEFAULT_SPLICE_LEAD: u64 = 4 * SECOND;
+/// Ad messages go out this long before their splice by default: the least the DASH-IF and
+/// Azure texts ask for (docs/protocol.md §5.6), the core's minimum.
+const DEFAULT_SPLICE_LEAD: u64 = fmp4ingest_core::ad_signals::MIN_LEAD_NS;
 /// With `splice-mode=segment`, the fragments one grid interval of a track may be cut into (the
 /// mfhd numbering leaves room for them; more cuts in one interval share the last number).
 const SEGMENT_SPLICE_PARTS: u32 = 4;
@@ -117,11 +118,11 @@ impl Default for Settings {
             eos_timeout: default_ns(|d| d.eos_timeout),
             send_buffer_size: 0,
             user_agent: DEFAULT_USER_AGENT.clone(),
-            tfdt: DEFAULT_TFDT,
+            tfdt: STREAM_DEFAULTS.fragment.tfdt,
             timestamp_mode: TimestampMode::Pipeline,
-            fragment_duration: DEFAULT_FRAGMENT_DURATION,
+            fragment_duration: STREAM_DEFAULTS.grid.fragment_duration_ns,
             timestamp_offset: 0,
-            tfxd_version: DEFAULT_TFXD_VERSION,
+            tfxd_version: u32::from(STREAM_DEFAULTS.fragment.tfxd_version),
             keyframe_lead: DEFAULT_KEYFRAME_LEAD,
             send_delay: 0,
             sparse_stream_id: None,
@@ -700,7 +701,7 @@ impl ObjectImpl for Fmp4IngestSink {
                 glib::ParamSpecBoolean::builder("tfdt")
                     .nick("Write tfdt")
                     .blurb("Write a tfdt (decode time) box next to tfxd in every fragment")
-                    .default_value(DEFAULT_TFDT)
+                    .default_value(d.tfdt)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("timestamp-mode", TimestampMode::Pipeline)
@@ -718,7 +719,7 @@ impl ObjectImpl for Fmp4IngestSink {
                          timeline, and their times are those multiples; 0 = send the muxer's fragments as they are",
                     )
                     .maximum(MAX_TIMEOUT)
-                    .default_value(DEFAULT_FRAGMENT_DURATION)
+                    .default_value(d.fragment_duration)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecInt64::builder("timestamp-offset")
@@ -735,7 +736,7 @@ impl ObjectImpl for Fmp4IngestSink {
                     )
                     .minimum(1)
                     .maximum(2)
-                    .default_value(DEFAULT_TFXD_VERSION)
+                    .default_value(d.tfxd_version)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder("keyframe-lead")
@@ -745,7 +746,7 @@ impl ObjectImpl for Fmp4IngestSink {
                          (GstForceKeyUnit); 0 = do not request",
                     )
                     .maximum(MAX_TIMEOUT)
-                    .default_value(DEFAULT_KEYFRAME_LEAD)
+                    .default_value(d.keyframe_lead)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder("send-delay")
@@ -794,9 +795,9 @@ impl ObjectImpl for Fmp4IngestSink {
                         "Ad messages go out this long (ns) before their splice, at that instant exactly on the \
                          parent's timeline (at least 4 s)",
                     )
-                    .minimum(4 * SECOND)
+                    .minimum(fmp4ingest_core::ad_signals::MIN_LEAD_NS)
                     .maximum(300 * SECOND)
-                    .default_value(DEFAULT_SPLICE_LEAD)
+                    .default_value(d.splice_lead)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("ca-file")
