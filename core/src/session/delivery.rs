@@ -197,4 +197,66 @@ mod tests {
         d.read(KernelReading { wire_written: 600, unacked: 0, peer_window: None });
         assert_eq!(d.acked_body(), 400);
     }
+
+    /// A transport that writes chunks of body with framing around them, flushes after some,
+    /// and a peer that acknowledges at random and advertises windows at random.
+    mod properties {
+        use super::*;
+        use alloc::vec::Vec;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Step {
+            /// Hand over a chunk of body (with `framing` bytes of HTTP/TLS around it).
+            Write { body: u64, framing: u64 },
+            /// The transport's buffers were flushed.
+            Flush,
+            /// A reading: the peer acknowledged up to a share (per mille) of what was written,
+            /// with this window (or none).
+            Read { share: u64, window: Option<u64> },
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                (1u64..70_000, 0u64..40).prop_map(|(body, framing)| Step::Write { body, framing }),
+                Just(Step::Flush),
+                (0u64..=1000, proptest::option::of(0u64..4_000_000))
+                    .prop_map(|(share, window)| Step::Read { share, window }),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn never_counts_more_than_was_delivered_and_never_goes_back(steps in proptest::collection::vec(step(), 1..200)) {
+                let mut d = Delivery::new();
+                // Wire bytes and body bytes handed over, and per chunk where its body ends on
+                // the wire (its framing written first).
+                let (mut wire, mut body) = (0u64, 0u64);
+                let mut ends: Vec<(u64, u64)> = Vec::new();
+                let mut acked_wire = 0u64;
+                let mut last_acked_body = 0u64;
+                for s in steps {
+                    match s {
+                        Step::Write { body: b, framing } => {
+                            wire += framing + b;
+                            body += b;
+                            ends.push((wire, body));
+                        }
+                        Step::Flush => d.flushed(FlushMark { wire, body }),
+                        Step::Read { share, window } => {
+                            acked_wire = acked_wire.max(wire * share / 1000);
+                            d.read(KernelReading { wire_written: wire, unacked: wire - acked_wire, peer_window: window });
+                            // What truly reached the peer's TCP: every chunk whose last byte it acknowledged.
+                            let truly = ends.iter().take_while(|(w, _)| *w <= acked_wire).last().map_or(0, |e| e.1);
+                            prop_assert!(d.acked_body() <= truly, "{} > {}", d.acked_body(), truly);
+                            prop_assert!(d.read_body() <= d.acked_body());
+                            prop_assert!(d.acked_body() >= last_acked_body, "went back");
+                            last_acked_body = d.acked_body();
+                            prop_assert_eq!(d.wire_acked(), acked_wire);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
