@@ -51,12 +51,12 @@ pub fn section(seconds: u64) -> Result<String, String> {
          its last byte entering `render()` to its last byte handed to the connection (the element's \
          `latency-*` stats):\n\n\
          | p50 | p99 | max |\n|---|---|---|\n| {} | {} | {} |\n\n\
-         Target p99 < 5 ms: {}.\n",
+         Target p99 < 2 ms: {}.\n",
         machine(),
         counters.bytes.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6,
         ms(p50),
         ms(p99),
         ms(max),
-        if p99 < 5_000_000 { "met" } else { "**not met**" }
+        if p99 < 2_000_000 { "met" } else { "**not met**" }
     ))
 }
