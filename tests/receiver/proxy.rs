@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::http;
@@ -92,29 +92,7 @@ async fn tunnel(
     let early = client.buffer().to_vec();
     server.write_all(&early).await?;
     let mut client = client.into_inner();
-    let (mut cr, mut cw) = client.split();
-    let (mut sr, mut sw) = server.split();
-    let up = async {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = cr.read(&mut buf).await?;
-            if n == 0 {
-                return sw.shutdown().await;
-            }
-            sw.write_all(&buf[..n]).await?;
-        }
-    };
-    let down = async {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = sr.read(&mut buf).await?;
-            if n == 0 {
-                return cw.shutdown().await;
-            }
-            cw.write_all(&buf[..n]).await?;
-        }
-    };
     // Either side failing (a reset) ends the tunnel: both connections are dropped.
-    let _ = tokio::try_join!(up, down);
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
     Ok(())
 }

@@ -149,13 +149,23 @@ impl Connection {
         let send = self.sender.send_request(req);
         tokio::pin!(send);
         let mut io_done = false;
+        // The connection may fail after the server answered — it answers early, then closes
+        // while the body is still being written — so the answer, when there is one, wins over
+        // the connection's error: hyper hands it to the request once its side has ended.
+        let mut failed = None;
         loop {
             tokio::select! {
-                r = &mut send => return r.map_err(|e| RequestFailure::exchange(&e)),
+                r = &mut send => {
+                    return match (r, failed) {
+                        (Ok(resp), _) => Ok(resp),
+                        (Err(_), Some(f)) => Err(f),
+                        (Err(e), None) => Err(RequestFailure::exchange(&e)),
+                    };
+                }
                 r = &mut self.io, if !io_done => {
                     io_done = true;
                     if let Err(e) = r {
-                        return Err(RequestFailure::exchange(&e));
+                        failed = Some(RequestFailure::exchange(&e));
                     }
                 }
             }
