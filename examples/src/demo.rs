@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use fmp4ingest_receiver::endpoint::{Endpoint, EndpointConfig};
+use fmp4ingest_endpoint::{Endpoint, EndpointConfig};
 use gst::prelude::*;
 
 const STREAM_ID: &str = "demo";

@@ -1,6 +1,7 @@
-//! The local ingest endpoint (issue 8), end to end: real pipelines push to it through
+//! The local ingest endpoint, end to end: real pipelines push to it through
 //! fmp4ingestsink; GStreamer's playbin (souphttpsrc, mssdemux, decoders) plays what it serves,
-//! recorded and live; its heartbeats, archive window and programs answer as the seeds say.
+//! recorded and live; its heartbeats, archive window and programs answer as Azure Media
+//! Services' do.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use fmp4ingest_receiver::endpoint::{Endpoint, EndpointConfig};
+use fmp4ingest_endpoint::{Endpoint, EndpointConfig};
 use gst::prelude::*;
 use serde_json::Value;
 
@@ -97,7 +98,7 @@ fn http(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
     let body = body.unwrap_or("");
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -106,6 +107,18 @@ fn http(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
     let status = out[9..12].parse().unwrap();
     let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     (status, body)
+}
+
+/// The times of a track's fragment files in the archive, sorted.
+fn archived(dir: &std::path::Path, point: &str, track: &str) -> Vec<u64> {
+    let mut v: Vec<u64> = std::fs::read_dir(fmp4ingest_endpoint::archive::track_dir(dir, point, track))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".m4s")?.split_once('_')?.0.parse().ok())
+        .collect();
+    v.sort_unstable();
+    v
 }
 
 fn ok(r: &common::RunResult) {
@@ -170,7 +183,7 @@ fn a_live_stream_plays_live_on_tfrf_lookahead() {
 }
 
 #[test]
-fn heartbeats_have_seed_001s_shape() {
+fn heartbeats_have_the_services_shape() {
     let ep = endpoint(EndpointConfig::default());
     let pusher = common::spawn_pipeline(&push_description(&ep.ingest_url("hb", "av"), 12, ""), Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(8));
@@ -206,7 +219,7 @@ fn heartbeats_have_seed_001s_shape() {
         }
         assert!(d["unexpectedBitrate"].is_boolean() || d["unexpectedBitrate"].is_null());
         assert!(d["healthy"].is_boolean() || d["healthy"].is_null());
-        assert_eq!(d.as_object().unwrap().len(), 16, "exactly seed 001's fields: {d}");
+        assert_eq!(d.as_object().unwrap().len(), 16, "exactly the service's fields: {d}");
     }
     // The newest window of the video track: running, healthy, about the declared rate.
     let video = events.iter().rev().find(|e| e["data"]["trackType"] == "video").unwrap();
@@ -260,7 +273,7 @@ fn duplicates_are_dropped_and_the_archive_window_holds() {
     assert!(manifest.contains("Chunks=\"3\"") || manifest.contains("Chunks=\"4\""), "{manifest}");
     // The on-disk archive holds exactly what the window kept.
     for s in &status {
-        let files = fmp4ingest_receiver::endpoint::archive::archived(&dir, "dup", &s.track);
+        let files = archived(&dir, "dup", &s.track);
         assert_eq!(files.len(), s.fragments, "{}: {files:?}", s.track);
         assert_eq!(files.last().copied(), s.last_time, "{}", s.track);
     }
@@ -360,13 +373,13 @@ fn hostile_requests_are_refused_with_a_log_line() {
     let _ = write!(s, "GET /x.isml/Manifest HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(100_000));
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
-    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
     // At most 64 streams in a publishing point: the next probe is refused.
     for i in 0..64 {
         assert_eq!(http("POST", &ep.ingest_url("many", &format!("s{i}")), Some("")).0, 200);
     }
     assert_eq!(http("POST", &ep.ingest_url("many", "one-too-many"), Some("")).0, 503);
-    // At most 256 programs: the next one is refused with the seed's error body.
+    // At most 256 programs: the next one is refused with an OData error body.
     let api = format!("http://{}/api/Programs", ep.addr());
     for i in 0..256 {
         let body = format!(r#"{{"Name":"p{i}","ChannelId":"many","ArchiveWindowLength":"PT5M"}}"#);
@@ -380,5 +393,5 @@ fn hostile_requests_are_refused_with_a_log_line() {
     assert!(log.iter().any(|l| l.contains("one-too-many") && l.contains("503")), "{log:?}");
     assert!(log.len() >= 4, "{log:?}");
     assert!(log.iter().any(|l| l.contains("/etc/passwd") && l.contains("404")));
-    assert!(log.iter().any(|l| l.contains("bad request head")));
+    assert!(log.iter().any(|l| l.contains("request head over") && l.contains("431")), "{log:?}");
 }

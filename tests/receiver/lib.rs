@@ -6,7 +6,6 @@
 //! the moov, every fragment's tfxd. Tests assert on those records; the demo prints them.
 
 pub mod discard;
-pub mod endpoint;
 pub mod faults;
 pub mod http;
 pub mod mp4;

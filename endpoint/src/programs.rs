@@ -1,10 +1,11 @@
-//! Programs (seed 003): a REST API in the shape of the Media Services Program entity, under
+//! Programs: a REST API in the shape of the Program entity of the Azure Media Services REST
+//! API (v2, "Program" and its `ArchiveWindowLength`), under
 //! `/api/Programs`. A program belongs to a channel — here the publishing point whose name is
 //! its `ChannelId` — and, while running, records that publishing point's fragments into an
 //! archive of its own, within its `ArchiveWindowLength`, served as
-//! `/<ManifestName>.ism/Manifest`.
+//! `/<ManifestName>.ism/` in every output (Smooth `Manifest`, DASH `.mpd`, HLS `.m3u8`).
 //!
-//! The seed's rules: a new program is `Stopped` (202 Accepted with the entity); it may be
+//! The entity's rules: a new program is `Stopped` (202 Accepted with the entity); it may be
 //! updated (204), started (202, to `Starting` then `Running`) or deleted (204) only while
 //! `Stopped`, and started only while its channel is running (ingest arriving); it may be
 //! stopped (202, to `Stopping` then `Stopped`) only while `Running`. `Name` is required, at
@@ -18,8 +19,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
-use super::clock::{format_duration, parse_duration, utc_ticks, uuid};
-use super::store::Track;
+use crate::clock::{format_duration, parse_duration, utc_ticks, uuid};
+use crate::store::Track;
 
 /// How long `Starting` and `Stopping` last before `Running` and `Stopped`.
 pub const TRANSITION: Duration = Duration::from_millis(500);
@@ -131,7 +132,7 @@ fn valid_name(n: &str) -> bool {
 /// `ArchiveWindowLength` of a request body, checked.
 fn window_of(v: &Value) -> Result<Duration, String> {
     let text = v.as_str().ok_or("ArchiveWindowLength must be an ISO 8601 duration string")?;
-    let d = parse_duration(text).ok_or_else(|| format!("ArchiveWindowLength {text:?} is not an ISO 8601 duration"))?;
+    let d = parse_duration(text).map_err(|e| format!("ArchiveWindowLength {e}"))?;
     if !(MIN_WINDOW..=MAX_WINDOW).contains(&d) {
         return Err(format!("ArchiveWindowLength {text} is outside PT5M to PT25H"));
     }
@@ -311,7 +312,7 @@ impl Programs {
     }
 }
 
-/// Applies an update body (only properties the seed lets change).
+/// Applies an update body (only the properties the entity lets change).
 fn update(p: &mut Program, v: &Value) -> Result<(), String> {
     for (k, val) in v.as_object().into_iter().flatten() {
         match k.as_str() {
@@ -346,7 +347,7 @@ mod tests {
     }
 
     #[test]
-    fn the_state_rules_of_the_seed() {
+    fn the_state_rules_of_the_entity() {
         let mut p = Programs::default();
         let t0 = Instant::now();
         let a = call(

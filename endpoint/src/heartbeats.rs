@@ -1,8 +1,9 @@
-//! The heartbeats API (ingest-spec §7, seed 001): `POST .../liveEvents/{name}/
-//! getTrackIngestHeartbeats` answers `{"value": [...]}` with one `TrackEvent/IngestHeartbeat`
-//! event per track and 20-second window, the newest last, in exactly the shape of the
-//! service's: the same field names, numbers as numbers, timestamps and the timescale as
-//! strings.
+//! The heartbeats API (Azure Media Services REST API 2022-11-01, Live Events -
+//! "List Get Track Ingest Heartbeats"): `POST .../liveEvents/{name}/getTrackIngestHeartbeats`
+//! answers `{"value": [...]}` with one `TrackEvent/IngestHeartbeat` event per track and
+//! 20-second window, the newest last, in exactly the shape of the service's: the same field
+//! names, numbers as numbers, timestamps and the timescale as strings. A track is a track name
+//! of the publishing point, whichever streams feed it.
 //!
 //! How each field is computed, from the arrivals of the window (the 20 s that end at
 //! `eventTime`; the current window ends now):
@@ -29,8 +30,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
-use super::clock::utc_centis;
-use super::store::{Arrival, PublishingPoint, Track};
+use crate::clock::utc_centis;
+use crate::media::meta::Kind;
+use crate::store::{Arrival, Point, Track};
 
 /// The window of one heartbeat.
 pub const WINDOW: Duration = Duration::from_secs(20);
@@ -53,6 +55,7 @@ fn heartbeat(t: &Track, end: Instant, end_wall: SystemTime) -> Value {
     let last_timestamp = in_window.iter().map(|a| a.time).max();
     let running = !in_window.is_empty();
     let declared = t.meta.bitrate;
+    let m = &t.meta;
     let unexpected = running && declared > 0 && (incoming * 2 < declared || incoming > declared * 2);
     let healthy = if running { Value::Bool(overlaps + gaps + past == 0 && !unexpected) } else { Value::Null };
     // The last minute before the window's end: media that arrived against wall time.
@@ -83,8 +86,8 @@ fn heartbeat(t: &Track, end: Instant, end_wall: SystemTime) -> Value {
         "eventType": "TrackEvent/IngestHeartbeat",
         "eventTime": utc_centis(end_wall),
         "data": {
-            "trackName": t.meta.name,
-            "trackType": t.meta.kind,
+            "trackName": m.name,
+            "trackType": m.kind.as_str(),
             "bitrate": declared,
             "incomingBitrate": incoming,
             "lastTimestamp": last_timestamp.map(|v| v.to_string()).unwrap_or_else(|| "0".into()),
@@ -106,58 +109,79 @@ fn heartbeat(t: &Track, end: Instant, end_wall: SystemTime) -> Value {
 /// The heartbeats of a publishing point's audio and video tracks: for each, the windows since
 /// its first arrival (at most [`WINDOWS`]), ending at multiples of 20 s before now, the newest
 /// ending now; ordered by event time.
-pub fn heartbeats(pp: &PublishingPoint, now: Instant, now_wall: SystemTime) -> Value {
+pub fn heartbeats(pp: &Point, now: Instant, now_wall: SystemTime) -> Value {
     let mut events: Vec<(SystemTime, Value)> = Vec::new();
-    for s in pp.streams.values() {
-        for t in s.tracks.values().filter(|t| t.meta.kind != "text") {
-            let Some(first) = t.arrivals.front().map(|a| a.at) else { continue };
-            for k in 0..WINDOWS as u32 {
-                let back = WINDOW * k;
-                let (Some(end), Some(end_wall)) = (now.checked_sub(back), now_wall.checked_sub(back)) else { break };
-                if k > 0 && end < first {
-                    break;
-                }
-                events.push((end_wall, heartbeat(t, end, end_wall)));
+    for t in pp.tracks.values().filter(|t| t.meta.kind != Kind::Text) {
+        let Some(first) = t.arrivals.front().map(|a| a.at) else { continue };
+        for k in 0..WINDOWS as u32 {
+            let back = WINDOW * k;
+            let (Some(end), Some(end_wall)) = (now.checked_sub(back), now_wall.checked_sub(back)) else { break };
+            if k > 0 && end < first {
+                break;
             }
+            events.push((end_wall, heartbeat(t, end, end_wall)));
         }
     }
     events.sort_by_key(|(t, _)| *t);
     json!({ "value": events.into_iter().map(|(_, v)| v).collect::<Vec<_>>() })
 }
 
-/// The live event name of a heartbeats request path, if it is one:
-/// `/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Media/mediaservices/{account}/
-/// liveEvents/{name}/getTrackIngestHeartbeats` (any query).
-pub fn live_event_of(path: &str) -> Option<String> {
-    let path = path.split('?').next()?;
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match parts.as_slice() {
-        [
-            "subscriptions",
-            _,
-            "resourceGroups",
-            _,
-            "providers",
-            "Microsoft.Media",
-            "mediaservices",
-            _,
-            "liveEvents",
-            name,
-            "getTrackIngestHeartbeats",
-        ] if !name.is_empty() => Some(name.to_string()),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
+    use crate::media::meta::TrackMeta;
+    use crate::store::Track;
+
+    fn point_with(arrivals: &[(u64, u64)], now: Instant, wall: SystemTime) -> Point {
+        let meta = TrackMeta {
+            name: "video".into(),
+            kind: Kind::Video,
+            timescale: 1000,
+            bitrate: 400_000,
+            language: "und".into(),
+            params: Vec::new(),
+            codecs: String::new(),
+            width: 0,
+            height: 0,
+            sample_rate: 0,
+            channels: 0,
+        };
+        let mut t = Track::new(meta, None);
+        // One 2 s fragment of 100 kB every 2 s, the last arriving now.
+        let n = arrivals.len() as u32;
+        for (i, (time, d)) in arrivals.iter().enumerate() {
+            let back = Duration::from_secs(2) * (n - 1 - i as u32);
+            t.add(*time, *d, Bytes::from(vec![0; 100_000]), 8, now - back, wall - back);
+        }
+        let mut p = Point::default();
+        p.tracks.insert("video".into(), t);
+        p
+    }
 
     #[test]
-    fn the_request_path() {
-        let p = "/subscriptions/0a6e/resourceGroups/media/providers/Microsoft.Media/mediaservices/acct/liveEvents/live/getTrackIngestHeartbeats?api-version=2022-11-01";
-        assert_eq!(live_event_of(p).as_deref(), Some("live"));
-        assert_eq!(live_event_of("/subscriptions/a/resourceGroups/b/liveEvents/live/getTrackIngestHeartbeats"), None);
-        assert_eq!(live_event_of("/live.isml/Manifest"), None);
+    fn a_healthy_window_and_an_unhealthy_one() {
+        let (now, wall) = (Instant::now() + Duration::from_secs(60), SystemTime::now());
+        let frags: Vec<(u64, u64)> = (0..10).map(|i| (i * 2000, 2000)).collect();
+        let v = heartbeats(&point_with(&frags, now, wall), now, wall);
+        let events = v["value"].as_array().unwrap();
+        let newest = &events.last().unwrap()["data"];
+        assert_eq!(newest["state"], "Running");
+        assert_eq!(newest["timescale"], "1000");
+        assert_eq!(newest["lastTimestamp"], "18000");
+        // Ten fragments of 800 kbit, the first 18 s ago: over the 18 s since it.
+        assert_eq!(newest["incomingBitrate"], 8_000_000 / 18);
+        assert_eq!(newest["healthy"], true);
+        assert!(newest["unexpectedBitrate"].is_null());
+        // A gap and an overlap make the window unhealthy and are counted.
+        let mut frags = frags;
+        frags.push((30_000, 2000));
+        frags.push((31_000, 2000));
+        let v = heartbeats(&point_with(&frags, now, wall), now, wall);
+        let newest = &v["value"].as_array().unwrap().last().unwrap()["data"];
+        assert_eq!((newest["discontinuityCount"].as_u64(), newest["overlapCount"].as_u64()), (Some(1), Some(1)));
+        assert_eq!(newest["healthy"], false);
+        assert_eq!(newest.as_object().unwrap().len(), 16);
     }
 }
