@@ -367,9 +367,8 @@ async fn point_resource(
     };
     let found = {
         let p = p.lock().unwrap_or_else(|e| e.into_inner());
-        let live = p.is_live(Instant::now(), cfg.idle);
         let t = p.tracks.get(track).ok_or_else(|| (404, format!("no track {track}")))?;
-        stored(t, time, live && !wrap)?
+        stored(t, time)?
     };
     let path = shared.archive.as_ref().map(|a| archive::fragment_path(&a.dir, name, track, time, found.duration));
     serve_fragment(found, wrap, path).await
@@ -381,7 +380,7 @@ struct Found {
     duration: u64,
     data: Option<Bytes>,
     moof_len: usize,
-    lookahead: Option<Vec<(u64, u64)>>,
+    lookahead: Vec<(u64, u64)>,
     content_type: &'static str,
 }
 
@@ -389,14 +388,13 @@ fn content_type(t: &Track) -> &'static str {
     if t.meta.kind == Kind::Audio { "audio/mp4" } else { "video/mp4" }
 }
 
-fn stored(t: &Track, time: u64, lookahead: bool) -> Result<Found, (u16, String)> {
+fn stored(t: &Track, time: u64) -> Result<Found, (u16, String)> {
     let e = t
         .timeline
         .entries
         .get(&time)
         .ok_or_else(|| (404, format!("track {} has no fragment at {time}", t.meta.name)))?;
-    let lookahead = lookahead
-        .then(|| t.timeline.entries.range(time + 1..).take(LOOKAHEAD).map(|(s, n)| (*s, n.duration)).collect());
+    let lookahead = t.timeline.entries.range(time + 1..).take(LOOKAHEAD).map(|(s, n)| (*s, n.duration)).collect();
     Ok(Found {
         time,
         duration: e.duration,
@@ -422,7 +420,7 @@ async fn serve_fragment(found: Found, cmaf: bool, path: Option<std::path::PathBu
             (Bytes::from(b), moof_len)
         }
     };
-    let wrap = if cmaf { Wrap::Cmaf } else { Wrap::Smooth { lookahead: found.lookahead.as_deref() } };
+    let wrap = if cmaf { Wrap::Cmaf } else { Wrap::Smooth { lookahead: &found.lookahead } };
     // The time and duration are the timeline's, whatever the stored bytes say.
     let (moof, mdat) = fragment::rewrap(&bytes, moof_len, found.time, found.duration, wrap)
         .map_err(|e| (500, format!("the stored fragment cannot be served: {e}")))?;
@@ -461,7 +459,7 @@ async fn program_resource(shared: &Shared, manifest: &str, resource: &Resource) 
             _ => unreachable!("outputs are handled above"),
         };
         let t = p.archive.get(track).ok_or_else(|| (404, format!("no track {track}")))?;
-        (stored(t, time, live && !cmaf)?, cmaf)
+        (stored(t, time)?, cmaf)
     };
     serve_fragment(found.0, found.1, None).await
 }

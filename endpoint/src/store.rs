@@ -241,8 +241,6 @@ pub struct Source {
     pub requests: u64,
     /// Requests whose body is still being read.
     pub open: u64,
-    /// The last request ended on purpose (the encoder stopped).
-    pub ended: bool,
     pub last_arrival: Option<Instant>,
     /// Its tracks: track_ID in its fragments → track name.
     pub tracks: BTreeMap<u32, String>,
@@ -276,13 +274,17 @@ pub struct Point {
 }
 
 impl Point {
-    /// Live while a media request is open or a media fragment came within `idle` from a
-    /// source that did not end; recorded otherwise.
+    /// Live while a media request is open and for `idle` after the last media fragment;
+    /// recorded otherwise. An encoder that ends its stream on purpose leaves the point live for
+    /// that time too: players following the live edge then fetch its last fragments as live
+    /// ones and meet the end (ENDLIST, a static MPD, IsLive="FALSE") only once they have them
+    /// (hlsdemux2 ends every rendition when one playlist ends; dashdemux2 stops at the change
+    /// while it waits for a fragment).
     pub fn is_live(&self, now: Instant, idle: Duration) -> bool {
         self.sources
             .values()
             .filter(|s| s.media)
-            .any(|s| s.open > 0 || (!s.ended && s.last_arrival.is_some_and(|a| now.duration_since(a) < idle)))
+            .any(|s| s.open > 0 || s.last_arrival.is_some_and(|a| now.duration_since(a) < idle))
     }
 
     fn touch(&mut self, wall: SystemTime) {

@@ -98,7 +98,9 @@ fn run(o: Options) -> Result<(), String> {
     println!("  ingest URL: {url}");
     if let Some(e) = &endpoint {
         println!("  endpoint:   the project's own, on http://{}", e.addr());
-        println!("  play it:    gst-play-1.0 {}", e.manifest_url(POINT));
+        println!("  play it:    gst-play-1.0 {}    (Smooth)", e.manifest_url(POINT));
+        println!("              gst-play-1.0 {}         (DASH)", e.mpd_url(POINT));
+        println!("              gst-play-1.0 {}        (HLS)", e.hls_url(POINT));
         println!("  heartbeats: curl -s -X POST '{}'", e.heartbeats_url(POINT));
     }
     let bus = pipeline.bus().ok_or("no bus")?;
@@ -148,7 +150,12 @@ fn run(o: Options) -> Result<(), String> {
     };
     let result = summary(e, start.elapsed(), warnings);
     if o.keep {
-        println!("\nServing the recording until Ctrl-C: gst-play-1.0 {}", e.manifest_url(POINT));
+        println!(
+            "\nServing the recording until Ctrl-C: gst-play-1.0 {} (or {}, {})",
+            e.manifest_url(POINT),
+            e.mpd_url(POINT),
+            e.hls_url(POINT)
+        );
         loop {
             std::thread::sleep(Duration::from_secs(3600));
         }
@@ -213,7 +220,7 @@ fn summary(e: &Endpoint, elapsed: Duration, warnings: usize) -> Result<(), Strin
         );
     }
     let problems: Vec<String> =
-        e.log_lines().into_iter().filter(|l| !l.ends_with(" started") && !l.ends_with(" ended")).collect();
+        e.log_lines().into_iter().filter(|l| !l.ends_with(" started") && !l.contains(" ended (")).collect();
     for p in &problems {
         println!("  endpoint: {p}");
     }
@@ -228,8 +235,11 @@ fn summary(e: &Endpoint, elapsed: Duration, warnings: usize) -> Result<(), Strin
     if ok {
         println!(
             "\nRESULT: OK - the endpoint took a conformant Smooth ingest stream (probe, chunked POST, \
-             ftyp/manifest/moov, tfxd, contiguous timelines, graceful end) and serves it at {}",
-            e.manifest_url(POINT)
+             ftyp/manifest/moov, tfxd, contiguous timelines, graceful end) and serves it at {} (Smooth), {} \
+             (DASH) and {} (HLS)",
+            e.manifest_url(POINT),
+            e.mpd_url(POINT),
+            e.hls_url(POINT)
         );
         Ok(())
     } else {

@@ -323,6 +323,9 @@ pub struct FragmentInfo {
     pub sync_offsets: Vec<u64>,
     /// Some sample has a non-zero composition time offset (B-frames).
     pub has_cto: bool,
+    /// Each sample's presentation time in ticks after the fragment's first sample's decode
+    /// time (the durations before it plus its composition offset), in decode order.
+    pub sample_offsets: Vec<i64>,
     /// moof + mdat bytes.
     pub size: u64,
     /// FNV-1a of the moof + mdat bytes, to compare resent fragments.
@@ -411,6 +414,7 @@ pub fn parse_fragment(
         first_sample_sync: false,
         sync_offsets: Vec::new(),
         has_cto: false,
+        sample_offsets: Vec::new(),
         size: (moof.bytes.len() + mdat.bytes.len()) as u64,
         hash: fnv1a(&[moof.bytes, mdat.bytes]),
         arrived: Some(std::time::Instant::now()),
@@ -516,10 +520,15 @@ pub fn parse_fragment(
                 sample_flags = be32(b, p);
                 p += 4;
             }
+            let mut cto = 0i64;
             if flags & 0x800 != 0 {
-                info.has_cto |= be32(b, p).is_some_and(|c| c != 0);
+                let raw = be32(b, p).unwrap_or(0);
+                // Version 1 offsets are signed (ISO/IEC 14496-12 §8.8.8).
+                cto = if b.first() == Some(&1) { i64::from(raw as i32) } else { i64::from(raw) };
+                info.has_cto |= raw != 0;
                 p += 4;
             }
+            info.sample_offsets.push(starts_at as i64 + cto);
             let first = if s == 0 { first_flags } else { None };
             let f = first.or(sample_flags).or(tfhd_default_flags).unwrap_or_else(|| trex_flags(info.track_id));
             let sync = f & 0x0001_0000 == 0;

@@ -139,7 +139,6 @@ pub async fn smooth_post(
         let s = p.source_mut(stream);
         s.requests += 1;
         s.open += 1;
-        s.ended = false;
     }
     shared.log(format!("{peer}: {what} started"));
     let mut body = req.into_body();
@@ -175,10 +174,6 @@ pub async fn smooth_post(
         let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
         let s = p.source_mut(stream);
         s.open = s.open.saturating_sub(1);
-        // A long POST that ended on purpose ends the stream; a short sparse POST does not.
-        if outcome.is_ok() && chunked {
-            s.ended = true;
-        }
     }
     match outcome {
         Ok(()) => {

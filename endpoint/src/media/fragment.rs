@@ -190,11 +190,17 @@ pub fn read(
 pub enum Wrap<'a> {
     /// DASH and HLS: tfdt, default-base-is-moof, no Smooth boxes.
     Cmaf,
-    /// Smooth: tfxd, and a tfrf of these (time, duration) when live.
-    Smooth { lookahead: Option<&'a [(u64, u64)]> },
+    /// Smooth: tfxd, and a tfrf of the (time, duration) of the fragments that follow (up to
+    /// two, none for the newest). The tfrf goes into recorded fragments too: a client that
+    /// began while the point was live reads every fragment in its live mode, and GStreamer's
+    /// mssdemux stops on a live fragment without one.
+    Smooth { lookahead: &'a [(u64, u64)] },
 }
 
-/// The served fragment: a new moof and the ingested mdat (a slice of `bytes`).
+/// The served fragment: a new moof followed by the ingested mdat's header, then the mdat's
+/// payload (a slice of `bytes`, not a copy). The first part ends with the mdat header so that
+/// a client reading the moof also reads where its media starts (mssdemux parses the moof in
+/// live mode only once it has seen the mdat's header).
 pub fn rewrap(
     bytes: &Bytes,
     moof_len: usize,
@@ -228,7 +234,13 @@ pub fn rewrap(
         let moved = i32::try_from(i64::from(old) + delta).map_err(|_| "a trun data_offset out of range".to_string())?;
         out[at..at + 4].copy_from_slice(&moved.to_be_bytes());
     }
-    Ok((Bytes::from(out), bytes.slice(moof_len..)))
+    let mdat_header = match bytes.get(moof_len..moof_len + 4) {
+        Some([0, 0, 0, 1]) => 16,
+        _ => 8,
+    };
+    let payload_at = (moof_len + mdat_header).min(bytes.len());
+    out.extend_from_slice(&bytes[moof_len..payload_at]);
+    Ok((Bytes::from(out), bytes.slice(payload_at..)))
 }
 
 fn write_traf(
@@ -271,15 +283,13 @@ fn write_traf(
     }
     if let Wrap::Smooth { lookahead } = wrap {
         Tfxd::v1(time, duration).write(o);
-        if let Some(next) = lookahead {
-            write_uuid_box(o, &TFRF_UUID, 1, 0, |o| {
-                o.put_u8(next.len() as u8);
-                for (t, d) in next {
-                    o.put_u64(*t);
-                    o.put_u64(*d);
-                }
-            });
-        }
+        write_uuid_box(o, &TFRF_UUID, 1, 0, |o| {
+            o.put_u8(lookahead.len() as u8);
+            for (t, d) in lookahead {
+                o.put_u64(*t);
+                o.put_u64(*d);
+            }
+        });
     }
     Ok(())
 }
@@ -347,28 +357,34 @@ pub(crate) mod tests {
     #[test]
     fn rewrapped_for_dash_and_hls_with_tfdt() {
         let (f, moof_len) = smooth_fragment(1, 5000);
-        let (moof, mdat) = rewrap(&f, moof_len, 5000, 2000, Wrap::Cmaf).unwrap();
-        assert_eq!(payload_of(&moof, &mdat), [1, 2, 3, 4, 5, 6, 7]);
-        let all = [&moof[..], &mdat[..]].concat();
+        let (head, payload) = rewrap(&f, moof_len, 5000, 2000, Wrap::Cmaf).unwrap();
+        let moof = &head[..head.len() - 8];
+        assert_eq!(payload_of(&head, &payload), [1, 2, 3, 4, 5, 6, 7]);
+        let all = [&head[..], &payload[..]].concat();
         let info = read(&all, moof.len(), &defaults).unwrap();
         assert_eq!((info.tfdt, info.tfxd, info.samples), (Some(5000), None, 2));
         let tfhd = moof.windows(4).position(|w| w == b"tfhd").unwrap();
         assert_eq!(moof[tfhd + 5..tfhd + 8], [0x02, 0, 0], "default-base-is-moof");
-        // The mdat is the ingested bytes, not a copy.
-        assert_eq!(mdat.as_ptr(), f[moof_len..].as_ptr());
+        // The first part ends with the mdat header; the payload is the ingested bytes, not a copy.
+        assert_eq!(&head[head.len() - 8..], &f[moof_len..moof_len + 8]);
+        assert_eq!(payload.as_ptr(), f[moof_len + 8..].as_ptr());
     }
 
     #[test]
-    fn rewrapped_for_smooth_with_tfrf_while_live() {
+    fn rewrapped_for_smooth_with_tfrf() {
         let (f, moof_len) = smooth_fragment(1, 5000);
         let next = [(7000, 2000), (9000, 2000)];
-        let (moof, mdat) = rewrap(&f, moof_len, 5000, 2000, Wrap::Smooth { lookahead: Some(&next) }).unwrap();
-        assert_eq!(payload_of(&moof, &mdat), [1, 2, 3, 4, 5, 6, 7]);
-        assert_eq!(moof.len(), moof_len + 8 + 16 + 4 + 1 + 32);
-        assert!(moof.windows(16).any(|w| w == TFRF_UUID));
-        let info = read(&[&moof[..], &mdat[..]].concat(), moof.len(), &defaults).unwrap();
+        let (head, payload) = rewrap(&f, moof_len, 5000, 2000, Wrap::Smooth { lookahead: &next }).unwrap();
+        assert_eq!(payload_of(&head, &payload), [1, 2, 3, 4, 5, 6, 7]);
+        let tfrf = 8 + 16 + 4 + 1;
+        assert_eq!(head.len(), moof_len + tfrf + 32 + 8);
+        assert!(head.windows(16).any(|w| w == TFRF_UUID));
+        let info = read(&[&head[..], &payload[..]].concat(), head.len() - 8, &defaults).unwrap();
         assert_eq!(info.tfxd, Some((5000, 2000)));
-        let (recorded, _) = rewrap(&f, moof_len, 5000, 2000, Wrap::Smooth { lookahead: None }).unwrap();
-        assert_eq!(&recorded[..], &f[..moof_len], "a recorded fragment goes out as ingested");
+        // The newest fragment: a tfrf without entries; otherwise as ingested.
+        let (newest, _) = rewrap(&f, moof_len, 5000, 2000, Wrap::Smooth { lookahead: &[] }).unwrap();
+        assert_eq!(newest.len(), moof_len + tfrf + 8);
+        let at = newest.windows(16).position(|w| w == TFRF_UUID).unwrap();
+        assert_eq!(newest[at + 16..at + 21], [1, 0, 0, 0, 0], "version 1, no entries");
     }
 }

@@ -72,7 +72,7 @@ pub fn render(output: &Output, listing: &Listing) -> Option<(&'static str, Strin
 }
 
 /// Runs of equal durations over contiguous fragments: (start, duration, count), a new run
-/// after a gap. Both the Smooth `<c>` list and DASH's `SegmentTimeline` are written from them.
+/// after a gap: DASH's `SegmentTimeline` is written from them.
 pub fn runs(entries: &[(u64, u64)]) -> Vec<(u64, u64, u64)> {
     let mut out: Vec<(u64, u64, u64)> = Vec::new();
     for &(t, d) in entries {

@@ -1,14 +1,16 @@
 //! The Smooth Streaming client manifest (MS-SSTR 2.2.2): `SmoothStreamingMedia` with a
 //! `StreamIndex` per track, its `QualityLevel` from what the encoder declared (FourCC,
-//! CodecPrivateData, sizes, audio format), and the fragment list as `<c>` elements — a time
-//! where a run starts, its duration, and `r` (MS-SSTR 2.2.2.6: the number of consecutive
-//! fragments of that duration; GStreamer's mssdemux reads it so).
+//! CodecPrivateData, sizes, audio format), and the fragment list as `<c>` elements: each
+//! fragment's duration, and its time where it does not follow the one before (MS-SSTR
+//! 2.2.2.6).
 //!
 //! While the point is live the manifest says `IsLive="TRUE"`, `LookAheadFragmentCount="2"` and
-//! `DVRWindowLength` (the archive window), and holds back each track's two newest fragments:
-//! the fragments served name the ones after them in their `tfrf` (see
-//! [`crate::media::fragment`]), so a client learns of new fragments from the fragments
-//! themselves. Once recorded it is an on-demand manifest (`Duration`). Sparse tracks are `text`
+//! `DVRWindowLength` (the archive window), and lists every fragment kept; each fragment served
+//! names the (up to two) fragments after it in its `tfrf` (see [`crate::media::fragment`]), so
+//! a client learns of new fragments from the fragments themselves between manifest reloads. A
+//! live manifest must not lag behind what the fragments announced: GStreamer's mssdemux, on
+//! reloading a manifest that does not reach its position, starts over from the first
+//! fragment. Once recorded it is an on-demand manifest (`Duration`). Sparse tracks are `text`
 //! StreamIndexes; with `manifestOutput` each message is in the manifest (`<f>`, base64).
 
 use std::fmt::Write;
@@ -16,20 +18,12 @@ use std::fmt::Write;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::{runs, xml_escape};
+use super::xml_escape;
 use crate::media::meta::Kind;
 use crate::store::{Listing, TrackListing};
 
-/// Fragments a live manifest holds back, and a served fragment announces.
+/// Fragments a served fragment announces (its tfrf entries).
 pub const LOOKAHEAD: usize = 2;
-
-/// The fragments of a track the manifest lists.
-fn listed(t: &TrackListing, live: bool) -> &[(u64, u64)] {
-    // A sparse track's messages are announced at once: nothing follows them to look ahead to.
-    let keep =
-        if live && t.meta.kind != Kind::Text { t.entries.len().saturating_sub(LOOKAHEAD) } else { t.entries.len() };
-    &t.entries[..keep]
-}
 
 /// The client manifest; `None` without tracks.
 pub fn manifest(l: &Listing) -> Option<String> {
@@ -59,15 +53,15 @@ pub fn manifest(l: &Listing) -> Option<String> {
         let _ = writeln!(s, " Duration=\"{}\">", (seconds * 1e7).round() as u64);
     }
     for t in &l.tracks {
-        stream_index(&mut s, t, l.live);
+        stream_index(&mut s, t);
     }
     s.push_str("</SmoothStreamingMedia>\n");
     Some(s)
 }
 
-fn stream_index(s: &mut String, t: &TrackListing, live: bool) {
+fn stream_index(s: &mut String, t: &TrackListing) {
     let m = &t.meta;
-    let list = listed(t, live);
+    let list = &t.entries[..];
     let name = xml_escape(&m.name);
     let url = xml_escape(&format!("QualityLevels({{bitrate}})/Fragments({}={{start time}})", m.name));
     let p = |n: &str, default: &str| xml_escape(m.param(n).unwrap_or(default));
@@ -142,13 +136,17 @@ fn stream_index(s: &mut String, t: &TrackListing, live: bool) {
             return;
         }
     }
-    // A time where a run starts after a gap (or first), its duration, and its count.
+    // Each fragment's duration, and its time where it does not follow the one before (the
+    // first, after a gap). No `r` runs: GStreamer's mssdemux loses its place in them when it
+    // reloads a live manifest.
     let mut expected = None;
-    for (start, d, n) in runs(list) {
-        let t = if expected == Some(start) { String::new() } else { format!(" t=\"{start}\"") };
-        let r = if n > 1 { format!(" r=\"{n}\"") } else { String::new() };
-        let _ = writeln!(s, "    <c{t} d=\"{d}\"{r}/>");
-        expected = Some(start + d * n);
+    for &(start, d) in list {
+        if expected == Some(start) {
+            let _ = writeln!(s, "    <c d=\"{d}\"/>");
+        } else {
+            let _ = writeln!(s, "    <c t=\"{start}\" d=\"{d}\"/>");
+        }
+        expected = Some(start + d);
     }
     s.push_str("  </StreamIndex>\n");
 }
@@ -209,21 +207,26 @@ mod tests {
     }
 
     #[test]
-    fn recorded_manifest_with_runs() {
+    fn recorded_manifest_lists_every_fragment() {
         let m = manifest(&listing(false)).unwrap();
         assert!(m.contains("Duration=\"120000000\">"), "{m}");
-        assert!(m.contains("<c t=\"0\" d=\"2000\" r=\"3\"/>\n    <c t=\"8000\" d=\"2000\" r=\"2\"/>"), "{m}");
+        assert!(
+            m.contains(
+                "<c t=\"0\" d=\"2000\"/>\n    <c d=\"2000\"/>\n    <c d=\"2000\"/>\n    <c t=\"8000\" d=\"2000\"/>"
+            ),
+            "{m}"
+        );
         assert!(m.contains("Chunks=\"5\""), "{m}");
         assert!(m.contains("<c t=\"3000\"><f>Zm8=</f></c>"), "{m}");
         roxmltree::Document::parse(&m).unwrap();
     }
 
     #[test]
-    fn live_manifest_holds_back_the_lookahead() {
+    fn live_manifest_lists_every_fragment() {
         let m = manifest(&listing(true)).unwrap();
-        assert!(m.contains("IsLive=\"TRUE\"") && m.contains("DVRWindowLength=\"600000000\""), "{m}");
-        assert!(m.contains("Chunks=\"3\"") && m.contains("<c t=\"0\" d=\"2000\" r=\"3\"/>"), "{m}");
-        assert!(!m.contains("t=\"8000\""), "{m}");
+        assert!(m.contains("IsLive=\"TRUE\" LookAheadFragmentCount=\"2\" DVRWindowLength=\"600000000\""), "{m}");
+        assert!(m.contains("Chunks=\"5\"") && m.contains("<c t=\"8000\" d=\"2000\"/>\n    <c d=\"2000\"/>"), "{m}");
+        roxmltree::Document::parse(&m).unwrap();
     }
 
     #[test]
