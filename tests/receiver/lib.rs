@@ -345,35 +345,35 @@ async fn serve(sock: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
             note_end(&shared, index, "restart");
             return reset(rd, wr);
         };
-        if let Some((after, reset_it)) = plan.abort_after {
-            if fragments >= after {
-                note_end(&shared, index, if reset_it { "abort-reset" } else { "abort-fin" });
-                return if reset_it { reset(rd, wr) } else { Ok(()) };
-            }
+        if let Some((after, reset_it)) = plan.abort_after
+            && fragments >= after
+        {
+            note_end(&shared, index, if reset_it { "abort-reset" } else { "abort-fin" });
+            return if reset_it { reset(rd, wr) } else { Ok(()) };
         }
-        if let Some((after, status)) = plan.error_after {
-            if fragments >= after {
-                note_end(&shared, index, "error-status");
-                return http::respond(&mut wr, status, "Refused", b"").await;
-            }
+        if let Some((after, status)) = plan.error_after
+            && fragments >= after
+        {
+            note_end(&shared, index, "error-status");
+            return http::respond(&mut wr, status, "Refused", b"").await;
         }
-        if let Some((after, duration, until_new_post, discard)) = plan.stall {
-            if fragments >= after {
-                note_end(&shared, index, "stall");
-                let deadline = Instant::now() + duration;
-                while Instant::now() < deadline {
-                    let newer = until_new_post && {
-                        let st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-                        st.posts.iter().skip(index + 1).any(|p| p.stream_id == stream_id && !p.is_probe())
-                    };
-                    if newer {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Some((after, duration, until_new_post, discard)) = plan.stall
+            && fragments >= after
+        {
+            note_end(&shared, index, "stall");
+            let deadline = Instant::now() + duration;
+            while Instant::now() < deadline {
+                let newer = until_new_post && {
+                    let st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                    st.posts.iter().skip(index + 1).any(|p| p.stream_id == stream_id && !p.is_probe())
+                };
+                if newer {
+                    break;
                 }
-                if discard {
-                    return reset(rd, wr);
-                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if discard {
+                return reset(rd, wr);
             }
         }
         if let Some(bps) = plan.bytes_per_second {
