@@ -289,6 +289,55 @@ pub(crate) mod tests {
         b.finish().unwrap();
     }
 
+    /// 2 s of 64x48 H.264 and mono AAC as fmp4ingestsink sent them (mp4mux, 1 s fragments).
+    pub const REAL_BODY: &[u8] = include_bytes!("../../tests/data/smooth-ingest-2s.bin");
+
+    #[test]
+    fn a_real_body_in_any_chunking() {
+        for chunk in [1, 100, 4096, REAL_BODY.len()] {
+            let mut b = SmoothBody::new(Limits::default());
+            let mut ev = Vec::new();
+            for c in REAL_BODY.chunks(chunk) {
+                b.push(c).unwrap();
+                ev.extend(events(&mut b));
+            }
+            b.finish().unwrap();
+            let Some(Event::Header { tracks, .. }) = ev.first() else { panic!("{ev:?}") };
+            let names: Vec<(&str, Kind, bool)> =
+                tracks.iter().map(|t| (t.meta.name.as_str(), t.meta.kind, t.meta.codecs.is_empty())).collect();
+            assert_eq!(names, [("video", Kind::Video, false), ("audio", Kind::Audio, false)]);
+            assert!(tracks[0].meta.codecs.starts_with("avc1."), "{}", tracks[0].meta.codecs);
+            assert_eq!(tracks[1].meta.codecs, "mp4a.40.2");
+            assert_eq!((tracks[1].meta.sample_rate, tracks[1].meta.channels), (48000, 1));
+            let frags: Vec<&Fragment> =
+                ev.iter().filter_map(|e| if let Event::Fragment(f) = e { Some(f) } else { None }).collect();
+            assert!(ev.iter().all(|e| !matches!(e, Event::Note(_))), "{ev:?}");
+            // Every video frame and AAC frame, in fragments one after the other.
+            let samples = |id: u32| frags.iter().filter(|f| f.track_id == id).map(|f| f.samples).sum::<u32>();
+            assert_eq!(samples(1), 60);
+            assert!((90..=92).contains(&samples(2)), "{}", samples(2));
+            for id in [1, 2] {
+                let mut t: Vec<(u64, u64)> =
+                    frags.iter().filter(|f| f.track_id == id).map(|f| (f.time, f.duration)).collect();
+                t.sort_unstable();
+                assert!(t.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0), "track {id}: {t:?}");
+            }
+            // Each served as DASH/HLS and as Smooth, and read back.
+            for f in frags {
+                let defaults = |id: u32| tracks.iter().find(|t| t.track_id == id).map(|t| t.defaults);
+                for wrap in
+                    [crate::media::fragment::Wrap::Cmaf, crate::media::fragment::Wrap::Smooth { lookahead: &[] }]
+                {
+                    let (head, payload) =
+                        crate::media::fragment::rewrap(&f.bytes, f.moof_len, f.time, f.duration, wrap).unwrap();
+                    let all = [&head[..], &payload[..]].concat();
+                    let info = crate::media::fragment::read(&all, head.len() - 8, &defaults).unwrap();
+                    assert_eq!(info.samples, f.samples);
+                }
+            }
+        }
+    }
+
     #[test]
     fn bodies_that_cannot_be_followed() {
         let (f, _) = smooth_fragment(1, 0);
