@@ -1,8 +1,8 @@
 //! The main job: a live test pattern (H.264 + AAC) pushed through fmp4ingestsink for 30 s.
 //!
 //! With no argument it starts the project's own ingest endpoint on 127.0.0.1 and pushes to it,
-//! printing progress every second, the command that plays the stream (live, while it runs) and,
-//! at the end, the heartbeat view of the whole run with a verdict. `--keep` keeps the endpoint
+//! printing progress every second, the commands that play the stream (Smooth, DASH and HLS, live
+//! while it runs) and, at the end, the heartbeat view of the whole run with a verdict. `--keep` keeps the endpoint
 //! serving the recording afterwards (until Ctrl-C). With a URL (`.../ingest.isml/Streams(<id>)`)
 //! it pushes there instead.
 //!
