@@ -200,6 +200,10 @@ impl Endpoint {
             shared.log(l);
         }
         runtime.spawn(crate::server::serve(listener, shared.clone()));
+        if config.archive_dir.is_some() {
+            let s = shared.clone();
+            runtime.spawn_blocking(move || crate::server::warm(&s));
+        }
         Ok(Endpoint { addr, shared, runtime: Some(runtime) })
     }
 

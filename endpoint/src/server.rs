@@ -326,32 +326,57 @@ fn rendered(output: &Output, listing: &Listing) -> Result<(&'static str, Bytes),
         .ok_or_else(|| (404, "no track of this point can be served in this format yet".to_string()))
 }
 
+/// An output of a point: the rendering cached for its generation, or a snapshot rendered
+/// without the point's lock (the fragment lists from the tracks' bucket caches).
+fn output_bytes(
+    shared: &Shared,
+    p: &std::sync::Mutex<store::Point>,
+    out: &Output,
+) -> Result<(&'static str, Bytes), (u16, String)> {
+    let cfg = &shared.config;
+    let (key, generation, listing) = {
+        let p = p.lock().unwrap_or_else(|e| e.into_inner());
+        let live = p.is_live(Instant::now(), cfg.idle);
+        let key = (out.clone(), live);
+        if let Some((g, bytes)) = p.cache.get(&key)
+            && *g == p.generation
+        {
+            return Ok((output::content_type(out), bytes.clone()));
+        }
+        let tracks = p.ordered();
+        (key, p.generation, store::listing(&tracks, live, cfg.archive_window, p.anchor, p.changed))
+    };
+    let (ct, bytes) = rendered(out, &listing)?;
+    let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
+    if p.generation == generation {
+        p.cache.insert(key, (generation, bytes.clone()));
+    }
+    Ok((ct, bytes))
+}
+
+/// Renders every output of every point once, so that the first players of an archive read
+/// back at start do not wait for 45,000-entry lists to be written.
+pub fn warm(shared: &Shared) {
+    let points: Vec<Arc<std::sync::Mutex<store::Point>>> =
+        shared.points.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+    for p in points {
+        let mut outputs = vec![Output::Smooth, Output::Mpd, Output::HlsMain];
+        let tracks: Vec<String> = p.lock().unwrap_or_else(|e| e.into_inner()).tracks.keys().cloned().collect();
+        outputs.extend(tracks.into_iter().map(Output::HlsMedia));
+        for out in outputs {
+            let _ = output_bytes(shared, &p, &out);
+        }
+    }
+}
+
 async fn point_resource(
     shared: &Shared,
     name: &str,
     p: &std::sync::Mutex<store::Point>,
     resource: &Resource,
 ) -> Answer {
-    let cfg = &shared.config;
     if let Some(out) = output_of(resource) {
-        // A cached rendering of this generation, or a snapshot to render without the lock.
-        let (key, generation, listing) = {
-            let p = p.lock().unwrap_or_else(|e| e.into_inner());
-            let live = p.is_live(Instant::now(), cfg.idle);
-            let key = (out.clone(), live);
-            if let Some((g, bytes)) = p.cache.get(&key)
-                && *g == p.generation
-            {
-                return Ok(manifest_response(output::content_type(&out), bytes.clone()));
-            }
-            let tracks = p.ordered();
-            (key, p.generation, store::listing(&tracks, live, cfg.archive_window, p.anchor, p.changed))
-        };
-        let (ct, bytes) = rendered(&out, &listing)?;
-        let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
-        if p.generation == generation {
-            p.cache.insert(key, (generation, bytes.clone()));
-        }
+        let (ct, bytes) = output_bytes(shared, p, &out)?;
         return Ok(manifest_response(ct, bytes));
     }
     let (track, time, wrap) = match resource {

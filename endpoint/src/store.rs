@@ -176,6 +176,8 @@ pub struct Track {
     pub timeline: Timeline,
     pub arrivals: VecDeque<ArrivalRecord>,
     pub counts: Counts,
+    /// The rendered fragment lists of its outputs.
+    pub cache: crate::output::SharedCache,
 }
 
 impl Track {
@@ -186,6 +188,7 @@ impl Track {
             timeline: Timeline::default(),
             arrivals: VecDeque::new(),
             counts: Counts::default(),
+            cache: Default::default(),
         }
     }
 
@@ -383,6 +386,8 @@ pub struct TrackListing {
     pub first_sequence: u64,
     /// For a text track: each message's mdat payload, by time.
     pub messages: Vec<Bytes>,
+    /// The track's rendered fragment lists.
+    pub cache: crate::output::SharedCache,
 }
 
 #[derive(Debug, Clone)]
@@ -426,6 +431,7 @@ pub fn listing(
             } else {
                 Vec::new()
             },
+            cache: t.cache.clone(),
         })
         .collect();
     Listing {

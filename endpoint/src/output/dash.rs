@@ -14,7 +14,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::{runs, ticks_to_duration, url_part, xml_escape};
+use super::{ListFormat, cached_list, runs, ticks_to_duration, url_part, xml_escape};
 use crate::clock::{format_duration, utc_millis};
 use crate::media::meta::Kind;
 use crate::store::{Listing, TrackListing};
@@ -122,13 +122,16 @@ fn adaptation_set(s: &mut String, id: usize, t: &TrackListing, origin: Duration)
         m.timescale
     );
     s.push_str("          <SegmentTimeline>\n");
-    for (start, d, n) in runs(&t.entries) {
-        if n > 1 {
-            let _ = writeln!(s, "            <S t=\"{start}\" d=\"{d}\" r=\"{}\"/>", n - 1);
-        } else {
-            let _ = writeln!(s, "            <S t=\"{start}\" d=\"{d}\"/>");
+    let render = |entries: &[(u64, u64)], s: &mut String| {
+        for (start, d, n) in runs(entries) {
+            if n > 1 {
+                let _ = writeln!(s, "            <S t=\"{start}\" d=\"{d}\" r=\"{}\"/>", n - 1);
+            } else {
+                let _ = writeln!(s, "            <S t=\"{start}\" d=\"{d}\"/>");
+            }
         }
-    }
+    };
+    s.push_str(&cached_list(&t.cache, ListFormat::Dash, &t.entries, m.timescale, &render));
     s.push_str(
         "          </SegmentTimeline>\n        </SegmentTemplate>\n      </Representation>\n    </AdaptationSet>\n",
     );

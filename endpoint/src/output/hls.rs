@@ -11,7 +11,7 @@
 
 use std::fmt::Write;
 
-use super::{ticks_to_duration, url_part};
+use super::{ListFormat, cached_list, ticks_to_duration, url_part};
 use crate::clock::utc_millis;
 use crate::media::meta::Kind;
 use crate::store::{Listing, TrackListing};
@@ -94,14 +94,22 @@ pub fn media(l: &Listing, name: &str) -> Option<String> {
         s.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
     }
     let _ = writeln!(s, "#EXT-X-MAP:URI=\"cmaf/{path}/init.mp4\"");
-    let mut expected = None;
-    for &(start, d) in &t.entries {
-        if expected != Some(start) {
-            let _ = writeln!(s, "#EXT-X-PROGRAM-DATE-TIME:{}", utc_millis(l.anchor + ticks_to_duration(start, ts)));
+    let segment = format!("cmaf/{path}/");
+    let anchor = l.anchor.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let render = |entries: &[(u64, u64)], s: &mut String| {
+        let mut expected = None;
+        for &(start, d) in entries {
+            // The date-time of the first segment (of each cached bucket) and after a gap.
+            if expected != Some(start) {
+                let _ = writeln!(s, "#EXT-X-PROGRAM-DATE-TIME:{}", utc_millis(l.anchor + ticks_to_duration(start, ts)));
+            }
+            // Milliseconds as integers: the playlist of a 25 h window has 45,000 of these lines.
+            let ms = (u128::from(d) * 1000 + u128::from(ts) / 2) / u128::from(ts.max(1));
+            let _ = writeln!(s, "#EXTINF:{}.{:03},\n{segment}{start}.m4s", ms / 1000, ms % 1000);
+            expected = Some(start + d);
         }
-        let _ = writeln!(s, "#EXTINF:{:.3},\ncmaf/{path}/{start}.m4s", ticks_to_duration(d, ts).as_secs_f64());
-        expected = Some(start + d);
-    }
+    };
+    s.push_str(&cached_list(&t.cache, ListFormat::Hls(anchor.as_millis() as u64), &t.entries, ts, &render));
     if !l.live {
         s.push_str("#EXT-X-ENDLIST\n");
     }

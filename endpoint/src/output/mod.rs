@@ -15,6 +15,8 @@ pub mod dash;
 pub mod hls;
 pub mod smooth;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -71,6 +73,71 @@ pub fn render(output: &Output, listing: &Listing) -> Option<(&'static str, Strin
     text.map(|t| (content_type(output), t))
 }
 
+/// What part of an output a fragment list is rendered for (a cached bucket is valid for one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListFormat {
+    Smooth,
+    Dash,
+    /// HLS, with the anchor (ms since 1970) its date-times are written from.
+    Hls(u64),
+}
+
+/// The rendered fragment lists of a track, per format and time bucket. The list of a 25 h
+/// window has 45,000 entries: rendering it whole on every change would cost milliseconds per
+/// manifest, so each bucket (2048 s of media) is rendered once and kept while its entries stay
+/// the same; a new fragment re-renders only the newest bucket. Each bucket's text stands alone
+/// (it starts with the time of its first fragment), so the buckets concatenate into the list.
+#[derive(Debug, Default)]
+pub struct BucketCache {
+    /// (format, bucket) → ((first time, last time, entries), text).
+    buckets: HashMap<(ListFormat, u64), ((u64, u64, usize), Arc<str>)>,
+}
+
+/// A track's bucket cache, shared by its listings.
+pub type SharedCache = Arc<Mutex<BucketCache>>;
+
+/// Seconds of media per bucket.
+const BUCKET_SECONDS: u64 = 2048;
+
+/// The text of a fragment list: each bucket's from the cache, or rendered by `render`.
+pub fn cached_list(
+    cache: &SharedCache,
+    format: ListFormat,
+    entries: &[(u64, u64)],
+    timescale: u32,
+    render: &dyn Fn(&[(u64, u64)], &mut String),
+) -> String {
+    let span = BUCKET_SECONDS * u64::from(timescale.max(1));
+    let mut out = String::with_capacity(entries.len() * 24);
+    let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
+    let mut rest = entries;
+    let mut kept = Vec::new();
+    while let Some(&(first, _)) = rest.first() {
+        let bucket = first / span;
+        let n = rest.iter().position(|(t, _)| t / span != bucket).unwrap_or(rest.len());
+        let (part, tail) = rest.split_at(n);
+        let key = (first, part[n - 1].0, n);
+        let text = match c.buckets.get(&(format, bucket)) {
+            Some((k, text)) if *k == key => text.clone(),
+            _ => {
+                let mut s = String::with_capacity(n * 24);
+                render(part, &mut s);
+                let text: Arc<str> = Arc::from(s);
+                c.buckets.insert((format, bucket), (key, text.clone()));
+                text
+            }
+        };
+        out.push_str(&text);
+        kept.push(bucket);
+        rest = tail;
+    }
+    // Buckets the window left go.
+    if let Some(first) = kept.first() {
+        c.buckets.retain(|(f, b), _| *f != format || *b >= *first);
+    }
+    out
+}
+
 /// Runs of equal durations over contiguous fragments: (start, duration, count), a new run
 /// after a gap: DASH's `SegmentTimeline` is written from them.
 pub fn runs(entries: &[(u64, u64)]) -> Vec<(u64, u64, u64)> {
@@ -117,6 +184,7 @@ pub(crate) mod tests {
             entries,
             first_sequence,
             messages: Vec::new(),
+            cache: SharedCache::default(),
         }
     }
 

@@ -18,7 +18,7 @@ use std::fmt::Write;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::xml_escape;
+use super::{ListFormat, cached_list, xml_escape};
 use crate::media::meta::Kind;
 use crate::store::{Listing, TrackListing};
 
@@ -137,17 +137,20 @@ fn stream_index(s: &mut String, t: &TrackListing) {
         }
     }
     // Each fragment's duration, and its time where it does not follow the one before (the
-    // first, after a gap). No `r` runs: GStreamer's mssdemux loses its place in them when it
-    // reloads a live manifest.
-    let mut expected = None;
-    for &(start, d) in list {
-        if expected == Some(start) {
-            let _ = writeln!(s, "    <c d=\"{d}\"/>");
-        } else {
-            let _ = writeln!(s, "    <c t=\"{start}\" d=\"{d}\"/>");
+    // first of each cached bucket, after a gap). No `r` runs: GStreamer's mssdemux loses its
+    // place in them when it reloads a live manifest.
+    let render = |entries: &[(u64, u64)], s: &mut String| {
+        let mut expected = None;
+        for &(start, d) in entries {
+            if expected == Some(start) {
+                let _ = writeln!(s, "    <c d=\"{d}\"/>");
+            } else {
+                let _ = writeln!(s, "    <c t=\"{start}\" d=\"{d}\"/>");
+            }
+            expected = Some(start + d);
         }
-        expected = Some(start + d);
-    }
+    };
+    s.push_str(&cached_list(&t.cache, ListFormat::Smooth, list, m.timescale, &render));
     s.push_str("  </StreamIndex>\n");
 }
 
@@ -190,12 +193,14 @@ mod tests {
             entries: vec![(0, 2000), (2000, 2000), (4000, 2000), (8000, 2000), (10000, 2000)],
             first_sequence: 0,
             messages: Vec::new(),
+            cache: Default::default(),
         };
         let text = TrackListing {
             meta: meta("scte35", Kind::Text, 1000),
             entries: vec![(3000, 0)],
             first_sequence: 0,
             messages: vec![bytes::Bytes::from_static(b"fo")],
+            cache: Default::default(),
         };
         Listing {
             live,
