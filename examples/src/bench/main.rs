@@ -7,12 +7,15 @@
 //! - `core`: the core's criterion micro-benchmarks and its payload-copy and allocation counts;
 //! - `latency`: the send latency of a live push (5 minutes);
 //! - `many`: 100 sinks in one process;
-//! - `failover`: recovery after a reset, memory through a 10-minute outage, CPU per hour.
+//! - `failover`: recovery after a reset, memory through a 10-minute outage, CPU per hour;
+//! - `endpoint`: the local endpoint with a 25 h archive of 10 points on disk, 10 live pushes
+//!   and 50 players: manifest and fragment latency, its CPU.
 //!
 //! Each suite replaces its own section of the output file. Heavy phases run in child
 //! processes (this binary with an internal sub-command), so that RSS and CPU time belong to
 //! the measured process alone. Run by `scripts/bench.sh`, which builds the release plugin.
 
+mod endpoint;
 mod failover;
 mod latency;
 mod many;
@@ -20,7 +23,7 @@ mod micro;
 mod throughput;
 mod util;
 
-const SUITES: [&str; 5] = ["throughput", "core", "latency", "many", "failover"];
+const SUITES: [&str; 6] = ["throughput", "core", "latency", "many", "failover", "endpoint"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,6 +32,14 @@ fn main() {
         Some("push-file-child") => failover::push_file_child(&args[1], &args[2]),
         Some("discard-server") => util::discard_server(args.get(1).and_then(|p| p.parse().ok()).unwrap_or(0)),
         Some("many-child") => many::child(args.get(1).and_then(|p| p.parse().ok()).unwrap_or(0)),
+        Some("endpoint-push") => {
+            let n = |i: usize| args.get(i).and_then(|v| v.parse().ok()).unwrap_or(0);
+            endpoint::push_child(n(1) as u16, n(2), n(3))
+        }
+        Some("endpoint-players") => {
+            let n = |i: usize| args.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            endpoint::players_child(n(1) as u16, n(2))
+        }
         _ => run(&args),
     };
     if let Err(e) = result {
@@ -61,6 +72,7 @@ fn run(args: &[String]) -> Result<(), String> {
             "core" => micro::section()?,
             "latency" => latency::section(latency_seconds)?,
             "many" => many::section()?,
+            "endpoint" => endpoint::section()?,
             _ => failover::section()?,
         };
         println!("{section}");
