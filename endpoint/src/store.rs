@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
-use crate::ingest::smooth::{DeclaredTrack, Fragment};
+use crate::ingest::{DeclaredTrack, Fragment};
 use crate::media::meta::{Kind, TrackMeta};
 
 /// One fragment of a timeline.

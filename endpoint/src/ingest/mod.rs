@@ -13,16 +13,43 @@ pub mod smooth;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 
 use crate::archive::Op;
 use crate::endpoint::{MAX_POINTS, MAX_STREAMS, Shared};
+use crate::media::init::SampleDefaults;
+use crate::media::meta::TrackMeta;
 use crate::programs::ProgramState;
 use crate::server::{Body, empty, refusal};
 use crate::store::{Arrival, Track};
-use smooth::{DeclaredTrack, Event, Fragment, SmoothBody};
+use smooth::{Event, SmoothBody};
+
+/// A track an ingest request declares (Smooth: the Live Server Manifest and the moov; CMAF:
+/// a header of one track).
+#[derive(Debug, Clone)]
+pub struct DeclaredTrack {
+    /// track_ID in the moov and the fragments.
+    pub track_id: u32,
+    pub meta: TrackMeta,
+    /// ftyp + moov of this track alone, for DASH and HLS (None for a sparse track).
+    pub init: Option<Bytes>,
+    pub defaults: SampleDefaults,
+}
+
+/// A fragment of an ingest request, checked and timed.
+#[derive(Debug, Clone)]
+pub struct Fragment {
+    pub track_id: u32,
+    pub time: u64,
+    pub duration: u64,
+    pub samples: u32,
+    /// moof + mdat as ingested.
+    pub bytes: Bytes,
+    pub moof_len: usize,
+}
 
 /// Log lines a single request may add about its content (the rest are counted).
 const NOTES_PER_REQUEST: usize = 20;

@@ -18,32 +18,10 @@ use fmp4ingest_core::smooth_boxes::LIVE_SERVER_MANIFEST_UUID;
 
 use super::boxes::{BoxReader, Item, Limits};
 use super::lsm::{self, LsmTrack};
+pub use super::{DeclaredTrack, Fragment};
 use crate::media::fragment;
-use crate::media::init::{self, SampleDefaults};
+use crate::media::init;
 use crate::media::meta::{Kind, TrackMeta};
-
-/// A track the header declares.
-#[derive(Debug, Clone)]
-pub struct DeclaredTrack {
-    /// track_ID in the moov and the fragments.
-    pub track_id: u32,
-    pub meta: TrackMeta,
-    /// ftyp + moov of this track alone, for DASH and HLS (None for a sparse track).
-    pub init: Option<Bytes>,
-    pub defaults: SampleDefaults,
-}
-
-/// A fragment, checked and timed.
-#[derive(Debug, Clone)]
-pub struct Fragment {
-    pub track_id: u32,
-    pub time: u64,
-    pub duration: u64,
-    pub samples: u32,
-    /// moof + mdat as ingested.
-    pub bytes: Bytes,
-    pub moof_len: usize,
-}
 
 #[derive(Debug, Clone)]
 pub enum Event {
