@@ -89,9 +89,14 @@ pub enum ListFormat {
 /// (it starts with the time of its first fragment), so the buckets concatenate into the list.
 #[derive(Debug, Default)]
 pub struct BucketCache {
-    /// (format, bucket) → ((first time, last time, entries), text).
-    buckets: HashMap<(ListFormat, u64), ((u64, u64, usize), Arc<str>)>,
+    buckets: HashMap<(ListFormat, u64), (BucketKey, Arc<str>)>,
 }
+
+/// What a bucket's text was rendered from: its first time, last time and entry count.
+type BucketKey = (u64, u64, usize);
+
+/// Writes the text of some (time, duration) entries.
+pub type RenderList<'a> = dyn Fn(&[(u64, u64)], &mut String) + 'a;
 
 /// A track's bucket cache, shared by its listings.
 pub type SharedCache = Arc<Mutex<BucketCache>>;
@@ -105,7 +110,7 @@ pub fn cached_list(
     format: ListFormat,
     entries: &[(u64, u64)],
     timescale: u32,
-    render: &dyn Fn(&[(u64, u64)], &mut String),
+    render: &RenderList<'_>,
 ) -> String {
     let span = BUCKET_SECONDS * u64::from(timescale.max(1));
     let mut out = String::with_capacity(entries.len() * 24);
