@@ -334,21 +334,31 @@ fn output_bytes(
     out: &Output,
 ) -> Result<(&'static str, Bytes), (u16, String)> {
     let cfg = &shared.config;
+    // What the output depends on: the point's generation, or for an HLS media playlist its
+    // track's alone (and whether the anchor of its date-times is known).
+    let generation_of = |p: &store::Point| match out {
+        Output::HlsMedia(name) => p.tracks.get(name).map_or(0, |t| t.generation * 2 + u64::from(p.anchor.is_some())),
+        _ => p.generation,
+    };
     let (key, generation, listing) = {
         let p = p.lock().unwrap_or_else(|e| e.into_inner());
         let live = p.is_live(Instant::now(), cfg.idle);
         let key = (out.clone(), live);
+        let generation = generation_of(&p);
         if let Some((g, bytes)) = p.cache.get(&key)
-            && *g == p.generation
+            && *g == generation
         {
             return Ok((output::content_type(out), bytes.clone()));
         }
-        let tracks = p.ordered();
-        (key, p.generation, store::listing(&tracks, live, cfg.archive_window, p.anchor, p.changed))
+        let mut tracks = p.ordered();
+        if let Output::HlsMedia(name) = out {
+            tracks.retain(|t| t.meta.name == *name);
+        }
+        (key, generation, store::listing(&tracks, live, cfg.archive_window, p.anchor, p.changed))
     };
     let (ct, bytes) = rendered(out, &listing)?;
     let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
-    if p.generation == generation {
+    if generation_of(&p) == generation {
         p.cache.insert(key, (generation, bytes.clone()));
     }
     Ok((ct, bytes))

@@ -178,6 +178,9 @@ pub struct Track {
     pub counts: Counts,
     /// The rendered fragment lists of its outputs.
     pub cache: crate::output::SharedCache,
+    /// Bumped by every change of its timeline or description (its HLS media playlist is
+    /// cached for it, not for the point's).
+    pub generation: u64,
 }
 
 impl Track {
@@ -189,6 +192,7 @@ impl Track {
             arrivals: VecDeque::new(),
             counts: Counts::default(),
             cache: Default::default(),
+            generation: 0,
         }
     }
 
@@ -219,6 +223,7 @@ impl Track {
         if how.kept() {
             let entry = Entry { duration, size, moof_len: moof_len as u32, data: Some(bytes), archived: false };
             self.timeline.insert(time, entry);
+            self.generation += 1;
         }
         how
     }
@@ -233,7 +238,11 @@ impl Track {
     pub fn trim(&mut self, window: Duration, memory_cap: u64, on_disk: bool) -> Vec<(u64, u64)> {
         let cap = if self.meta.kind == Kind::Text { u64::MAX } else { memory_cap };
         let window = self.ticks(window);
-        self.timeline.trim(window, cap, on_disk)
+        let removed = self.timeline.trim(window, cap, on_disk);
+        if !removed.is_empty() {
+            self.generation += 1;
+        }
+        removed
     }
 }
 
@@ -317,6 +326,7 @@ impl Point {
                 Some(t) => {
                     if *t.meta != d.meta {
                         t.meta = Arc::new(d.meta.clone());
+                        t.generation += 1;
                     }
                     if d.init.is_some() {
                         t.init = d.init.clone();
