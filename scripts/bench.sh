@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmarks (not part of the test command): figures go into BENCHMARKS.md.
-#   scripts/bench.sh                      every suite (about 25 minutes)
+#   scripts/bench.sh                      every suite (about half an hour)
 #   scripts/bench.sh throughput core      some of them: throughput core latency many failover endpoint
 # Release builds of the plugin (for gst-launch) and of the benchmark binary; inputs are made
 # once into target/bench/.
