@@ -1,8 +1,9 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The main job: a live test pattern (H.264 + AAC) pushed through fmp4ingestsink for 30 s.
 //!
 //! With no argument it starts the project's own ingest endpoint on 127.0.0.1 and pushes to it,
-//! printing progress every second, the command that plays the stream (live, while it runs) and,
-//! at the end, the heartbeat view of the whole run with a verdict. `--keep` keeps the endpoint
+//! printing progress every second, the commands that play the stream (Smooth, DASH and HLS, live
+//! while it runs) and, at the end, the heartbeat view of the whole run with a verdict. `--keep` keeps the endpoint
 //! serving the recording afterwards (until Ctrl-C). With a URL (`.../ingest.isml/Streams(<id>)`)
 //! it pushes there instead.
 //!
@@ -10,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use fmp4ingest_receiver::endpoint::{Endpoint, EndpointConfig};
+use fmp4ingest_endpoint::{Endpoint, EndpointConfig};
 use gst::prelude::*;
 
 const STREAM_ID: &str = "demo";
@@ -98,7 +99,9 @@ fn run(o: Options) -> Result<(), String> {
     println!("  ingest URL: {url}");
     if let Some(e) = &endpoint {
         println!("  endpoint:   the project's own, on http://{}", e.addr());
-        println!("  play it:    gst-play-1.0 {}", e.manifest_url(POINT));
+        println!("  play it:    gst-play-1.0 {}    (Smooth)", e.manifest_url(POINT));
+        println!("              gst-play-1.0 {}         (DASH)", e.mpd_url(POINT));
+        println!("              gst-play-1.0 {}        (HLS)", e.hls_url(POINT));
         println!("  heartbeats: curl -s -X POST '{}'", e.heartbeats_url(POINT));
     }
     let bus = pipeline.bus().ok_or("no bus")?;
@@ -148,7 +151,12 @@ fn run(o: Options) -> Result<(), String> {
     };
     let result = summary(e, start.elapsed(), warnings);
     if o.keep {
-        println!("\nServing the recording until Ctrl-C: gst-play-1.0 {}", e.manifest_url(POINT));
+        println!(
+            "\nServing the recording until Ctrl-C: gst-play-1.0 {} (or {}, {})",
+            e.manifest_url(POINT),
+            e.mpd_url(POINT),
+            e.hls_url(POINT)
+        );
         loop {
             std::thread::sleep(Duration::from_secs(3600));
         }
@@ -213,7 +221,7 @@ fn summary(e: &Endpoint, elapsed: Duration, warnings: usize) -> Result<(), Strin
         );
     }
     let problems: Vec<String> =
-        e.log_lines().into_iter().filter(|l| !l.ends_with(" started") && !l.ends_with(" ended")).collect();
+        e.log_lines().into_iter().filter(|l| !l.ends_with(" started") && !l.contains(" ended (")).collect();
     for p in &problems {
         println!("  endpoint: {p}");
     }
@@ -228,8 +236,11 @@ fn summary(e: &Endpoint, elapsed: Duration, warnings: usize) -> Result<(), Strin
     if ok {
         println!(
             "\nRESULT: OK - the endpoint took a conformant Smooth ingest stream (probe, chunked POST, \
-             ftyp/manifest/moov, tfxd, contiguous timelines, graceful end) and serves it at {}",
-            e.manifest_url(POINT)
+             ftyp/manifest/moov, tfxd, contiguous timelines, graceful end) and serves it at {} (Smooth), {} \
+             (DASH) and {} (HLS)",
+            e.manifest_url(POINT),
+            e.mpd_url(POINT),
+            e.hls_url(POINT)
         );
         Ok(())
     } else {

@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The bodies of the fuzz targets (see fuzz/README.md): each feeds arbitrary bytes to one parser of
-//! fmp4ingest-core and checks what must hold whatever the input. `fuzz_targets/` wraps them for
+//! The bodies of the fuzz targets: each feeds arbitrary bytes to one parser of
+//! fmp4ingest-core, or of the local endpoint ([`endpoint`]), and checks what must hold
+//! whatever the input. `fuzz_targets/` wraps them for
 //! libFuzzer; the tests below replay the committed corpora on stable, so that a crash once
 //! found stays fixed.
 
+mod endpoint;
+
+pub use endpoint::{endpoint_ingest, endpoint_programs, endpoint_route};
 use fmp4ingest_core::Bytes;
 use fmp4ingest_core::bmff::Boxes;
 use fmp4ingest_core::cmaf::boxes::{
@@ -271,5 +275,27 @@ mod tests {
     #[test]
     fn scte35_corpus() {
         replay("scte35", super::scte35);
+    }
+
+    #[test]
+    fn endpoint_route_corpus() {
+        replay("endpoint_route", super::endpoint_route);
+    }
+
+    #[test]
+    fn endpoint_programs_corpus() {
+        replay("endpoint_programs", super::endpoint_programs);
+    }
+
+    #[test]
+    fn endpoint_ingest_corpus() {
+        replay("endpoint_ingest", |d| {
+            super::endpoint_ingest(d);
+        });
+        // The real body is read whole, whatever the chunking: its fragments are served.
+        for first in [0x00, 0x01, 0x3f] {
+            let seed = [&[first][..], super::endpoint::REAL_BODY].concat();
+            assert!(super::endpoint_ingest(&seed) >= 2, "chunks of {}", usize::from(first) * 64 + 1);
+        }
     }
 }

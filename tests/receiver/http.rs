@@ -197,41 +197,13 @@ pub async fn respond_with<W: AsyncWrite + Unpin>(
     w.flush().await
 }
 
-/// The user and password of an `Authorization: Basic ...` header value.
+/// The user and password of an `Authorization: Basic ...` header value (RFC 7617).
 pub fn basic_credentials(value: &str) -> Option<(String, String)> {
+    use base64::Engine;
     let encoded = value.strip_prefix("Basic ")?.trim();
-    let decoded = String::from_utf8(base64_decode(encoded)?).ok()?;
+    let decoded = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).ok()?).ok()?;
     let (user, pw) = decoded.split_once(':')?;
     Some((user.to_string(), pw.to_string()))
-}
-
-/// Standard base64 (RFC 4648 §4) with padding.
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let bytes = s.as_bytes();
-    if !bytes.len().is_multiple_of(4) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    for quad in bytes.chunks(4) {
-        let pad = quad.iter().rev().take_while(|c| **c == b'=').count();
-        let mut n = 0u32;
-        for (i, c) in quad.iter().enumerate() {
-            n = (n << 6) | if i >= 4 - pad { 0 } else { value(*c)? };
-        }
-        let b = n.to_be_bytes();
-        out.extend_from_slice(&b[1..4 - pad]);
-    }
-    Some(out)
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@
 pub mod cmaf;
 pub mod cmaf_mp4;
 pub mod discard;
-pub mod endpoint;
 pub mod faults;
 pub mod http;
 pub mod mp4;

@@ -257,51 +257,58 @@ impl SmilTrack {
     }
 }
 
-fn attrs_of(tag: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut rest = tag;
-    while let Some(eq) = rest.find("=\"") {
-        let name = rest[..eq].rsplit(|c: char| c.is_whitespace()).next().unwrap_or("").to_string();
-        let after = &rest[eq + 2..];
-        let Some(end) = after.find('"') else { break };
-        let value = after[..end]
-            .replace("&quot;", "\"")
-            .replace("&apos;", "'")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&amp;", "&");
-        out.push((name, value));
-        rest = &after[end + 1..];
-    }
-    out
-}
+/// The SMIL 2.0 namespace a Live Server Manifest uses (MS-SSTR 2.2.7.3).
+pub const SMIL_NS: &str = "http://www.w3.org/2001/SMIL20/Language";
 
-/// Reads the tracks of a LiveSMIL document.
+/// Reads the tracks of a LiveSMIL document with a real XML parser: a document that is not
+/// well-formed XML, or whose root is not SMIL 2.0's `<smil>`, is refused with the parser's
+/// reason.
 pub fn parse_smil(text: &str) -> Result<Vec<SmilTrack>, String> {
-    if !text.contains("<smil") || !text.contains("http://www.w3.org/2001/SMIL20/Language") {
+    let doc = roxmltree::Document::parse(text).map_err(|e| format!("not well-formed XML: {e}"))?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "smil" || root.tag_name().namespace() != Some(SMIL_NS) {
         return Err("not a SMIL 2.0 document".into());
     }
-    let mut tracks: Vec<SmilTrack> = Vec::new();
-    let mut rest = text;
-    while let Some(lt) = rest.find('<') {
-        let Some(gt) = rest[lt..].find('>') else { return Err("unterminated tag".into()) };
-        let tag = &rest[lt + 1..lt + gt];
-        rest = &rest[lt + gt + 1..];
-        let name = tag.split(|c: char| c.is_whitespace() || c == '/').next().unwrap_or("");
-        match name {
-            "video" | "audio" | "textstream" => {
-                tracks.push(SmilTrack { element: name.to_string(), attrs: attrs_of(tag), params: Vec::new() })
-            }
-            "param" => {
-                let a = attrs_of(tag);
-                let get = |k: &str| a.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-                let t = tracks.last_mut().ok_or("param outside a track")?;
-                t.params.push((get("name").ok_or("param without name")?, get("value").unwrap_or_default()));
-            }
-            _ => {}
+    let mut tracks = Vec::new();
+    for el in root.descendants().filter(|n| n.is_element()) {
+        let name = el.tag_name().name();
+        if !matches!(name, "video" | "audio" | "textstream") {
+            continue;
         }
+        let attrs = el.attributes().map(|a| (a.name().to_string(), a.value().to_string())).collect();
+        let mut params = Vec::new();
+        for p in el.children().filter(|c| c.is_element() && c.tag_name().name() == "param") {
+            let n = p.attribute("name").ok_or("param without name")?;
+            params.push((n.to_string(), p.attribute("value").unwrap_or_default().to_string()));
+        }
+        tracks.push(SmilTrack { element: name.to_string(), attrs, params });
     }
     Ok(tracks)
+}
+
+#[cfg(test)]
+mod smil_tests {
+    use super::parse_smil;
+
+    #[test]
+    fn the_manifest_is_read_as_xml() {
+        let doc = r#"<?xml version="1.0"?><smil xmlns="http://www.w3.org/2001/SMIL20/Language"><body><switch>
+            <video systemBitrate="100"><param name="trackID" value="1" valuetype="data"/><!-- c --></video>
+            <textstream systemBitrate="0"><param name="Scheme" value="urn:scte:scte35:2013:bin &amp; more"/></textstream>
+            </switch></body></smil>"#;
+        let t = parse_smil(doc).unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!((t[0].attr("systemBitrate"), t[0].param("trackID")), (Some("100"), Some("1")));
+        assert_eq!(t[1].param("Scheme"), Some("urn:scte:scte35:2013:bin & more"));
+        for bad in [
+            "<smil xmlns=\"http://www.w3.org/2001/SMIL20/Language\"><video></smil>",
+            "<smil xmlns=\"http://www.w3.org/2001/SMIL20/Language\"><video a=\"1\" a=\"2\"/></smil>",
+            "<smil><video/></smil>",
+            "<html/>",
+        ] {
+            assert!(parse_smil(bad).is_err(), "{bad}");
+        }
+    }
 }
 
 /// One fragment as received.
@@ -324,6 +331,9 @@ pub struct FragmentInfo {
     pub sync_offsets: Vec<u64>,
     /// Some sample has a non-zero composition time offset (B-frames).
     pub has_cto: bool,
+    /// Each sample's presentation time in ticks after the fragment's first sample's decode
+    /// time (the durations before it plus its composition offset), in decode order.
+    pub sample_offsets: Vec<i64>,
     /// moof + mdat bytes.
     pub size: u64,
     /// FNV-1a of the moof + mdat bytes, to compare resent fragments.
@@ -412,6 +422,7 @@ pub fn parse_fragment(
         first_sample_sync: false,
         sync_offsets: Vec::new(),
         has_cto: false,
+        sample_offsets: Vec::new(),
         size: (moof.bytes.len() + mdat.bytes.len()) as u64,
         hash: fnv1a(&[moof.bytes, mdat.bytes]),
         arrived: Some(std::time::Instant::now()),
@@ -517,10 +528,15 @@ pub fn parse_fragment(
                 sample_flags = be32(b, p);
                 p += 4;
             }
+            let mut cto = 0i64;
             if flags & 0x800 != 0 {
-                info.has_cto |= be32(b, p).is_some_and(|c| c != 0);
+                let raw = be32(b, p).unwrap_or(0);
+                // Version 1 offsets are signed (ISO/IEC 14496-12 §8.8.8).
+                cto = if b.first() == Some(&1) { i64::from(raw as i32) } else { i64::from(raw) };
+                info.has_cto |= raw != 0;
                 p += 4;
             }
+            info.sample_offsets.push(starts_at as i64 + cto);
             let first = if s == 0 { first_flags } else { None };
             let f = first.or(sample_flags).or(tfhd_default_flags).unwrap_or_else(|| trex_flags(info.track_id));
             let sync = f & 0x0001_0000 == 0;

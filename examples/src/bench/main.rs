@@ -11,12 +11,15 @@
 //! - `failover`: recovery after a reset, memory through a 10-minute outage, CPU per hour;
 //! - `connect`: a POST's connection to its first body byte, with 10 000 unrelated sockets in the
 //!   process (set `FMP4INGEST_BASELINE_SO` to an earlier build's `.so` to compare).
+//! - `endpoint`: the local endpoint with a 25 h archive of 10 points on disk, 10 live pushes
+//!   and 50 players: manifest and fragment latency, its CPU.
 //!
 //! Each suite replaces its own section of the output file. Heavy phases run in child
 //! processes (this binary with an internal sub-command), so that RSS and CPU time belong to
 //! the measured process alone. Run by `scripts/bench.sh`, which builds the release plugin.
 
 mod connect;
+mod endpoint;
 mod failover;
 mod latency;
 mod many;
@@ -24,7 +27,7 @@ mod micro;
 mod throughput;
 mod util;
 
-const SUITES: [&str; 6] = ["throughput", "core", "latency", "many", "failover", "connect"];
+const SUITES: [&str; 7] = ["throughput", "core", "latency", "many", "failover", "connect", "endpoint"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,6 +37,14 @@ fn main() {
         Some("discard-server") => util::discard_server(args.get(1).and_then(|p| p.parse().ok()).unwrap_or(0)),
         Some("many-child") => many::child(args.get(1).and_then(|p| p.parse().ok()).unwrap_or(0)),
         Some("connect-child") => connect::child(&args[1], args.get(2).and_then(|n| n.parse().ok()).unwrap_or(0)),
+        Some("endpoint-push") => {
+            let n = |i: usize| args.get(i).and_then(|v| v.parse().ok()).unwrap_or(0);
+            endpoint::push_child(n(1) as u16, n(2), n(3))
+        }
+        Some("endpoint-players") => {
+            let n = |i: usize| args.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            endpoint::players_child(n(1) as u16, n(2))
+        }
         _ => run(&args),
     };
     if let Err(e) = result {
@@ -67,6 +78,7 @@ fn run(args: &[String]) -> Result<(), String> {
             "latency" => latency::section(latency_seconds)?,
             "many" => many::section()?,
             "connect" => connect::section()?,
+            "endpoint" => endpoint::section()?,
             _ => failover::section()?,
         };
         println!("{section}");

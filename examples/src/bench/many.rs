@@ -20,12 +20,12 @@ use crate::util::{init, machine, muxed_input, start_discard_child};
 pub const SINKS: usize = 100;
 pub const SECONDS: u64 = 60;
 
-fn input() -> Result<PathBuf, String> {
+pub(crate) fn input() -> Result<PathBuf, String> {
     muxed_input("input-2mbps-60s-isofmp4mux.mp4", "isofmp4mux fragment-duration=2000000000", 640, 360, 2000, "ball")
 }
 
 /// The file as the muxer's pushes: the header (ftyp, moov), then each moof + mdat.
-fn units(data: &[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>), String> {
+pub(crate) fn units(data: &[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>), String> {
     let mut header = Vec::new();
     let mut fragments = Vec::new();
     let mut pending = Vec::new();

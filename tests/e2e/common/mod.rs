@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod client;
+pub mod player;
+
 use std::sync::Once;
 use std::time::Duration;
 

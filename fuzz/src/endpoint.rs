@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: MPL-2.0
+//! The local endpoint's parsers of what comes over HTTP: the request router, the Programs
+//! JSON API and the Smooth ingest body reader (its box reader, the Live Server Manifest as
+//! XML, the moov, every fragment), with what must hold for any input.
+
+use std::time::Instant;
+
+use fmp4ingest_endpoint::ingest::boxes::Limits;
+use fmp4ingest_endpoint::ingest::smooth::{Event, SmoothBody};
+use fmp4ingest_endpoint::media::fragment::{Wrap, read, rewrap};
+use fmp4ingest_endpoint::output::url_part;
+use fmp4ingest_endpoint::programs::{MAX_PROGRAMS, Programs};
+use fmp4ingest_endpoint::route::{Resource, Route, Source, route};
+
+const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "MERGE", "OPTIONS"];
+
+/// The URL of a route, as the endpoint's outputs write it.
+fn url_of(r: &Route) -> String {
+    match r {
+        Route::Ingest { point, stream } => format!("/{}.isml/Streams({})", url_part(point), url_part(stream)),
+        Route::Heartbeats { point } => format!(
+            "/subscriptions/s/resourceGroups/g/providers/Microsoft.Media/mediaservices/a/liveEvents/{}/\
+             getTrackIngestHeartbeats",
+            url_part(point)
+        ),
+        Route::Programs => "/api/Programs".into(),
+        Route::Get { source, resource } => {
+            let base = match source {
+                Source::Point(n) => format!("/{}.isml", url_part(n)),
+                Source::Program(n) => format!("/{}.ism", url_part(n)),
+            };
+            let rest = match resource {
+                Resource::Smooth => "Manifest".into(),
+                Resource::SmoothFragment { track, time } => {
+                    format!("QualityLevels(1)/Fragments({}={time})", url_part(track))
+                }
+                Resource::Mpd => ".mpd".into(),
+                Resource::HlsMain => ".m3u8".into(),
+                Resource::HlsMedia(t) => format!("{}.m3u8", url_part(t)),
+                Resource::Init(t) => format!("cmaf/{}/init.mp4", url_part(t)),
+                Resource::Segment { track, time } => format!("cmaf/{}/{time}.m4s", url_part(track)),
+            };
+            format!("{base}/{rest}")
+        }
+    }
+}
+
+/// The router: the first byte picks the method, the rest is the request target. A refusal has
+/// an error status and a one-line reason (an `Allow` for a 405 only); what it routes, written
+/// back as the outputs write URLs, routes to the same.
+pub fn endpoint_route(data: &[u8]) {
+    let Some((&m, rest)) = data.split_first() else { return };
+    let method = METHODS[usize::from(m) % METHODS.len()];
+    let target = String::from_utf8_lossy(rest);
+    match route(method, &target) {
+        Err(r) => {
+            assert!((400..600).contains(&r.status), "{r:?}");
+            assert!(!r.reason.contains(['\n', '\r']), "{r:?}");
+            assert_eq!(r.allow.is_some(), r.status == 405, "{r:?}");
+        }
+        Ok(r) => {
+            let url = url_of(&r);
+            assert_eq!(route(method, &url).as_ref(), Ok(&r), "{url}");
+        }
+    }
+}
+
+/// The Programs API: operations separated by 0xFF bytes, each a method byte, a path byte (the
+/// collection, the program, its Start or Stop, or the rest as a path) and a JSON body, on an
+/// API holding one valid program. Every answer is one of the API's statuses, an error has the
+/// OData error body, and the number of programs stays within its cap.
+pub fn endpoint_programs(data: &[u8]) {
+    let mut p = Programs::default();
+    let now = Instant::now();
+    let running = |c: &str| c == "live";
+    let body = br#"{"Name":"p","ChannelId":"live","ArchiveWindowLength":"PT1H"}"#;
+    let created = p.handle("POST", "/api/Programs", body, now, &running, "http://h");
+    let id = created.body.as_ref().and_then(|b| b["Id"].as_str().map(str::to_string)).expect("a program");
+    for op in data.split(|b| *b == 0xff).take(64) {
+        let (Some(&m), Some(&which)) = (op.first(), op.get(1)) else { continue };
+        let body = &op[2..];
+        let method = METHODS[usize::from(m) % METHODS.len()];
+        let path = match which % 5 {
+            0 => "/api/Programs".to_string(),
+            1 => format!("/api/Programs('{id}')"),
+            2 => format!("/api/Programs('{id}')/Start"),
+            3 => format!("/api/Programs('{id}')/Stop"),
+            _ => String::from_utf8_lossy(body).into_owned(),
+        };
+        let a = p.handle(method, &path, body, now, &running, "http://h");
+        assert!(matches!(a.status, 200 | 202 | 204 | 400 | 404 | 405 | 409), "{} {path}: {}", method, a.status);
+        if a.status >= 400 {
+            let message = a.body.as_ref().map(|b| b["odata.error"]["message"]["value"].is_string());
+            assert_eq!(message, Some(true), "{method} {path}: {:?}", a.body);
+        }
+        assert!(p.by_id.len() <= MAX_PROGRAMS);
+    }
+}
+
+/// A real Smooth ingest body (2 s of video and audio as fmp4ingestsink sent them).
+pub const REAL_BODY: &[u8] = include_bytes!("../../endpoint/tests/data/smooth-ingest-2s.bin");
+
+/// The header of [`REAL_BODY`]: its boxes up to the first moof.
+fn real_header() -> &'static [u8] {
+    let mut at = 0;
+    while at + 8 <= REAL_BODY.len() && &REAL_BODY[at + 4..at + 8] != b"moof" {
+        at += u32::from_be_bytes(REAL_BODY[at..at + 4].try_into().unwrap()) as usize;
+    }
+    &REAL_BODY[..at]
+}
+
+/// The Smooth ingest body reader, fed in chunks whose size comes from the first byte (whose
+/// top bit puts a real header first). Every fragment it accepts is served both ways (DASH/HLS
+/// and Smooth) and the served bytes read back with the same samples. Returns the fragments.
+pub fn endpoint_ingest(data: &[u8]) -> usize {
+    let Some((&first, rest)) = data.split_first() else { return 0 };
+    let chunk = usize::from(first & 0x3f) * 64 + 1;
+    let input = if first & 0x80 != 0 { [real_header(), rest].concat() } else { rest.to_vec() };
+    let mut body = SmoothBody::new(Limits { max_box: 1 << 20, max_mdat: 4 << 20 });
+    let mut fragments = Vec::new();
+    let mut tracks = Vec::new();
+    for c in input.chunks(chunk) {
+        let pushed = body.push(c);
+        while let Some(e) = body.next_event() {
+            match e {
+                Event::Header { tracks: t, .. } => tracks = t,
+                Event::Fragment(f) => fragments.push(f),
+                Event::Note(n) => assert!(!n.contains('\n')),
+            }
+        }
+        if pushed.is_err() {
+            break;
+        }
+    }
+    let _ = body.finish();
+    let defaults = |id: u32| tracks.iter().find(|t| t.track_id == id).map(|t| t.defaults);
+    for f in &fragments {
+        for wrap in [Wrap::Cmaf, Wrap::Smooth { lookahead: &[(f.time + f.duration, f.duration)] }] {
+            let (head, payload) =
+                rewrap(&f.bytes, f.moof_len, f.time, f.duration, wrap).expect("an accepted fragment is served");
+            let all = [&head[..], &payload[..]].concat();
+            let mdat_header =
+                if head.len() >= 16 && &head[head.len() - 12..head.len() - 8] == b"mdat" { 16 } else { 8 };
+            let info = read(&all, head.len() - mdat_header, &defaults).expect("a served fragment reads back");
+            assert_eq!(info.samples, f.samples);
+        }
+    }
+    fragments.len()
+}
