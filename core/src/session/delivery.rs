@@ -99,8 +99,15 @@ impl Delivery {
     /// Wire bytes the server certainly read: acknowledged, less what its kernel holds unread,
     /// less what a growing window may hide.
     pub fn read_wire(&self) -> u64 {
-        let hidden = self.unread() + self.max_window / HIDDEN_SHARE;
-        self.wire_acked().saturating_sub(hidden)
+        self.taken_wire().saturating_sub(self.max_window / HIDDEN_SHARE)
+    }
+
+    /// Wire bytes the server's application took, as far as the window shows: acknowledged,
+    /// less what its kernel holds unread. Unlike [`Delivery::read_wire`] it does not move back
+    /// as the peer's buffer (and so the hidden share) grows, which makes it the measure of
+    /// whether the server is reading at all.
+    pub fn taken_wire(&self) -> u64 {
+        self.wire_acked().saturating_sub(self.unread())
     }
 
     /// Wire bytes the peer's TCP acknowledged.

@@ -358,8 +358,8 @@ struct Link {
     observes_acks: bool,
     /// Body bytes the server read, as last told to the backlog.
     read: u64,
-    /// The wire bytes the server read (an estimate) when the link last moved, and the largest
-    /// count of acknowledged wire bytes.
+    /// The wire bytes the server's application took (see `Delivery::taken_wire`) when the link
+    /// last moved, and the largest count of acknowledged wire bytes.
     read_mark: u64,
     wire_acked: u64,
     header_sent: bool,
@@ -690,7 +690,7 @@ impl IngestSession {
         let Some(link) = self.link.as_mut().filter(|l| l.conn == connection) else { return };
         link.delivery.read(reading);
         let read = link.delivery.read_body().min(link.pulled);
-        let read_wire = link.delivery.read_wire();
+        let taken = link.delivery.taken_wire();
         let wire_acked = link.delivery.wire_acked();
         // The link moves when the server reads. Acknowledgements alone are movement only while
         // nothing sits unread at the peer: a server that stopped reading still has a kernel
@@ -700,11 +700,11 @@ impl IngestSession {
         let moved = if link.delivery.unread() == 0 {
             read > link.read || wire_acked > link.wire_acked
         } else {
-            read_wire.saturating_sub(link.read_mark) >= READ_PROGRESS
+            taken.saturating_sub(link.read_mark) >= READ_PROGRESS
         };
         if moved {
             link.progress_at = now;
-            link.read_mark = link.read_mark.max(read_wire);
+            link.read_mark = link.read_mark.max(taken);
         }
         link.wire_acked = link.wire_acked.max(wire_acked);
         if read > link.read {
