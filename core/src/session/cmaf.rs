@@ -395,6 +395,8 @@ pub struct CmafSession {
     /// for room ([`CmafSession::has_room`]).
     live: bool,
     last_failure: Option<CmafFailure>,
+    /// Sequence and decode time of the last segment completed.
+    last_produced: Option<(u32, u64)>,
     backoff: Backoff,
     /// Consecutive failed attempts, and 401/403 answers in a row.
     attempt: u32,
@@ -426,6 +428,7 @@ impl CmafSession {
             ran: false,
             live: true,
             last_failure: None,
+            last_produced: None,
             backoff,
             attempt: 0,
             forbidden: 0,
@@ -507,12 +510,17 @@ impl CmafSession {
             seg.complete = true;
             seg.ready_at = now;
             let (ns, ts, t, d) = (seg.duration_ns(), seg.timescale, seg.decode_time, seg.duration);
-            if self.recent.len() == RECENT_SEGMENTS {
-                self.recent.pop_front();
+            // A segment given again (with lmsg) is no new segment of the timeline.
+            let again = self.last_produced == Some((chunk.sequence, t));
+            if !again {
+                self.last_produced = Some((chunk.sequence, t));
+                if self.recent.len() == RECENT_SEGMENTS {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(ns);
+                let track = self.track_id();
+                self.stats.produced(track, ts, t, d);
             }
-            self.recent.push_back(ns);
-            let track = self.track_id();
-            self.stats.produced(track, ts, t, d);
         }
         if let Some(f) = self.in_flight.as_mut().filter(|_| idle) {
             f.progress_at = now;
@@ -526,6 +534,16 @@ impl CmafSession {
         self.last_now = self.last_now.max(now);
         if self.finishing.is_none() {
             self.finishing = Some(now + self.config.eos_timeout);
+        }
+        if self.header.is_none() && self.queue.is_empty() && self.state != State::Done {
+            // Nothing was ever produced for the track: nothing to deliver.
+            if let State::Connecting { conn, .. } | State::Connected { conn } = self.state {
+                self.actions.push_back(CmafAction::Close { connection: conn });
+            }
+            self.in_flight = None;
+            self.state = State::Done;
+            self.events.push_back(CmafEvent::Finished);
+            return;
         }
         self.advance(now);
     }

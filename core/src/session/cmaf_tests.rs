@@ -649,6 +649,17 @@ fn the_end_delivers_what_is_left_then_closes() {
 }
 
 #[test]
+fn a_track_that_never_had_a_header_ends_at_once() {
+    let mut h = Harness::new(CmafSessionConfig::default());
+    h.s.start(h.now);
+    let conn = h.connect_action();
+    h.s.finish(h.now);
+    assert!(h.s.is_done());
+    assert_eq!(h.actions(), [CmafAction::Close { connection: conn }]);
+    assert_eq!(h.take_events(), [CmafEvent::Finished]);
+}
+
+#[test]
 fn the_end_gives_up_after_the_eos_timeout() {
     let mut h = Harness::up(CmafSessionConfig { eos_timeout: ms(5000), ..CmafSessionConfig::default() });
     h.s.push_chunk(&segment(1), h.now);
@@ -686,6 +697,8 @@ fn a_segment_given_again_with_lmsg_replaces_the_copy_waiting() {
     assert_eq!(h.exchange(200).0, seg(1));
     assert_eq!(h.exchange(200), (RequestKind::Segment { sequence: 2, lmsg: true }, b"L<2.0>".to_vec()));
     assert!(h.actions().is_empty());
+    // Not a segment going back in time.
+    assert_eq!(h.s.stats(h.now).tracks[0].nonincreasing_count, 0);
 }
 
 #[test]
