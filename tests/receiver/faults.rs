@@ -29,6 +29,9 @@ pub enum FaultKind {
     HostileAnswer(Hostile),
     /// Answer probes with a redirect to `location`.
     Redirect { status: u16, location: String },
+    /// CMAF ingest: answer the first `times` requests that carry segment `sequence` (its
+    /// `mfhd` number) with `status`, once read.
+    SegmentStatus { sequence: u32, status: u16, times: u32 },
 }
 
 /// Answers a broken or hostile server gives.

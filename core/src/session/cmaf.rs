@@ -850,7 +850,11 @@ impl CmafSession {
             (RequestKind::Header, _) if ok => {
                 self.header_ok = true;
                 self.ran = true;
-                self.forbidden = 0;
+                // With a segment waiting, only its delivery shows the refusal is over: a
+                // segment refused again and again must not be retried for ever.
+                if self.queue.is_empty() {
+                    self.forbidden = 0;
+                }
                 self.events.push_back(CmafEvent::HeaderAccepted { status });
                 self.back_from_outage(now);
             }

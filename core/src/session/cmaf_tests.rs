@@ -305,6 +305,30 @@ fn a_403_is_retried_with_backoff_then_given_up() {
 }
 
 #[test]
+fn a_segment_refused_403_again_and_again_is_given_up() {
+    let config = CmafSessionConfig { forbidden_retries: 2, ..CmafSessionConfig::default() };
+    let mut h = Harness::up(config);
+    h.s.push_chunk(&segment(1), h.now);
+    for _ in 0..3 {
+        assert_eq!(h.exchange(403).0, seg(1));
+        if h.s.is_done() {
+            break;
+        }
+        let due = h.s.poll_timeout().unwrap();
+        h.at(due);
+        h.s.handle_timeout(h.now);
+        h.connect();
+        assert_eq!(h.exchange(200).0, RequestKind::Probe);
+        assert_eq!(h.exchange(200).0, RequestKind::Header);
+    }
+    assert!(h.s.is_done());
+    assert!(matches!(
+        h.take_events().last(),
+        Some(CmafEvent::GaveUp { reason: CmafFailure::Status(403), at_start: false, .. })
+    ));
+}
+
+#[test]
 fn a_404_or_415_stops_the_track_naming_the_status() {
     for status in [404, 415] {
         let mut h = Harness::up(CmafSessionConfig::default());

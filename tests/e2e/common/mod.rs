@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod cmaf;
+
 use std::sync::Once;
 use std::time::Duration;
 
