@@ -505,9 +505,9 @@ impl Fmp4IngestSink {
                     (_, true) => "before the track ever ran; retrying cannot mend this",
                     _ => "gave up after the retry limit (max-retries, retry-timeout, forbidden-retries)",
                 };
-                let lost = match undelivered.len() {
-                    0 if at_start => "Nothing was sent.".to_string(),
-                    n => format!("{n} segments were not delivered."),
+                let lost = match (at_start, undelivered.len()) {
+                    (true, _) => "Nothing was sent.".to_string(),
+                    (false, n) => format!("{n} segments were not delivered."),
                 };
                 let tail =
                     [cr::advice(&reason), lost.as_str()].into_iter().filter(|t| !t.is_empty()).collect::<Vec<_>>();

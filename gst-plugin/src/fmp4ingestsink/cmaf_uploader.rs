@@ -320,7 +320,8 @@ impl Transport for TrackTransport {
             NetEvent::Answered { conn, request, status } => {
                 gst::debug!(CAT, "{}: {conn:?} answered {status}", redact_url(&self.url));
                 if status >= 300 {
-                    self.detail = Some(format!("HTTP {status}"));
+                    // The status says it all: no older words of the transport with it.
+                    self.detail = None;
                 }
                 CmafInput::Response { request, status }
             }
