@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::cmaf::{assert_conformant, pipeline, problems};
 use common::{RunResult, run_pipeline, spawn_pipeline};
 use fmp4ingest_receiver::cmaf::CmafTrack;
-use fmp4ingest_receiver::{Behaviour, Fault, FaultKind, Receiver};
+use fmp4ingest_receiver::{Behaviour, Fault, FaultKind, Receiver, TlsSetup};
 
 const ISO: &str = "isofmp4mux fragment-duration=2000000000";
 
@@ -273,4 +273,28 @@ fn a_refused_connection_with_max_retries_0_is_an_error_that_says_so() {
     assert!(e.contains(&format!("http://***@127.0.0.1:{port}/live.isml/Streams(video.cmfv)")), "{e}");
     assert!(!e.contains("s3cret"), "{e}");
     drop(held);
+}
+
+#[test]
+fn an_untrusted_certificate_is_an_error_at_once_and_https_works_with_its_ca() {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let setup =
+        TlsSetup { cert_chain_pem: cert.cert.pem(), key_pem: cert.key_pair.serialize_pem(), client_ca_pem: None };
+    let rx = Receiver::start_tls(Behaviour::default(), setup).unwrap();
+    let pp = rx.publishing_point("live");
+    assert!(pp.starts_with("https://"));
+    let r = run_pipeline(&pipeline(ISO, &pp, "", 10, false), Duration::from_secs(60));
+    assert!(!r.eos, "{r:?}");
+    assert_eq!(r.error_code, Some(gst::ResourceError::NotAuthorized), "{:?}", r.errors);
+    let e = r.errors.join("\n");
+    assert!(e.contains("The TLS connection to the ingest server failed") && e.contains("ca-file"), "{e}");
+    assert!(r.error_at.unwrap() < Duration::from_secs(8), "{:?}", r.error_at);
+    assert!(rx.cmaf_requests().is_empty());
+    // Trusted through ca-file: the track goes over TLS.
+    let ca = std::env::temp_dir().join(format!("fmp4ingest-cmaf-ca-{}.pem", std::process::id()));
+    std::fs::write(&ca, cert.cert.pem()).unwrap();
+    let r = run_pipeline(&pipeline(ISO, &pp, &format!("ca-file={}", ca.display()), 6, false), Duration::from_secs(60));
+    ok(&r);
+    assert_conformant(&rx);
+    let _ = std::fs::remove_file(&ca);
 }
