@@ -156,3 +156,30 @@ fn a_location_that_is_not_a_publishing_point_is_refused_at_start() {
         let _ = sink.set_state(gst::State::Null);
     }
 }
+
+/// The README's CMAF gst-launch lines, exactly as documented (variables expanded), each
+/// against the receiver: every one must give conformant tracks.
+#[test]
+fn the_readme_cmaf_lines_push_conformant_tracks() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let var = |block: &str, name: &str| -> String {
+        let line = block.lines().find(|l| l.starts_with(&format!("{name}="))).unwrap();
+        line[name.len() + 1..].trim_matches('"').to_string()
+    };
+    let smooth = readme.split("## Trying it with gst-launch").nth(1).unwrap();
+    let smooth_block = smooth.split("```sh").nth(2).unwrap().split("```").next().unwrap();
+    let (v, a) = (var(smooth_block, "V"), var(smooth_block, "A"));
+    let section = readme.split("## CMAF ingest").nth(1).unwrap();
+    let block = section.split("```sh").nth(1).unwrap().split("```").next().unwrap();
+    let lines: Vec<&str> = block.lines().filter(|l| l.starts_with("gst-launch-1.0 -e ")).collect();
+    assert_eq!(lines.len(), 3, "{block}");
+    for (i, line) in lines.iter().enumerate() {
+        let rx = Receiver::start().unwrap();
+        let pp = rx.publishing_point(&format!("channel{i}"));
+        let d = line["gst-launch-1.0 -e ".len()..].replace("$V", &v).replace("$A", &a).replace("\"$PP\"", &pp);
+        let r = run_pipeline(&d, Duration::from_secs(90));
+        assert!(r.eos && r.errors.is_empty(), "{line}: {r:?}");
+        assert!(!rx.cmaf_tracks().is_empty(), "{line}");
+        assert_conformant(&rx);
+    }
+}
