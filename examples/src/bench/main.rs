@@ -8,12 +8,15 @@
 //! - `core`: the core's criterion micro-benchmarks and its payload-copy and allocation counts;
 //! - `latency`: the send latency of a live push (5 minutes);
 //! - `many`: 100 sinks in one process;
-//! - `failover`: recovery after a reset, memory through a 10-minute outage, CPU per hour.
+//! - `failover`: recovery after a reset, memory through a 10-minute outage, CPU per hour;
+//! - `cmaf`: CMAF ingest: throughput against curlhttpsink and FFmpeg's CMAF push of the same
+//!   file, the live latency (`--latency-seconds` too), recovery after a reset.
 //!
 //! Each suite replaces its own section of the output file. Heavy phases run in child
 //! processes (this binary with an internal sub-command), so that RSS and CPU time belong to
 //! the measured process alone. Run by `scripts/bench.sh`, which builds the release plugin.
 
+mod cmaf;
 mod failover;
 mod latency;
 mod many;
@@ -21,7 +24,7 @@ mod micro;
 mod throughput;
 mod util;
 
-const SUITES: [&str; 5] = ["throughput", "core", "latency", "many", "failover"];
+const SUITES: [&str; 6] = ["throughput", "core", "latency", "many", "failover", "cmaf"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -62,6 +65,7 @@ fn run(args: &[String]) -> Result<(), String> {
             "core" => micro::section()?,
             "latency" => latency::section(latency_seconds)?,
             "many" => many::section()?,
+            "cmaf" => cmaf::section(latency_seconds)?,
             _ => failover::section()?,
         };
         println!("{section}");
