@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{RunResult, check_stream, init, mpegts, realtime_pipeline as pipeline, run_with, running_now};
+use common::{RunResult, check_stream, mpegts, realtime_pipeline as pipeline, run_with, running_now};
 use fmp4ingest_core::scte35::{self, SpliceCommand};
 use fmp4ingest_receiver::{Fault, FaultKind, FragmentInfo, PostRecord, Receiver, StreamView};
 use gst::prelude::*;
@@ -381,46 +381,10 @@ fn scte35_from_an_mpeg_ts_input_reaches_the_sparse_stream() {
          splice-mode=none",
         rx.url("live", "ts")
     );
-    init();
-    let p = gst::parse::launch(&d).unwrap().downcast::<gst::Pipeline>().unwrap();
-    // What tsdemux says the splice's running time is.
-    let mapped = std::sync::Arc::new(std::sync::Mutex::new(None::<u64>));
-    let m = mapped.clone();
-    p.by_name("demux").unwrap().connect_pad_added(move |_, pad| {
-        let m = m.clone();
-        pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-            if let Some(gst::PadProbeData::Event(e)) = &info.data {
-                let map = e
-                    .structure()
-                    .filter(|s| s.name() == "scte-sit")
-                    .and_then(|s| s.get::<gst::Structure>("running-time-map").ok());
-                if let Some(rt) = map.and_then(|map| map.get::<u64>("event-7-splice-time").ok()) {
-                    *m.lock().unwrap() = Some(rt);
-                }
-            }
-            gst::PadProbeReturn::Ok
-        });
-    });
-    // mpegtsmux writes a section at its next buffer: give it one once data flows.
-    let (tx, rx_flow) = std::sync::mpsc::channel::<()>();
-    let tx = std::sync::Mutex::new(Some(tx));
-    let mux_pad = p.by_name("ts").unwrap().sink_pads().first().unwrap().clone();
-    let seen = std::sync::atomic::AtomicU32::new(0);
-    mux_pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-        if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == 15
-            && let Some(tx) = tx.lock().unwrap().take()
-        {
-            let _ = tx.send(());
-        }
-        gst::PadProbeReturn::Ok
-    });
-    let r = run_with(&p, Duration::from_secs(60), move |p, _| {
-        rx_flow.recv_timeout(Duration::from_secs(10)).expect("data through mpegtsmux");
-        assert!(p.by_name("ts").unwrap().send_event(mpegts::splice_out_event(7, 8 * SEC, 10 * SEC, 500)));
-    });
+    let (r, rt) = mpegts::run_with_a_splice(&d);
     ok(&r);
     assert!(r.messages_named("fmp4ingestsink-signal-refused").is_empty(), "{:?}", r.messages);
-    let rt = mapped.lock().unwrap().expect("tsdemux sent the section");
+    let rt = rt.expect("tsdemux sent the section");
     assert!(rt.abs_diff(8 * SEC) < SEC / 2, "tsdemux placed the splice at {rt}");
     let ts = video_timescale(&rx.stream("ts"));
     let posts = sparse_posts(&rx);

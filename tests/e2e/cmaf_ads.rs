@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::cmaf::problems;
-use common::{RunResult, init, mpegts, realtime_pipeline, run_with};
+use common::{RunResult, mpegts, realtime_pipeline, run_with};
 use fmp4ingest_core::scte35::{self, SpliceCommand, SpliceInsert};
 use fmp4ingest_receiver::Receiver;
 use fmp4ingest_receiver::cmaf::CmafTrack;
@@ -181,45 +181,10 @@ fn scte35_from_an_mpeg_ts_input_reaches_the_metadata_track() {
          metadata-track=ads splice-mode=none",
         rx.publishing_point("live")
     );
-    init();
-    let p = gst::parse::launch(&d).unwrap().downcast::<gst::Pipeline>().unwrap();
-    let mapped = std::sync::Arc::new(std::sync::Mutex::new(None::<u64>));
-    let m = mapped.clone();
-    p.by_name("demux").unwrap().connect_pad_added(move |_, pad| {
-        let m = m.clone();
-        pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-            if let Some(gst::PadProbeData::Event(e)) = &info.data {
-                let map = e
-                    .structure()
-                    .filter(|s| s.name() == "scte-sit")
-                    .and_then(|s| s.get::<gst::Structure>("running-time-map").ok());
-                if let Some(rt) = map.and_then(|map| map.get::<u64>("event-7-splice-time").ok()) {
-                    *m.lock().unwrap() = Some(rt);
-                }
-            }
-            gst::PadProbeReturn::Ok
-        });
-    });
-    // mpegtsmux writes a section at its next buffer: give it one once data flows.
-    let (tx, rx_flow) = std::sync::mpsc::channel::<()>();
-    let tx = std::sync::Mutex::new(Some(tx));
-    let mux_pad = p.by_name("ts").unwrap().sink_pads().first().unwrap().clone();
-    let seen = std::sync::atomic::AtomicU32::new(0);
-    mux_pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-        if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == 15
-            && let Some(tx) = tx.lock().unwrap().take()
-        {
-            let _ = tx.send(());
-        }
-        gst::PadProbeReturn::Ok
-    });
-    let r = run_with(&p, Duration::from_secs(60), move |p, _| {
-        rx_flow.recv_timeout(Duration::from_secs(10)).expect("data through mpegtsmux");
-        assert!(p.by_name("ts").unwrap().send_event(mpegts::splice_out_event(7, 8 * SEC, 10 * SEC, 500)));
-    });
+    let (r, rt) = mpegts::run_with_a_splice(&d);
     ok(&r);
     assert!(r.messages_named("fmp4ingestsink-signal-refused").is_empty(), "{:?}", r.messages);
-    let rt = mapped.lock().unwrap().expect("tsdemux sent the section");
+    let rt = rt.expect("tsdemux sent the section");
     let meta = track(&rx, "ads.cmfm");
     assert!(problems(&rx, &meta).is_empty(), "{:?}", problems(&rx, &meta));
     let ts = meta.header_info.as_ref().unwrap().track.timescale;

@@ -19,31 +19,10 @@ use std::time::Duration;
 
 use fmp4ingest_receiver::cmaf::CmafRequestKind;
 use fmp4ingest_receiver::{Fault, FaultKind, Receiver};
-use gst::prelude::*;
 
-use crate::throughput::{RUNS, discard_server, input, plugin_env};
-use crate::util::{ChildRun, machine, median, percentile, run_child, run_pipeline};
-
-struct Side {
-    name: &'static str,
-    runs: Vec<ChildRun>,
-    bytes: u64,
-}
-
-impl Side {
-    fn wall(&self) -> f64 {
-        median(&self.runs.iter().map(|r| r.wall).collect::<Vec<_>>())
-    }
-    fn cpu(&self) -> f64 {
-        median(&self.runs.iter().map(|r| r.cpu).collect::<Vec<_>>())
-    }
-    fn rss_mib(&self) -> f64 {
-        median(&self.runs.iter().map(|r| r.max_rss_kib as f64 / 1024.0).collect::<Vec<_>>())
-    }
-    fn peak_rss_mib(&self) -> f64 {
-        self.runs.iter().map(|r| r.max_rss_kib).max().unwrap_or(0) as f64 / 1024.0
-    }
-}
+use crate::latency::live_push;
+use crate::throughput::{RUNS, Side, discard_server, input, plugin_env};
+use crate::util::{machine, percentile, run_child, run_pipeline};
 
 pub fn section(latency_seconds: u64) -> Result<String, String> {
     println!("   throughput in cmaf mode, curlhttpsink and FFmpeg");
@@ -70,8 +49,9 @@ fn throughput() -> Result<String, String> {
     let file = input.display().to_string();
     let src = format!("filesrc location={file} blocksize=65536");
     let ours = format!("{src} ! fmp4ingestsink protocol=cmaf location=http://127.0.0.1:{port}/cmaf.isml");
-    let curl =
-        format!("{src} ! curlhttpsink location=http://127.0.0.1:{port}/curl.isml/Streams(curl) use-content-length=false");
+    let curl = format!(
+        "{src} ! curlhttpsink location=http://127.0.0.1:{port}/curl.isml/Streams(curl) use-content-length=false"
+    );
     let ffmpeg_args: Vec<String> = [
         "-hide_banner",
         "-loglevel",
@@ -107,9 +87,9 @@ fn throughput() -> Result<String, String> {
         return Err("ffmpeg is missing: apt-get install ffmpeg (scripts/bench.sh does)".into());
     }
     let mut sides = [
-        Side { name: "fmp4ingestsink protocol=cmaf", runs: Vec::new(), bytes: 0 },
-        Side { name: "curlhttpsink", runs: Vec::new(), bytes: 0 },
-        Side { name: "FFmpeg dash muxer (CMAF, PUT)", runs: Vec::new(), bytes: 0 },
+        Side::new("fmp4ingestsink protocol=cmaf"),
+        Side::new("curlhttpsink"),
+        Side::new("FFmpeg dash muxer (CMAF, PUT)"),
     ];
     for i in 0..RUNS {
         for (k, side) in sides.iter_mut().enumerate() {
@@ -142,23 +122,10 @@ fn throughput() -> Result<String, String> {
                 return Err(format!("{} delivered {got} of {size} bytes", side.name));
             }
             side.runs.push(run);
-            side.bytes = got;
+            side.bytes.push(got);
         }
     }
-    let rows: Vec<String> = sides
-        .iter()
-        .map(|s| {
-            format!(
-                "| {} | {:.3} s | {:.3} s | {:.1} MiB (max {:.1}) | {:.1} MB |",
-                s.name,
-                s.wall(),
-                s.cpu(),
-                s.rss_mib(),
-                s.peak_rss_mib(),
-                s.bytes as f64 / 1e6
-            )
-        })
-        .collect();
+    let rows: Vec<String> = sides.iter().map(Side::row).collect();
     let [ours_side, curl_side, ff_side] = &sides;
     let vs_curl = ours_side.wall() / curl_side.wall();
     let vs_ffmpeg = ours_side.wall() / ff_side.wall();
@@ -186,29 +153,7 @@ fn ms(ns: u64) -> String {
 
 fn latency(seconds: u64) -> Result<String, String> {
     let (port, counters) = discard_server()?;
-    let d = format!(
-        "isofmp4mux name=mux fragment-duration=2000000000 ! fmp4ingestsink name=sink protocol=cmaf \
-         location=http://127.0.0.1:{port}/latency.isml \
-         videotestsrc is-live=true num-buffers={} ! video/x-raw,width=640,height=360,framerate=30/1 ! \
-         x264enc key-int-max=60 speed-preset=ultrafast bitrate=2000 ! h264parse ! queue ! mux. \
-         audiotestsrc is-live=true num-buffers={} samplesperbuffer=1024 ! audio/x-raw,rate=48000,channels=2 ! \
-         avenc_aac ! aacparse ! queue ! mux.",
-        seconds * 30,
-        seconds * 48000 / 1024 + 1
-    );
-    let p = gst::parse::launch(&d).map_err(|e| e.to_string())?.downcast::<gst::Pipeline>().map_err(|_| "pipeline")?;
-    let bus = p.bus().ok_or("bus")?;
-    p.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
-    let msg = bus
-        .timed_pop_filtered(gst::ClockTime::from_seconds(seconds + 60), &[gst::MessageType::Eos, gst::MessageType::Error]);
-    let stats = p.by_name("sink").map(|s| s.property::<gst::Structure>("stats"));
-    let _ = p.set_state(gst::State::Null);
-    match msg.as_ref().map(|m| m.view()) {
-        Some(gst::MessageView::Eos(_)) => {}
-        Some(gst::MessageView::Error(e)) => return Err(format!("{} ({:?})", e.error(), e.debug())),
-        _ => return Err("the live push did not end".into()),
-    }
-    let s = stats.ok_or("no stats")?;
+    let s = live_push(&format!("protocol=cmaf location=http://127.0.0.1:{port}/latency.isml"), seconds)?;
     let get = |f: &str| s.get::<u64>(f).map_err(|e| format!("{f}: {e}"));
     let (count, p50, p99, max) = (get("latency-count")?, get("latency-p50")?, get("latency-p99")?, get("latency-max")?);
     Ok(format!(

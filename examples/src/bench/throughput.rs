@@ -70,24 +70,41 @@ pub fn discard_server() -> Result<(u16, Arc<DiscardCounters>), String> {
     Ok((port, counters))
 }
 
-struct Side {
-    name: &'static str,
-    runs: Vec<ChildRun>,
-    bytes: Vec<u64>,
+/// One sender's runs.
+pub struct Side {
+    pub name: &'static str,
+    pub runs: Vec<ChildRun>,
+    /// Bytes at the server, per run.
+    pub bytes: Vec<u64>,
 }
 
 impl Side {
-    fn wall(&self) -> f64 {
+    pub fn new(name: &'static str) -> Side {
+        Side { name, runs: Vec::new(), bytes: Vec::new() }
+    }
+    pub fn wall(&self) -> f64 {
         median(&self.runs.iter().map(|r| r.wall).collect::<Vec<_>>())
     }
-    fn cpu(&self) -> f64 {
+    pub fn cpu(&self) -> f64 {
         median(&self.runs.iter().map(|r| r.cpu).collect::<Vec<_>>())
     }
-    fn rss_mib(&self) -> f64 {
+    pub fn rss_mib(&self) -> f64 {
         median(&self.runs.iter().map(|r| r.max_rss_kib as f64 / 1024.0).collect::<Vec<_>>())
     }
-    fn peak_rss_mib(&self) -> f64 {
+    pub fn peak_rss_mib(&self) -> f64 {
         self.runs.iter().map(|r| r.max_rss_kib).max().unwrap_or(0) as f64 / 1024.0
+    }
+    /// Its row of the table: sender, wall, CPU, peak RSS, bytes at the server.
+    pub fn row(&self) -> String {
+        format!(
+            "| {} | {:.3} s | {:.3} s | {:.1} MiB (max {:.1}) | {:.1} MB |",
+            self.name,
+            self.wall(),
+            self.cpu(),
+            self.rss_mib(),
+            self.peak_rss_mib(),
+            self.bytes.first().copied().unwrap_or(0) as f64 / 1e6
+        )
     }
 }
 
@@ -103,10 +120,7 @@ pub fn section() -> Result<String, String> {
     let src = format!("filesrc location={file} blocksize=65536");
     let ours_desc = format!("{src} ! fmp4ingestsink location={}", url("ours"));
     let curl_desc = format!("{src} ! curlhttpsink location={} use-content-length=false", url("curl"));
-    let mut sides = [
-        Side { name: "fmp4ingestsink", runs: Vec::new(), bytes: Vec::new() },
-        Side { name: "curlhttpsink", runs: Vec::new(), bytes: Vec::new() },
-    ];
+    let mut sides = [Side::new("fmp4ingestsink"), Side::new("curlhttpsink")];
     for i in 0..RUNS {
         for (side, desc) in sides.iter_mut().zip([&ours_desc, &curl_desc]) {
             let before = counters.bytes.load(Ordering::Relaxed);
@@ -132,20 +146,7 @@ pub fn section() -> Result<String, String> {
         }
     }
     let [ours, curl] = &sides;
-    let rows: Vec<String> = sides
-        .iter()
-        .map(|s| {
-            format!(
-                "| {} | {:.3} s | {:.3} s | {:.1} MiB (max {:.1}) | {:.1} MB |",
-                s.name,
-                s.wall(),
-                s.cpu(),
-                s.rss_mib(),
-                s.peak_rss_mib(),
-                s.bytes[0] as f64 / 1e6
-            )
-        })
-        .collect();
+    let rows: Vec<String> = sides.iter().map(Side::row).collect();
     let wall_ratio = ours.wall() / curl.wall();
     let cpu_ratio = ours.cpu() / curl.cpu();
     let verdict = |ok: bool| if ok { "met" } else { "**not met**" };

@@ -36,3 +36,51 @@ pub fn splice_out_event(id: u32, at: u64, duration: u64, pid: u16) -> gst::Event
         gst::Event::from_glib_full(event)
     }
 }
+
+/// Runs a pipeline whose `mpegtsmux name=ts scte-35-pid=500` feeds `tsdemux name=demux
+/// send-scte35-events=true`, making mpegtsmux write splice_insert 7 (out of network at running
+/// time 8 s, for 10 s) once data flows; returns the run and the splice's running time as
+/// tsdemux mapped it in its `scte-sit` event.
+pub fn run_with_a_splice(description: &str) -> (super::RunResult, Option<u64>) {
+    use gst::prelude::*;
+    const SEC: u64 = 1_000_000_000;
+    super::init();
+    let p = gst::parse::launch(description).unwrap().downcast::<gst::Pipeline>().unwrap();
+    // What tsdemux says the splice's running time is.
+    let mapped = std::sync::Arc::new(std::sync::Mutex::new(None::<u64>));
+    let m = mapped.clone();
+    p.by_name("demux").unwrap().connect_pad_added(move |_, pad| {
+        let m = m.clone();
+        pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            if let Some(gst::PadProbeData::Event(e)) = &info.data {
+                let map = e
+                    .structure()
+                    .filter(|s| s.name() == "scte-sit")
+                    .and_then(|s| s.get::<gst::Structure>("running-time-map").ok());
+                if let Some(rt) = map.and_then(|map| map.get::<u64>("event-7-splice-time").ok()) {
+                    *m.lock().unwrap() = Some(rt);
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    });
+    // mpegtsmux writes a section at its next buffer: give it one once data flows.
+    let (tx, rx_flow) = std::sync::mpsc::channel::<()>();
+    let tx = std::sync::Mutex::new(Some(tx));
+    let mux_pad = p.by_name("ts").unwrap().sink_pads().first().unwrap().clone();
+    let seen = std::sync::atomic::AtomicU32::new(0);
+    mux_pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == 15
+            && let Some(tx) = tx.lock().unwrap().take()
+        {
+            let _ = tx.send(());
+        }
+        gst::PadProbeReturn::Ok
+    });
+    let r = super::run_with(&p, std::time::Duration::from_secs(60), move |p, _| {
+        rx_flow.recv_timeout(std::time::Duration::from_secs(10)).expect("data through mpegtsmux");
+        assert!(p.by_name("ts").unwrap().send_event(splice_out_event(7, 8 * SEC, 10 * SEC, 500)));
+    });
+    let rt = *mapped.lock().unwrap();
+    (r, rt)
+}
