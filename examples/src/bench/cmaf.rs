@@ -136,9 +136,10 @@ fn throughput() -> Result<String, String> {
          {RUNS} runs each, alternating; medians:\n\n\
          | sender | wall | CPU (user + system) | peak RSS | bytes at the server |\n|---|---|---|---|---|\n{}\n\n\
          Wall ratio fmp4ingestsink (cmaf) / curlhttpsink: **{vs_curl:.2}** (target ≤ 1.0: {}); / FFmpeg: \
-         **{vs_ffmpeg:.2}**. fmp4ingestsink sends a request per 2 s segment and track (a CMAF header first on each \
-         track's connection), FFmpeg a PUT per segment and the MPD again and again, curlhttpsink one chunked POST \
-         of the file as it is.\n\n\
+         **{vs_ffmpeg:.2}**. fmp4ingestsink sends a request per 2 s segment and track (the probe and the CMAF header \
+         first on each track's connection; one request more, and a segment's bytes more at the server, in the runs \
+         where the last video segment had gone out before the end was known and goes again with `lmsg`), FFmpeg a \
+         PUT per segment and the MPD again and again, curlhttpsink one chunked POST of the file as it is.\n\n\
          `{ours}`; `{curl}`; `ffmpeg {}` (ports as in this run).\n",
         size as f64 / 1e6,
         rows.join("\n"),
@@ -160,7 +161,9 @@ fn latency(seconds: u64) -> Result<String, String> {
         "{seconds} s of live 640x360 H.264 at 2 Mbps + AAC (isofmp4mux, 2 s segments) pushed in CMAF mode to our \
          discard server on loopback ({:.1} MB received, {} requests). For each of the {count} segments sent (both \
          tracks), the time from its last byte entering `render()` to its last byte handed to the connection (the \
-         element's `latency-*` stats: per track, and here the worst track's):\n\n\
+         element's `latency-*` stats: per track, and here the worst track's). A track's first segment waits for \
+         the track's connection, probe and header (its connection opens when the muxer's `moov` names the track, \
+         which isofmp4mux sends with its first fragment): it is the maximum.\n\n\
          | p50 | p99 | max |\n|---|---|---|\n| {} | {} | {} |\n\n\
          Target p99 < 5 ms: {}.\n",
         counters.bytes.load(Ordering::Relaxed) as f64 / 1e6,
