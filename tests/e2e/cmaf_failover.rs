@@ -298,3 +298,34 @@ fn an_untrusted_certificate_is_an_error_at_once_and_https_works_with_its_ca() {
     assert_conformant(&rx);
     let _ = std::fs::remove_file(&ca);
 }
+
+#[test]
+fn a_redirected_probe_is_followed_only_when_allowed() {
+    let rx = Receiver::start().unwrap();
+    let to = format!("{}/Streams(video.cmfv)", rx.publishing_point("moved"));
+    let redirect = FaultKind::Redirect { status: 307, location: to.clone() };
+    rx.inject(forever(redirect).for_stream("video.cmfv").once());
+    let r = run_pipeline(
+        &pipeline(ISO, &rx.publishing_point("live"), "follow-redirects=true", 8, false),
+        Duration::from_secs(60),
+    );
+    ok(&r);
+    let moved = rx
+        .cmaf_tracks()
+        .into_iter()
+        .find(|t| t.path.starts_with("/moved.isml/"))
+        .expect("the track where the probe ended");
+    assert!(problems(&rx, &moved).is_empty(), "{:?}", problems(&rx, &moved));
+    assert!(moved.unique_segments().len() >= 4);
+    let redirected = r.messages_named("fmp4ingestsink-redirected");
+    assert_eq!(redirected.len(), 1);
+    assert_eq!(redirected[0].get::<String>("to").unwrap(), to);
+    // Without follow-redirects, a redirect is a failure like any other: retried, never followed.
+    let rx = Receiver::start().unwrap();
+    rx.inject(forever(FaultKind::Redirect { status: 307, location: to }).for_stream("video.cmfv").once());
+    let r = run_pipeline(&pipeline(ISO, &rx.publishing_point("live"), "", 8, false), Duration::from_secs(60));
+    ok(&r);
+    assert!(rx.cmaf_tracks().iter().all(|t| t.path.starts_with("/live.isml/")));
+    assert_eq!(about(&r, "fmp4ingestsink-disconnected", "video.cmfv)")[0].get::<u32>("status").unwrap(), 307);
+    assert_conformant(&rx);
+}

@@ -35,9 +35,11 @@ pub fn section(latency_seconds: u64) -> Result<String, String> {
     let recovery = recovery()?;
     println!("{recovery}");
     Ok(format!(
-        "## CMAF ingest\n\n{}\n\n### Throughput\n\n{throughput}\n\n### Live latency\n\n{latency}\n\n### Recovery after \
-         a reset\n\n{recovery}\n",
-        machine()
+        "## CMAF ingest\n\n{}\n\n### Throughput\n\n{}\n\n### Live latency\n\n{}\n\n### Recovery after a reset\n\n{}\n",
+        machine(),
+        throughput.trim_end(),
+        latency.trim_end(),
+        recovery.trim_end()
     ))
 }
 
@@ -163,7 +165,7 @@ fn latency(seconds: u64) -> Result<String, String> {
          tracks), the time from its last byte entering `render()` to its last byte handed to the connection (the \
          element's `latency-*` stats: per track, and here the worst track's). A track's first segment waits for \
          the track's connection, probe and header (its connection opens when the muxer's `moov` names the track, \
-         which isofmp4mux sends with its first fragment): it is the maximum.\n\n\
+         which isofmp4mux sends with its first fragment).\n\n\
          | p50 | p99 | max |\n|---|---|---|\n| {} | {} | {} |\n\n\
          Target p99 < 5 ms: {}.\n",
         counters.bytes.load(Ordering::Relaxed) as f64 / 1e6,

@@ -411,9 +411,8 @@ async fn run_connection(t: &mut ConnectionTask) -> Result<(), RequestFailure> {
                 status: status_and_body.0,
             });
             let next = Target::parse(&to).map_err(|e| RequestFailure::new(TransportError::Other, e))?;
-            if (&next.host, next.port, next.tls) != (&target.host, target.port, target.tls) {
-                conn = open(t, &next).await?;
-            }
+            // A new connection: a server that redirects often closes the one it answered on.
+            conn = open(t, &next).await?;
             (url, target) = (to, next);
             status_and_body = exchange(t, &mut conn, &target, &send, empty()).await?;
         }
