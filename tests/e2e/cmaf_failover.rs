@@ -102,7 +102,9 @@ fn a_412_sends_the_header_again_then_the_segment() {
 fn a_restarted_receiver_gets_the_header_again_and_every_segment() {
     let rx = Receiver::start().unwrap();
     let run = spawn_pipeline(&av(&rx, "", 14), Duration::from_secs(90));
+    // Both tracks ran (their headers were taken) before the receiver restarts.
     wait_segments(&rx, "video.cmfv", 2);
+    wait_segments(&rx, "audio.cmfa", 2);
     // Connections reset, refused for a second, every header forgotten.
     rx.restart(Duration::from_secs(1));
     let r = run.join().unwrap();
@@ -220,7 +222,10 @@ fn an_outage_shorter_than_three_segments_resends_what_was_missed_in_order() {
     let rx = Receiver::start().unwrap();
     let run = spawn_pipeline(&av(&rx, "", 16), Duration::from_secs(90));
     wait_segments(&rx, "video.cmfv", 2);
-    rx.restart(Duration::from_secs(3));
+    wait_segments(&rx, "audio.cmfa", 2);
+    // Down for 2 s: with a retry at least every segment duration (2 s), every track is back
+    // within 4 s of its first failure, under the three segment durations (6 s).
+    rx.restart(Duration::from_secs(2));
     let r = run.join().unwrap();
     ok(&r);
     assert_conformant(&rx);

@@ -416,7 +416,14 @@ pub struct CmafSession {
 
 impl CmafSession {
     pub fn new(config: CmafSessionConfig) -> Self {
-        let backoff = Backoff::new(config.retry_delay, config.retry_delay_max, config.jitter_seed);
+        // A retry at least every segment duration ("Failure Behaviors" 1: try again in the
+        // order of a segment duration): a track is back within a segment of its receiver, so
+        // that a short outage stays short enough to resend what it missed.
+        let cap = config
+            .segment_duration
+            .filter(|d| !d.is_zero())
+            .map_or(config.retry_delay_max, |d| d.min(config.retry_delay_max));
+        let backoff = Backoff::new(config.retry_delay, cap, config.jitter_seed);
         CmafSession {
             config,
             state: State::Idle,

@@ -684,6 +684,28 @@ fn a_track_that_never_had_a_header_ends_at_once() {
 }
 
 #[test]
+fn retries_come_at_least_every_segment_duration() {
+    let config = CmafSessionConfig { segment_duration: Some(ms(2000)), ..CmafSessionConfig::default() };
+    let mut h = Harness::new(config);
+    h.s.start(h.now);
+    let mut last = h.now;
+    for attempt in 1..12 {
+        let conn = h.connect_action();
+        h.s.handle_input(CmafInput::ConnectionFailed { connection: conn, error: TransportError::Connect }, h.now);
+        let due = h.s.poll_timeout().unwrap();
+        // retry-delay-max (4 s) would allow more: the segment duration caps it.
+        assert!(due - h.now <= ms(2000), "attempt {attempt}: {:?}", due - h.now);
+        if attempt > 4 {
+            assert!(due - h.now >= ms(1500), "attempt {attempt}: {:?}", due - h.now);
+        }
+        h.at(due);
+        h.s.handle_timeout(h.now);
+        last = due;
+    }
+    assert!(last > ms(10_000));
+}
+
+#[test]
 fn the_end_gives_up_after_the_eos_timeout() {
     let mut h = Harness::up(CmafSessionConfig { eos_timeout: ms(5000), ..CmafSessionConfig::default() });
     h.s.push_chunk(&segment(1), h.now);
