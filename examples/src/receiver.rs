@@ -5,7 +5,9 @@
 //!
 //! Listens on 127.0.0.1 (port 8080 by default), accepts probes and chunked POSTs to any
 //! `/<name>.isml/Streams(<id>)`, and prints a line for every request when it ends, then a
-//! summary per stream every few seconds.
+//! summary per stream every few seconds. CMAF ingest tracks (`.../Streams(<name>.cmfv|cmfa|cmfm)`)
+//! get a summary line each: segments, their sequence numbers, gaps, the end, what a strict
+//! receiver would object to.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -87,6 +89,25 @@ fn main() {
             let view = rx.stream(id);
             let gaps: usize = view.track_ids().iter().map(|t| view.gaps(*t).len()).sum();
             println!("  Streams({id}): {frags} fragments, {bytes} bytes, {gaps} gaps");
+        }
+        for t in rx.cmaf_tracks() {
+            let seqs = t.sequences();
+            println!(
+                "  {} (CMAF): {} segments ({:?}..{:?}), header sent {} times, {} gaps, {}{} violations",
+                t.path,
+                seqs.len(),
+                seqs.first(),
+                seqs.last(),
+                t.headers_received,
+                t.gaps().len(),
+                if t.ended() { "ended (lmsg), " } else { "" },
+                t.violations.len()
+            );
+            if verbose {
+                for v in &t.violations {
+                    println!("    violation: {v}");
+                }
+            }
         }
     }
 }

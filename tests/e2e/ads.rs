@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{RunResult, check_stream, init, run};
+use common::{RunResult, check_stream, mpegts, realtime_pipeline as pipeline, run_with, running_now};
 use fmp4ingest_core::scte35::{self, SpliceCommand};
 use fmp4ingest_receiver::{Fault, FaultKind, FragmentInfo, PostRecord, Receiver, StreamView};
 use gst::prelude::*;
@@ -29,48 +29,6 @@ fn description(url: &str, seconds: u32, props: &str) -> String {
         common::video_source(seconds, 600),
         common::audio_source(seconds)
     )
-}
-
-/// A pipeline on a realtime clock: base time + running time is UTC, exactly, so that the test
-/// knows every time the sink writes.
-fn pipeline(description: &str) -> gst::Pipeline {
-    init();
-    let p = gst::parse::launch(description).unwrap().downcast::<gst::Pipeline>().unwrap();
-    let clock: gst::Clock = gst::glib::Object::builder::<gst::SystemClock>()
-        .property("clock-type", gst::ClockType::Realtime)
-        .build()
-        .upcast();
-    p.use_clock(Some(&clock));
-    p
-}
-
-/// Waits until the pipeline plays; returns its base time.
-fn wait_playing(p: &gst::Pipeline) -> u64 {
-    for _ in 0..500 {
-        if p.current_state() == gst::State::Playing
-            && let Some(b) = p.base_time()
-        {
-            return b.nseconds();
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("the pipeline did not start");
-}
-
-fn running_now(p: &gst::Pipeline) -> u64 {
-    p.clock().unwrap().time().nseconds() - p.base_time().unwrap().nseconds()
-}
-
-/// Runs `p`, calling `act` on another thread once it plays.
-fn run_with(p: &gst::Pipeline, timeout: Duration, act: impl FnOnce(&gst::Pipeline, u64) + Send + 'static) -> RunResult {
-    let p2 = p.clone();
-    let actor = std::thread::spawn(move || {
-        let base = wait_playing(&p2);
-        act(&p2, base);
-    });
-    let r = run(p, timeout);
-    actor.join().expect("the test's events");
-    r
 }
 
 fn splice(rt: u64, id: u32) -> gst::structure::Builder {
@@ -412,45 +370,6 @@ fn redundant_encoders_given_the_same_event_send_identical_sparse_fragments() {
     assert_eq!(String::from_utf8_lossy(&ha).replace("ads-a", "ads-b"), String::from_utf8_lossy(&hb));
 }
 
-/// The few functions of GStreamer's mpegts library (gst-plugins-bad) a test needs to make
-/// mpegtsmux write an SCTE-35 splice_insert, looked up at run time.
-mod mpegts {
-    use std::ffi::{CStr, c_void};
-
-    fn symbol(name: &CStr) -> *mut c_void {
-        // SAFETY: valid NUL-terminated names; the library stays loaded for the process.
-        unsafe {
-            let lib = libc::dlopen(c"libgstmpegts-1.0.so.0".as_ptr(), libc::RTLD_NOW);
-            assert!(!lib.is_null(), "libgstmpegts-1.0.so.0 (gstreamer1.0-plugins-bad) is needed");
-            let f = libc::dlsym(lib, name.as_ptr());
-            assert!(!f.is_null(), "{name:?} not found");
-            f
-        }
-    }
-
-    /// An event that makes mpegtsmux write a splice_insert (out of network) with this id at
-    /// running time `at`, lasting `duration` (both in ns of the muxer's running time).
-    pub fn splice_out_event(id: u32, at: u64, duration: u64, pid: u16) -> gst::Event {
-        type Init = unsafe extern "C" fn();
-        type SpliceOut = unsafe extern "C" fn(u32, u64, u64) -> *mut c_void;
-        type FromSit = unsafe extern "C" fn(*mut c_void, u16) -> *mut c_void;
-        type NewEvent = unsafe extern "C" fn(*mut c_void) -> *mut gst::ffi::GstEvent;
-        // SAFETY: the signatures of gstmpegts 1.22 (gstmpegtssection.h, gst-scte-section.h);
-        // the section is ours (transfer full) until unreffed, the event takes a ref of it.
-        unsafe {
-            let init: Init = std::mem::transmute(symbol(c"gst_mpegts_initialize"));
-            let splice_out: SpliceOut = std::mem::transmute(symbol(c"gst_mpegts_scte_splice_out_new"));
-            let from_sit: FromSit = std::mem::transmute(symbol(c"gst_mpegts_section_from_scte_sit"));
-            let new_event: NewEvent = std::mem::transmute(symbol(c"gst_event_new_mpegts_section"));
-            init();
-            let section = from_sit(splice_out(id, at, duration), pid);
-            let event = new_event(section);
-            gst::ffi::gst_mini_object_unref(section as *mut gst::ffi::GstMiniObject);
-            gst::Event::from_glib_full(event)
-        }
-    }
-}
-
 #[test]
 fn scte35_from_an_mpeg_ts_input_reaches_the_sparse_stream() {
     let rx = Receiver::start().unwrap();
@@ -462,46 +381,10 @@ fn scte35_from_an_mpeg_ts_input_reaches_the_sparse_stream() {
          splice-mode=none",
         rx.url("live", "ts")
     );
-    init();
-    let p = gst::parse::launch(&d).unwrap().downcast::<gst::Pipeline>().unwrap();
-    // What tsdemux says the splice's running time is.
-    let mapped = std::sync::Arc::new(std::sync::Mutex::new(None::<u64>));
-    let m = mapped.clone();
-    p.by_name("demux").unwrap().connect_pad_added(move |_, pad| {
-        let m = m.clone();
-        pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-            if let Some(gst::PadProbeData::Event(e)) = &info.data {
-                let map = e
-                    .structure()
-                    .filter(|s| s.name() == "scte-sit")
-                    .and_then(|s| s.get::<gst::Structure>("running-time-map").ok());
-                if let Some(rt) = map.and_then(|map| map.get::<u64>("event-7-splice-time").ok()) {
-                    *m.lock().unwrap() = Some(rt);
-                }
-            }
-            gst::PadProbeReturn::Ok
-        });
-    });
-    // mpegtsmux writes a section at its next buffer: give it one once data flows.
-    let (tx, rx_flow) = std::sync::mpsc::channel::<()>();
-    let tx = std::sync::Mutex::new(Some(tx));
-    let mux_pad = p.by_name("ts").unwrap().sink_pads().first().unwrap().clone();
-    let seen = std::sync::atomic::AtomicU32::new(0);
-    mux_pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-        if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == 15
-            && let Some(tx) = tx.lock().unwrap().take()
-        {
-            let _ = tx.send(());
-        }
-        gst::PadProbeReturn::Ok
-    });
-    let r = run_with(&p, Duration::from_secs(60), move |p, _| {
-        rx_flow.recv_timeout(Duration::from_secs(10)).expect("data through mpegtsmux");
-        assert!(p.by_name("ts").unwrap().send_event(mpegts::splice_out_event(7, 8 * SEC, 10 * SEC, 500)));
-    });
+    let (r, rt) = mpegts::run_with_a_splice(&d);
     ok(&r);
     assert!(r.messages_named("fmp4ingestsink-signal-refused").is_empty(), "{:?}", r.messages);
-    let rt = mapped.lock().unwrap().expect("tsdemux sent the section");
+    let rt = rt.expect("tsdemux sent the section");
     assert!(rt.abs_diff(8 * SEC) < SEC / 2, "tsdemux placed the splice at {rt}");
     let ts = video_timescale(&rx.stream("ts"));
     let posts = sparse_posts(&rx);

@@ -109,6 +109,8 @@ pub struct CmafTrack {
     pub segments: Vec<SegmentRecord>,
     /// Segments answered 412: no header was there for them.
     pub refused_412: usize,
+    /// Segments refused by a `SegmentStatus` fault: (sequence, status).
+    pub refused: Vec<(u32, u16)>,
     pub violations: Vec<String>,
     /// The receiver generation the header belongs to (a restart forgets it).
     header_generation: Option<u64>,
@@ -510,6 +512,20 @@ impl Connection {
         let segment = cmaf_mp4::read_segment(&bytes, ext != "cmfm", ext == "cmfm", &mut v);
         t.violations.extend(v.into_iter().map(|x| format!("request {index}: {x}")));
         let Some(segment) = segment else { return 400 };
+        let name = t.name.clone();
+        let refused = st.faults.iter_mut().find(|f| {
+            matches!(f.kind, faults::FaultKind::SegmentStatus { sequence, times, .. }
+                if sequence == segment.sequence && f.fired < times)
+                && f.applies(&name, Instant::now())
+        });
+        if let Some(f) = refused {
+            f.fired += 1;
+            let faults::FaultKind::SegmentStatus { status, .. } = f.kind else { unreachable!() };
+            let t = st.cmaf.tracks.get_mut(&path).expect("recorded with the request");
+            t.refused.push((segment.sequence, status));
+            return status;
+        }
+        let t = st.cmaf.tracks.get_mut(&path).expect("recorded with the request");
         if t.add_segment(index, self.id, segment, bytes) {
             self.new_segments += 1;
         }

@@ -175,6 +175,8 @@ pub struct Segment {
     pub durations: Vec<u32>,
     pub duration: u64,
     pub first_sample_sync: bool,
+    /// Decode times of the sync samples, from the segment's `tfdt`.
+    pub sync_offsets: Vec<u64>,
     /// `lmsg` in any `styp` of the segment.
     pub lmsg: bool,
     /// FNV-1a of the moof and mdat bytes (the media, whatever the `styp`).
@@ -397,6 +399,15 @@ pub fn read_segment(body: &[u8], media: bool, metadata: bool, v: &mut Vec<String
                     }
                 }
                 let duration: u64 = m.samples.iter().map(|s| u64::from(s.0)).sum();
+                let base = seg.as_ref().map_or(0, |s| s.duration);
+                let mut at = base;
+                let mut syncs = Vec::new();
+                for (d, _, f) in &m.samples {
+                    if f & 0x0001_0000 == 0 {
+                        syncs.push(at);
+                    }
+                    at += u64::from(*d);
+                }
                 match seg.as_mut() {
                     None => {
                         seg = Some(Segment {
@@ -411,6 +422,7 @@ pub fn read_segment(body: &[u8], media: bool, metadata: bool, v: &mut Vec<String
                             durations: m.samples.iter().map(|s| s.0).collect(),
                             duration,
                             first_sample_sync: m.samples.first().is_some_and(|s| s.2 & 0x0001_0000 == 0),
+                            sync_offsets: syncs,
                             lmsg: false,
                             media_hash: 0,
                             events,
@@ -436,6 +448,7 @@ pub fn read_segment(body: &[u8], media: bool, metadata: bool, v: &mut Vec<String
                         s.sample_count += m.samples.len() as u32;
                         s.durations.extend(m.samples.iter().map(|x| x.0));
                         s.duration += duration;
+                        s.sync_offsets.extend(syncs);
                         s.events.extend(events);
                     }
                 }

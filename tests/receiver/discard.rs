@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
-//! A discard ingest server: answers the probe, reads and throws away the chunked body, answers
-//! at the end. For benchmarks, where the receiver's own parsing must not cost anything.
+//! A discard ingest server: answers the probe, reads and throws away the body (chunked or with
+//! a Content-Length), answers at the end, and keeps the connection for the next request
+//! (CMAF ingest, a DASH push). For benchmarks, where the receiver's own parsing must not cost
+//! anything.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,15 +34,17 @@ pub async fn serve(listener: TcpListener, counters: Arc<DiscardCounters>) {
 async fn discard(sock: TcpStream, counters: Arc<DiscardCounters>) -> std::io::Result<()> {
     let (rd, mut wr) = sock.into_split();
     let mut rd = BufReader::with_capacity(256 * 1024, rd);
-    // One request per connection: the answer says "Connection: close".
-    let Some(head) = http::read_head(&mut rd).await? else { return Ok(()) };
-    counters.requests.fetch_add(1, Ordering::Relaxed);
-    http::continue_if_expected(&head, &mut wr).await?;
-    let mut body = http::IncomingBody::new(&head);
-    while let Some(piece) = body.next(&mut rd, 256 * 1024).await? {
-        counters.bytes.fetch_add(piece.len() as u64, Ordering::Relaxed);
+    // Request after request, until the client closes the connection.
+    while let Some(head) = http::read_head(&mut rd).await? {
+        counters.requests.fetch_add(1, Ordering::Relaxed);
+        http::continue_if_expected(&head, &mut wr).await?;
+        let mut body = http::IncomingBody::new(&head);
+        while let Some(piece) = body.next(&mut rd, 256 * 1024).await? {
+            counters.bytes.fetch_add(piece.len() as u64, Ordering::Relaxed);
+        }
+        http::respond_keep_alive(&mut wr, 200, "OK").await?;
     }
-    http::respond(&mut wr, 200, "OK", b"").await
+    Ok(())
 }
 
 /// Binds 127.0.0.1:`port` (0 for any).

@@ -32,6 +32,9 @@ pub enum FaultKind {
     /// Once `fragments` complete fragments arrived on the POST (resent ones included) and
     /// nothing more came for `quiet`, reset the connection.
     CutWhenQuiet { fragments: usize, quiet: Duration },
+    /// CMAF ingest: answer the first `times` requests that carry segment `sequence` (its
+    /// `mfhd` number) with `status`, once read.
+    SegmentStatus { sequence: u32, status: u16, times: u32 },
 }
 
 /// Answers a broken or hostile server gives.

@@ -271,6 +271,15 @@ impl CmafStream {
         media.chain(meta)
     }
 
+    /// Every track known so far, from the muxer's `moov` on (before its header is built):
+    /// id, name and kind, the metadata track last. A driver can open the tracks' connections
+    /// with these while the headers wait for their bitrates.
+    pub fn tracks(&self) -> impl Iterator<Item = (u32, &str, CmafTrackKind)> + '_ {
+        let media = self.tracks.iter().map(|t| (t.info.track_id, t.name.as_str(), CmafTrackKind::from(t.info.kind)));
+        let meta = self.metadata.iter().map(|m| (m.track.header().track_id, m.name.as_str(), CmafTrackKind::Metadata));
+        media.chain(meta)
+    }
+
     /// Where running time `running_ns` lies on a track's timeline, in its ticks (the
     /// metadata track's included): the time ad signals are placed at. Only on the grid.
     pub fn track_time(&self, track_id: u32, running_ns: u64) -> Option<u64> {
@@ -785,7 +794,13 @@ mod tests {
     #[test]
     fn each_track_gets_its_header_then_one_segment_per_grid_interval() {
         let mut s = CmafStream::new(config());
+        assert_eq!(s.tracks().count(), 0);
         s.push(Bytes::from(av_stream(0, 3, 0))).unwrap();
+        let names: Vec<_> = s.tracks().map(|(id, n, k)| (id, String::from(n), k)).collect();
+        assert_eq!(
+            names,
+            [(1, String::from("video"), CmafTrackKind::Video), (2, String::from("audio"), CmafTrackKind::Audio)]
+        );
         // And one more second: the last segment is cut short by the end of the stream.
         let payload = [1u8; 750];
         let tail = muxer_fragment(

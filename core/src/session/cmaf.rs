@@ -19,6 +19,9 @@
 //! - 400: the segment is resent at once, a few times, then given up (reported);
 //! - 401/403: retried with backoff (the driver may renew credentials), then given up;
 //! - 404/415: the track stops with an event naming the status;
+//! - before the track ever ran (no header accepted yet), a refusal that no retry can mend — a
+//!   certificate refused either way, the probe or the header answered 400, 401, 403, 405 or
+//!   410 — stops it at once (`at_start`);
 //! - when the receiver is back within three average segment durations of the first failure,
 //!   every segment missed goes, in order; after a longer outage the track resumes at the live
 //!   edge (the newest segment), and what was skipped is reported. What waits meanwhile is
@@ -41,12 +44,15 @@ use core::time::Duration;
 use super::backoff::Backoff;
 use super::sparse::RequestId;
 use super::stats::StatsKeeper;
-use super::{ConnectionId, StreamStats, TransportError};
+use super::{ConnectionId, StreamStats, TlsRefusal, TransportError};
 use crate::cmaf::header::CmafTrackKind;
 use crate::cmaf::segment::CmafChunk;
 
 /// How many recent segments the average segment duration is taken over.
 const RECENT_SEGMENTS: usize = 8;
+
+/// What may wait behind the segment being sent before a source that is not live waits.
+pub const ROOM_BYTES: u64 = 8 << 20;
 
 /// The request method; DASH-IF ingest makes no difference between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +124,8 @@ pub struct CmafSessionConfig {
     pub bad_request_retries: u32,
     /// Time without a working connection before giving up; `None` is never (a 24/7 channel).
     pub retry_limit: Option<Duration>,
+    /// Failed attempts in a row before giving up; `None` is never.
+    pub max_retries: Option<u32>,
     /// An outage shorter than this many average segment durations resends what was missed.
     pub resend_window_segments: u32,
     pub resume: ResumePolicy,
@@ -146,6 +154,7 @@ impl Default for CmafSessionConfig {
             forbidden_retries: 3,
             bad_request_retries: 2,
             retry_limit: None,
+            max_retries: None,
             resend_window_segments: 3,
             resume: ResumePolicy::LiveEdge,
             forward_buffer_duration: Duration::from_secs(30),
@@ -237,7 +246,7 @@ pub enum CmafFailure {
     SendTimeout,
     /// 404 or 415: the receiver will not take this track.
     Permanent(u16),
-    /// Nothing worked for the retry limit.
+    /// Nothing worked for the retry limit (time).
     RetryLimit,
     /// The stream ended and what was left could not be delivered in time.
     EosTimeout,
@@ -300,10 +309,13 @@ pub enum CmafEvent {
         sequence: u32,
         status: u16,
     },
-    /// The track stopped; `undelivered` never reached the receiver.
+    /// The track stopped; `undelivered` never reached the receiver. When the attempts ran out
+    /// (`max_retries`) the reason is the last failure. `at_start` when the track never ran
+    /// (no header was ever accepted).
     GaveUp {
         reason: CmafFailure,
         undelivered: Vec<LostSegment>,
+        at_start: bool,
     },
     /// Everything was delivered after [`CmafSession::finish`].
     Finished,
@@ -376,6 +388,15 @@ pub struct CmafSession {
     /// On the current connection: the probe was answered, the header accepted.
     probed: bool,
     header_ok: bool,
+    /// A header was accepted once: the track ran.
+    ran: bool,
+    /// A live source: beyond the forward buffer the oldest segments go, and a long outage
+    /// resumes at the live edge. Not live: nothing is dropped or skipped; the driver waits
+    /// for room ([`CmafSession::has_room`]).
+    live: bool,
+    last_failure: Option<CmafFailure>,
+    /// Sequence and decode time of the last segment completed.
+    last_produced: Option<(u32, u64)>,
     backoff: Backoff,
     /// Consecutive failed attempts, and 401/403 answers in a row.
     attempt: u32,
@@ -395,7 +416,14 @@ pub struct CmafSession {
 
 impl CmafSession {
     pub fn new(config: CmafSessionConfig) -> Self {
-        let backoff = Backoff::new(config.retry_delay, config.retry_delay_max, config.jitter_seed);
+        // A retry at least every segment duration ("Failure Behaviors" 1: try again in the
+        // order of a segment duration): a track is back within a segment of its receiver, so
+        // that a short outage stays short enough to resend what it missed.
+        let cap = config
+            .segment_duration
+            .filter(|d| !d.is_zero())
+            .map_or(config.retry_delay_max, |d| d.min(config.retry_delay_max));
+        let backoff = Backoff::new(config.retry_delay, cap, config.jitter_seed);
         CmafSession {
             config,
             state: State::Idle,
@@ -404,6 +432,10 @@ impl CmafSession {
             in_flight: None,
             probed: false,
             header_ok: false,
+            ran: false,
+            live: true,
+            last_failure: None,
+            last_produced: None,
             backoff,
             attempt: 0,
             forbidden: 0,
@@ -485,12 +517,17 @@ impl CmafSession {
             seg.complete = true;
             seg.ready_at = now;
             let (ns, ts, t, d) = (seg.duration_ns(), seg.timescale, seg.decode_time, seg.duration);
-            if self.recent.len() == RECENT_SEGMENTS {
-                self.recent.pop_front();
+            // A segment given again (with lmsg) is no new segment of the timeline.
+            let again = self.last_produced == Some((chunk.sequence, t));
+            if !again {
+                self.last_produced = Some((chunk.sequence, t));
+                if self.recent.len() == RECENT_SEGMENTS {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(ns);
+                let track = self.track_id();
+                self.stats.produced(track, ts, t, d);
             }
-            self.recent.push_back(ns);
-            let track = self.track_id();
-            self.stats.produced(track, ts, t, d);
         }
         if let Some(f) = self.in_flight.as_mut().filter(|_| idle) {
             f.progress_at = now;
@@ -505,11 +542,35 @@ impl CmafSession {
         if self.finishing.is_none() {
             self.finishing = Some(now + self.config.eos_timeout);
         }
+        if self.header.is_none() && self.queue.is_empty() && self.state != State::Done {
+            // Nothing was ever produced for the track: nothing to deliver.
+            if let State::Connecting { conn, .. } | State::Connected { conn } = self.state {
+                self.actions.push_back(CmafAction::Close { connection: conn });
+            }
+            self.in_flight = None;
+            self.state = State::Done;
+            self.events.push_back(CmafEvent::Finished);
+            return;
+        }
         self.advance(now);
     }
 
     pub fn is_done(&self) -> bool {
         self.state == State::Done
+    }
+
+    /// A live source (the default) or not: see the `live` field.
+    pub fn set_live(&mut self, live: bool) {
+        self.live = live;
+    }
+
+    /// For a source that is not live: whether more may be pushed. At most one complete
+    /// segment waits behind the one being sent, and less than [`ROOM_BYTES`].
+    pub fn has_room(&self) -> bool {
+        let skip = usize::from(self.front_in_flight());
+        let waiting = self.queue.iter().skip(skip).filter(|s| s.complete);
+        let (n, bytes) = waiting.fold((0usize, 0u64), |(n, b), s| (n + 1, b + s.bytes));
+        self.is_done() || (n <= 1 && bytes < ROOM_BYTES)
     }
 
     /// The next piece of request `request`'s body.
@@ -788,9 +849,19 @@ impl CmafSession {
                 self.probed = true;
                 self.events.push_back(CmafEvent::ProbeAccepted { status });
             }
+            (RequestKind::Probe | RequestKind::Header, 400 | 401 | 403 | 405 | 410) if !self.ran => {
+                // The receiver refuses the track before it ever ran: a person must act.
+                self.events.push_back(CmafEvent::Disconnected { reason: CmafFailure::Status(status) });
+                return self.give_up(CmafFailure::Status(status));
+            }
             (RequestKind::Header, _) if ok => {
                 self.header_ok = true;
-                self.forbidden = 0;
+                self.ran = true;
+                // With a segment waiting, only its delivery shows the refusal is over: a
+                // segment refused again and again must not be retried for ever.
+                if self.queue.is_empty() {
+                    self.forbidden = 0;
+                }
                 self.events.push_back(CmafEvent::HeaderAccepted { status });
                 self.back_from_outage(now);
             }
@@ -851,7 +922,7 @@ impl CmafSession {
         if self.queue.is_empty() {
             return;
         }
-        if outage < window || self.config.resume == ResumePolicy::Backlog {
+        if outage < window || self.config.resume == ResumePolicy::Backlog || !self.live {
             let sequences = self.queue.iter().map(|s| s.sequence).collect();
             self.stats.stream.fragments_resent += self.queue.len() as u64;
             self.events.push_back(CmafEvent::Resending { sequences, outage });
@@ -876,7 +947,15 @@ impl CmafSession {
         self.in_flight = None;
         self.outage_since.get_or_insert(now);
         self.attempt = self.attempt.saturating_add(1);
+        self.last_failure = Some(reason);
         self.events.push_back(CmafEvent::Disconnected { reason });
+        if !self.ran && matches!(reason, CmafFailure::Transport(TransportError::Tls(r)) if r != TlsRefusal::Handshake) {
+            // A certificate refused either way before the track ever ran: no retry mends it.
+            return self.give_up(reason);
+        }
+        if self.config.max_retries.is_some_and(|m| self.attempt > m) {
+            return self.give_up(reason);
+        }
         if self.give_up_if_over(now) {
             return;
         }
@@ -912,12 +991,15 @@ impl CmafSession {
         self.in_flight = None;
         let undelivered = self.queue.drain(..).map(|s| s.lost()).collect();
         self.state = State::Done;
-        self.events.push_back(CmafEvent::GaveUp { reason, undelivered });
+        self.events.push_back(CmafEvent::GaveUp { reason, undelivered, at_start: !self.ran });
     }
 
     /// Drops the oldest waiting segments beyond the forward buffer (never the one being sent,
     /// nor one still produced).
     fn enforce_bound(&mut self) {
+        if !self.live {
+            return;
+        }
         let max_ns = u64::try_from(self.config.forward_buffer_duration.as_nanos()).unwrap_or(u64::MAX);
         let mut dropped = Vec::new();
         loop {

@@ -76,6 +76,14 @@ impl Harness {
         conn
     }
 
+    /// The one Connect the session asked for, not answered yet.
+    fn connect_action(&mut self) -> ConnectionId {
+        let a = self.actions();
+        a.iter()
+            .find_map(|a| if let CmafAction::Connect { connection } = a { Some(*connection) } else { None })
+            .unwrap_or_else(|| panic!("no Connect in {a:?}"))
+    }
+
     /// The next request the session asked for.
     fn request(&mut self) -> (ConnectionId, RequestId, RequestKind, BodyLength) {
         let a = self.actions();
@@ -290,9 +298,34 @@ fn a_403_is_retried_with_backoff_then_given_up() {
         Some(&CmafEvent::GaveUp {
             reason: CmafFailure::Status(403),
             undelivered: vec![LostSegment { sequence: 1, decode_time: 0, timescale: 1000, duration: 2000 }],
+            at_start: false,
         })
     );
     assert!(h.s.is_done());
+}
+
+#[test]
+fn a_segment_refused_403_again_and_again_is_given_up() {
+    let config = CmafSessionConfig { forbidden_retries: 2, ..CmafSessionConfig::default() };
+    let mut h = Harness::up(config);
+    h.s.push_chunk(&segment(1), h.now);
+    for _ in 0..3 {
+        assert_eq!(h.exchange(403).0, seg(1));
+        if h.s.is_done() {
+            break;
+        }
+        let due = h.s.poll_timeout().unwrap();
+        h.at(due);
+        h.s.handle_timeout(h.now);
+        h.connect();
+        assert_eq!(h.exchange(200).0, RequestKind::Probe);
+        assert_eq!(h.exchange(200).0, RequestKind::Header);
+    }
+    assert!(h.s.is_done());
+    assert!(matches!(
+        h.take_events().last(),
+        Some(CmafEvent::GaveUp { reason: CmafFailure::Status(403), at_start: false, .. })
+    ));
 }
 
 #[test]
@@ -307,6 +340,7 @@ fn a_404_or_415_stops_the_track_naming_the_status() {
             [CmafEvent::GaveUp {
                 reason: CmafFailure::Permanent(status),
                 undelivered: vec![LostSegment { sequence: 1, decode_time: 0, timescale: 1000, duration: 2000 }],
+                at_start: false,
             }]
         );
         assert!(h.s.is_done());
@@ -319,6 +353,102 @@ fn a_404_or_415_stops_the_track_naming_the_status() {
     h.connect();
     h.exchange(404);
     assert!(h.s.is_done());
+    assert!(matches!(h.take_events().last(), Some(CmafEvent::GaveUp { at_start: true, .. })));
+}
+
+#[test]
+fn a_refusal_for_good_before_the_track_ran_stops_it_at_once() {
+    // The probe or the header refused with a status no retry mends.
+    for (status, header) in [(401, false), (403, false), (400, false), (405, false), (410, false), (403, true)] {
+        let mut h = Harness::new(CmafSessionConfig::default());
+        h.s.start(h.now);
+        h.s.set_header(Bytes::from_static(HEADER), h.now);
+        h.connect();
+        if header {
+            assert_eq!(h.exchange(200).0, RequestKind::Probe);
+        }
+        h.exchange(status);
+        assert!(h.s.is_done(), "{status}");
+        let ev = h.take_events();
+        assert_eq!(
+            &ev[ev.len() - 2..],
+            [
+                CmafEvent::Disconnected { reason: CmafFailure::Status(status) },
+                CmafEvent::GaveUp { reason: CmafFailure::Status(status), undelivered: vec![], at_start: true },
+            ],
+            "{status}"
+        );
+        assert!(matches!(h.actions()[..], [CmafAction::Close { .. }]));
+    }
+    // A certificate refused: at once too; a handshake that merely failed is retried.
+    let mut h = Harness::new(CmafSessionConfig::default());
+    h.s.start(h.now);
+    let conn = h.connect_action();
+    let tls = TransportError::Tls(TlsRefusal::UntrustedCertificate);
+    h.s.handle_input(CmafInput::ConnectionFailed { connection: conn, error: tls }, h.now);
+    assert!(h.s.is_done());
+    assert!(matches!(h.take_events().last(), Some(CmafEvent::GaveUp { at_start: true, .. })));
+    let mut h = Harness::new(CmafSessionConfig::default());
+    h.s.start(h.now);
+    let conn = h.connect_action();
+    let tls = TransportError::Tls(TlsRefusal::Handshake);
+    h.s.handle_input(CmafInput::ConnectionFailed { connection: conn, error: tls }, h.now);
+    assert!(!h.s.is_done());
+    // Once the track ran, a 401 is retried like a 403.
+    let mut h = Harness::up(CmafSessionConfig::default());
+    h.s.push_chunk(&segment(1), h.now);
+    h.exchange(401);
+    assert!(!h.s.is_done());
+    assert!(matches!(h.take_events()[..], [CmafEvent::Disconnected { .. }, CmafEvent::Reconnecting { .. }]));
+}
+
+#[test]
+fn max_retries_gives_up_with_the_last_failure() {
+    let mut h = Harness::new(CmafSessionConfig { max_retries: Some(1), ..CmafSessionConfig::default() });
+    h.s.start(h.now);
+    let conn = h.connect_action();
+    h.s.handle_input(CmafInput::ConnectionFailed { connection: conn, error: TransportError::Connect }, h.now);
+    assert!(!h.s.is_done());
+    h.s.handle_timeout(h.now);
+    let conn = h.connect_action();
+    h.s.handle_input(CmafInput::ConnectionFailed { connection: conn, error: TransportError::Connect }, h.now);
+    assert!(h.s.is_done());
+    let reason = CmafFailure::Transport(TransportError::Connect);
+    assert_eq!(h.take_events().last(), Some(&CmafEvent::GaveUp { reason, undelivered: vec![], at_start: true }));
+}
+
+#[test]
+fn a_source_that_is_not_live_loses_nothing_and_waits_for_room() {
+    let config = CmafSessionConfig { forward_buffer_bytes: 10, ..CmafSessionConfig::default() };
+    let mut h = Harness::up(config);
+    h.s.set_live(false);
+    assert!(h.s.has_room());
+    h.s.push_chunk(&segment(1), h.now);
+    // Segment 1 is being sent; one more may wait.
+    assert!(h.s.has_room());
+    h.s.push_chunk(&segment(2), h.now);
+    assert!(h.s.has_room());
+    h.s.push_chunk(&segment(3), h.now);
+    assert!(!h.s.has_room());
+    // Far beyond the forward buffer's bytes: nothing dropped.
+    let (conn, ..) = h.request();
+    h.s.handle_input(CmafInput::ConnectionFailed { connection: conn, error: TransportError::Closed }, h.now);
+    for seq in 4..=8 {
+        h.s.push_chunk(&segment(seq), h.now);
+    }
+    assert_eq!(h.s.queued().0, 8);
+    // Back after a long outage: everything goes, in order (no live edge for a file).
+    h.at(ms(60_000));
+    h.s.handle_timeout(h.now);
+    h.connect();
+    h.exchange(200);
+    h.exchange(200);
+    let sent: Vec<RequestKind> = (0..8).map(|_| h.exchange(200).0).collect();
+    assert_eq!(sent, (1..=8).map(seg).collect::<Vec<_>>());
+    let ev = h.take_events();
+    assert!(ev.iter().any(|e| matches!(e, CmafEvent::Resending { sequences, .. } if sequences.len() == 8)), "{ev:?}");
+    assert!(!ev.iter().any(|e| matches!(e, CmafEvent::Dropped { .. } | CmafEvent::Skipped { .. })));
+    assert!(h.s.has_room());
 }
 
 #[test]
@@ -543,6 +673,39 @@ fn the_end_delivers_what_is_left_then_closes() {
 }
 
 #[test]
+fn a_track_that_never_had_a_header_ends_at_once() {
+    let mut h = Harness::new(CmafSessionConfig::default());
+    h.s.start(h.now);
+    let conn = h.connect_action();
+    h.s.finish(h.now);
+    assert!(h.s.is_done());
+    assert_eq!(h.actions(), [CmafAction::Close { connection: conn }]);
+    assert_eq!(h.take_events(), [CmafEvent::Finished]);
+}
+
+#[test]
+fn retries_come_at_least_every_segment_duration() {
+    let config = CmafSessionConfig { segment_duration: Some(ms(2000)), ..CmafSessionConfig::default() };
+    let mut h = Harness::new(config);
+    h.s.start(h.now);
+    let mut last = h.now;
+    for attempt in 1..12 {
+        let conn = h.connect_action();
+        h.s.handle_input(CmafInput::ConnectionFailed { connection: conn, error: TransportError::Connect }, h.now);
+        let due = h.s.poll_timeout().unwrap();
+        // retry-delay-max (4 s) would allow more: the segment duration caps it.
+        assert!(due - h.now <= ms(2000), "attempt {attempt}: {:?}", due - h.now);
+        if attempt > 4 {
+            assert!(due - h.now >= ms(1500), "attempt {attempt}: {:?}", due - h.now);
+        }
+        h.at(due);
+        h.s.handle_timeout(h.now);
+        last = due;
+    }
+    assert!(last > ms(10_000));
+}
+
+#[test]
 fn the_end_gives_up_after_the_eos_timeout() {
     let mut h = Harness::up(CmafSessionConfig { eos_timeout: ms(5000), ..CmafSessionConfig::default() });
     h.s.push_chunk(&segment(1), h.now);
@@ -553,7 +716,7 @@ fn the_end_gives_up_after_the_eos_timeout() {
     assert!(h.s.is_done());
     let ev = h.take_events();
     assert!(
-        matches!(ev.last(), Some(CmafEvent::GaveUp { reason: CmafFailure::EosTimeout, undelivered }) if undelivered.len() == 1)
+        matches!(ev.last(), Some(CmafEvent::GaveUp { reason: CmafFailure::EosTimeout, undelivered, at_start: false }) if undelivered.len() == 1)
     );
 }
 
@@ -580,6 +743,8 @@ fn a_segment_given_again_with_lmsg_replaces_the_copy_waiting() {
     assert_eq!(h.exchange(200).0, seg(1));
     assert_eq!(h.exchange(200), (RequestKind::Segment { sequence: 2, lmsg: true }, b"L<2.0>".to_vec()));
     assert!(h.actions().is_empty());
+    // Not a segment going back in time.
+    assert_eq!(h.s.stats(h.now).tracks[0].nonincreasing_count, 0);
 }
 
 #[test]

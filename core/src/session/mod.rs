@@ -34,7 +34,7 @@ use core::time::Duration;
 
 pub use backlog::{DroppedFragment, ResentFragment};
 pub use delivery::{FlushMark, KernelReading};
-pub use stats::{StreamStats, TrackStats, WINDOW as STATS_WINDOW};
+pub use stats::{LatencySummary, StreamStats, TrackStats, WINDOW as STATS_WINDOW};
 
 use crate::fragment::Fragment;
 use backlog::{Backlog, Chunk};

@@ -14,16 +14,16 @@ fn ms(ns: u64) -> String {
     format!("{:.2} ms", ns as f64 / 1e6)
 }
 
-pub fn section(seconds: u64) -> Result<String, String> {
-    let (port, counters) = discard_server()?;
-    let frames = seconds * 30;
+/// Pushes `seconds` of live 640x360 H.264 at 2 Mbps + AAC through isofmp4mux (2 s fragments)
+/// into a sink with `props` (its location among them); returns its `stats` at the end.
+pub fn live_push(props: &str, seconds: u64) -> Result<gst::Structure, String> {
     let d = format!(
-        "isofmp4mux name=mux fragment-duration=2000000000 ! fmp4ingestsink name=sink \
-         location=http://127.0.0.1:{port}/live.isml/Streams(latency) \
-         videotestsrc is-live=true num-buffers={frames} ! video/x-raw,width=640,height=360,framerate=30/1 ! \
+        "isofmp4mux name=mux fragment-duration=2000000000 ! fmp4ingestsink name=sink {props} \
+         videotestsrc is-live=true num-buffers={} ! video/x-raw,width=640,height=360,framerate=30/1 ! \
          x264enc key-int-max=60 speed-preset=ultrafast bitrate=2000 ! h264parse ! queue ! mux. \
          audiotestsrc is-live=true num-buffers={} samplesperbuffer=1024 ! audio/x-raw,rate=48000,channels=2 ! \
          avenc_aac ! aacparse ! queue ! mux.",
+        seconds * 30,
         seconds * 48000 / 1024 + 1
     );
     println!("   a live push of {seconds} s");
@@ -40,7 +40,12 @@ pub fn section(seconds: u64) -> Result<String, String> {
         Some(gst::MessageView::Error(e)) => return Err(format!("{} ({:?})", e.error(), e.debug())),
         _ => return Err("the live push did not end".into()),
     }
-    let s = stats.ok_or("no stats")?;
+    stats.ok_or_else(|| "no stats".to_string())
+}
+
+pub fn section(seconds: u64) -> Result<String, String> {
+    let (port, counters) = discard_server()?;
+    let s = live_push(&format!("location=http://127.0.0.1:{port}/live.isml/Streams(latency)"), seconds)?;
     let get = |f: &str| s.get::<u64>(f).map_err(|e| format!("{f}: {e}"));
     let (count, p50, p99, max) = (get("latency-count")?, get("latency-p50")?, get("latency-p99")?, get("latency-max")?);
     let sent = get("fragments-sent")?;

@@ -13,11 +13,14 @@
 //!   process (set `FMP4INGEST_BASELINE_SO` to an earlier build's `.so` to compare).
 //! - `endpoint`: the local endpoint with a 25 h archive of 10 points on disk, 10 live pushes
 //!   and 50 players: manifest and fragment latency, its CPU.
+//! - `cmaf`: CMAF ingest: throughput against curlhttpsink and FFmpeg's CMAF push of the same
+//!   file, the live latency (`--latency-seconds` too), recovery after a reset.
 //!
 //! Each suite replaces its own section of the output file. Heavy phases run in child
 //! processes (this binary with an internal sub-command), so that RSS and CPU time belong to
 //! the measured process alone. Run by `scripts/bench.sh`, which builds the release plugin.
 
+mod cmaf;
 mod connect;
 mod endpoint;
 mod failover;
@@ -27,7 +30,7 @@ mod micro;
 mod throughput;
 mod util;
 
-const SUITES: [&str; 7] = ["throughput", "core", "latency", "many", "failover", "connect", "endpoint"];
+const SUITES: [&str; 8] = ["throughput", "core", "latency", "many", "failover", "connect", "endpoint", "cmaf"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -79,6 +82,7 @@ fn run(args: &[String]) -> Result<(), String> {
             "many" => many::section()?,
             "connect" => connect::section()?,
             "endpoint" => endpoint::section()?,
+            "cmaf" => cmaf::section(latency_seconds)?,
             _ => failover::section()?,
         };
         println!("{section}");

@@ -70,24 +70,41 @@ pub fn discard_server() -> Result<(u16, Arc<DiscardCounters>), String> {
     Ok((port, counters))
 }
 
-struct Side {
-    name: &'static str,
-    runs: Vec<ChildRun>,
-    bytes: Vec<u64>,
+/// One sender's runs.
+pub struct Side {
+    pub name: &'static str,
+    pub runs: Vec<ChildRun>,
+    /// Bytes at the server, per run.
+    pub bytes: Vec<u64>,
 }
 
 impl Side {
-    fn wall(&self) -> f64 {
+    pub fn new(name: &'static str) -> Side {
+        Side { name, runs: Vec::new(), bytes: Vec::new() }
+    }
+    pub fn wall(&self) -> f64 {
         median(&self.runs.iter().map(|r| r.wall).collect::<Vec<_>>())
     }
-    fn cpu(&self) -> f64 {
+    pub fn cpu(&self) -> f64 {
         median(&self.runs.iter().map(|r| r.cpu).collect::<Vec<_>>())
     }
-    fn rss_mib(&self) -> f64 {
+    pub fn rss_mib(&self) -> f64 {
         median(&self.runs.iter().map(|r| r.max_rss_kib as f64 / 1024.0).collect::<Vec<_>>())
     }
-    fn peak_rss_mib(&self) -> f64 {
+    pub fn peak_rss_mib(&self) -> f64 {
         self.runs.iter().map(|r| r.max_rss_kib).max().unwrap_or(0) as f64 / 1024.0
+    }
+    /// Its row of the table: sender, wall, CPU, peak RSS, bytes at the server.
+    pub fn row(&self) -> String {
+        format!(
+            "| {} | {:.3} s | {:.3} s | {:.1} MiB (max {:.1}) | {:.1} MB |",
+            self.name,
+            self.wall(),
+            self.cpu(),
+            self.rss_mib(),
+            self.peak_rss_mib(),
+            self.bytes.first().copied().unwrap_or(0) as f64 / 1e6
+        )
     }
 }
 
@@ -109,8 +126,7 @@ fn compare(file: &Path, senders: &[(&'static str, String)], runs: usize) -> Resu
     let size = std::fs::metadata(file).map_err(|e| e.to_string())?.len();
     let env = plugin_env()?;
     let (_, counters) = DISCARD.get_or_init(|| discard_server().expect("a discard server"));
-    let mut sides: Vec<Side> =
-        senders.iter().map(|(n, _)| Side { name: n, runs: Vec::new(), bytes: Vec::new() }).collect();
+    let mut sides: Vec<Side> = senders.iter().map(|(n, _)| Side::new(n)).collect();
     for i in 0..runs {
         for (side, (_, desc)) in sides.iter_mut().zip(senders) {
             let before = counters.bytes.load(Ordering::Relaxed);
@@ -142,21 +158,7 @@ fn compare(file: &Path, senders: &[(&'static str, String)], runs: usize) -> Resu
 static DISCARD: std::sync::OnceLock<(u16, Arc<DiscardCounters>)> = std::sync::OnceLock::new();
 
 fn rows(sides: &[Side]) -> String {
-    sides
-        .iter()
-        .map(|s| {
-            format!(
-                "| {} | {:.3} s | {:.3} s | {:.1} MiB (max {:.1}) | {:.1} MB |",
-                s.name,
-                s.wall(),
-                s.cpu(),
-                s.rss_mib(),
-                s.peak_rss_mib(),
-                s.bytes[0] as f64 / 1e6
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    sides.iter().map(Side::row).collect::<Vec<_>>().join("\n")
 }
 
 pub fn section() -> Result<String, String> {

@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The element's sparse stream: ad events in, sparse POSTs out.
+//! The element's ad signals: ad events in, sparse POSTs (Smooth) or timed metadata events
+//! (CMAF) out.
 //!
-//! The core's [`AdSignals`] checks each request and times its message; the
-//! [`SparseUploader`] POSTs it to `Streams(<sparse-stream-id>)` next to the media stream. What
-//! the media must do at a splice (a key frame, a new fragment) and what the application must
-//! hear come back as [`Outcome`]s, which the element carries out.
+//! [`AdRequests`] reads each event and has the core's [`AdSignals`] check it and time it; for
+//! Smooth, [`Ads`] POSTs each message with a [`SparseUploader`] to
+//! `Streams(<sparse-stream-id>)` next to the media stream; for CMAF the element takes the due
+//! events into the timed metadata track. What the media must do at a splice (a key frame, a
+//! new fragment) and what the application must hear come back as [`Outcome`]s, which the
+//! element carries out.
 
 use std::collections::VecDeque;
 
@@ -47,14 +50,20 @@ pub struct AdSettings {
 /// pad of the program, so a muxer passes it on once per stream.
 const SEEN_SEQNUMS: usize = 64;
 
-pub struct Ads {
+/// Ad events read, checked and held until their time.
+pub struct AdRequests {
     signals: AdSignals,
-    uploader: SparseUploader,
+    /// Where the messages go, without credentials, for messages and warnings.
     url: String,
-    parent_track_id: Option<u32>,
     /// Why no message can be sent (no parent track), once known.
     unusable: Option<String>,
     seen: VecDeque<gst::Seqnum>,
+}
+
+pub struct Ads {
+    requests: AdRequests,
+    uploader: SparseUploader,
+    parent_track_id: Option<u32>,
 }
 
 impl Ads {
@@ -70,33 +79,24 @@ impl Ads {
             .map_err(|e| format!("sparse-stream-id '{}' makes no valid URL: {e}", settings.stream_id))?;
         let shown = url.redacted();
         let uploader = SparseUploader::start(SparseHttp { url, ..http }, config, report);
-        let signals = AdSignals::new(AdSignalConfig {
-            stream_id: settings.stream_id,
-            track_name: settings.track_name,
-            scheme: settings.scheme,
-            parent_track: settings.parent_track,
-            creator: Some("fmp4ingestsink".into()),
-            lead_ns: settings.lead_ns,
-            splice_mode: settings.splice_mode,
-        });
-        Ok(Ads { signals, uploader, url: shown, parent_track_id: None, unusable: None, seen: VecDeque::new() })
+        Ok(Ads { requests: AdRequests::new(settings, shown), uploader, parent_track_id: None })
     }
 
     pub fn url(&self) -> &str {
-        &self.url
+        &self.requests.url
     }
 
     /// The media stream's header is known: declare the sparse track and register it.
     pub fn on_media_header(&mut self, header: &IngestHeader) -> Vec<Outcome> {
-        match self.signals.set_media(header) {
+        match self.requests.signals.set_media(header) {
             Ok(bytes) => {
-                self.parent_track_id = self.signals.parent_track_id(header);
+                self.parent_track_id = self.requests.signals.parent_track_id(header);
                 self.uploader.set_header(bytes);
                 Vec::new()
             }
             Err(e) => {
                 let text = e.to_string();
-                self.unusable = Some(text.clone());
+                self.requests.unusable = Some(text.clone());
                 vec![Outcome::Warn {
                     title: "The sparse track cannot be declared".into(),
                     detail: format!(
@@ -110,6 +110,70 @@ impl Ads {
     /// The parent track's id, when the sparse track is declared.
     pub fn parent_track_id(&self) -> Option<u32> {
         self.parent_track_id
+    }
+
+    /// An ad event. `media_ns` is the running time the media reached.
+    pub fn on_event(&mut self, s: &gst::StructureRef, seqnum: gst::Seqnum, media_ns: Option<u64>) -> Vec<Outcome> {
+        self.requests.on_event(s, seqnum, media_ns)
+    }
+
+    /// Messages whose time came now that the media reached `media_ns`; `to_ticks` places a
+    /// running time on the parent's timeline.
+    pub fn due(&mut self, media_ns: u64, to_ticks: impl Fn(u64) -> Option<u64>) -> Vec<Outcome> {
+        let due = self.requests.signals.poll_due(media_ns, to_ticks);
+        self.queue(due)
+    }
+
+    /// End of stream: every message still waiting goes now.
+    pub fn flush(&mut self, media_ns: u64, to_ticks: impl Fn(u64) -> Option<u64>) -> Vec<Outcome> {
+        let due = self.requests.signals.flush(media_ns, to_ticks);
+        self.queue(due)
+    }
+
+    fn queue(
+        &mut self,
+        due: Vec<Result<fmp4ingest_core::ad_signals::DueMessage, (u32, fmp4ingest_core::ad_signals::SignalError)>>,
+    ) -> Vec<Outcome> {
+        let mut out = Vec::new();
+        for m in due {
+            match m {
+                Ok(m) => self.uploader.push_message(m.id, m.time, &m.fragment),
+                Err((id, e)) => out.push(unplaced(id, &e)),
+            }
+        }
+        out
+    }
+
+    pub fn drain_handle(&self) -> SparseDrain {
+        self.uploader.drain_handle()
+    }
+}
+
+/// A warning for a message whose time cannot be placed on the timeline.
+pub fn unplaced(id: u32, e: &fmp4ingest_core::ad_signals::SignalError) -> Outcome {
+    Outcome::Warn {
+        title: format!("Ad signal {id} could not be placed on the timeline"),
+        detail: format!("{e}; it is not sent"),
+    }
+}
+
+impl AdRequests {
+    /// `url` (without credentials) is where the messages go, for messages and warnings.
+    pub fn new(settings: AdSettings, url: String) -> AdRequests {
+        let signals = AdSignals::new(AdSignalConfig {
+            stream_id: settings.stream_id,
+            track_name: settings.track_name,
+            scheme: settings.scheme,
+            parent_track: settings.parent_track,
+            creator: Some("fmp4ingestsink".into()),
+            lead_ns: settings.lead_ns,
+            splice_mode: settings.splice_mode,
+        });
+        AdRequests { signals, url, unusable: None, seen: VecDeque::new() }
+    }
+
+    pub fn signals_mut(&mut self) -> &mut AdSignals {
+        &mut self.signals
     }
 
     /// An ad event. `media_ns` is the running time the media reached.
@@ -159,40 +223,6 @@ impl Ads {
             }
             Err(e) => refuse(&name, Some(at), &e.to_string()),
         }
-    }
-
-    /// Messages whose time came now that the media reached `media_ns`; `to_ticks` places a
-    /// running time on the parent's timeline.
-    pub fn due(&mut self, media_ns: u64, to_ticks: impl Fn(u64) -> Option<u64>) -> Vec<Outcome> {
-        let due = self.signals.poll_due(media_ns, to_ticks);
-        self.queue(due)
-    }
-
-    /// End of stream: every message still waiting goes now.
-    pub fn flush(&mut self, media_ns: u64, to_ticks: impl Fn(u64) -> Option<u64>) -> Vec<Outcome> {
-        let due = self.signals.flush(media_ns, to_ticks);
-        self.queue(due)
-    }
-
-    fn queue(
-        &mut self,
-        due: Vec<Result<fmp4ingest_core::ad_signals::DueMessage, (u32, fmp4ingest_core::ad_signals::SignalError)>>,
-    ) -> Vec<Outcome> {
-        let mut out = Vec::new();
-        for m in due {
-            match m {
-                Ok(m) => self.uploader.push_message(m.id, m.time, &m.fragment),
-                Err((id, e)) => out.push(Outcome::Warn {
-                    title: format!("Ad signal {id} could not be placed on the timeline"),
-                    detail: format!("{e}; it is not sent"),
-                }),
-            }
-        }
-        out
-    }
-
-    pub fn drain_handle(&self) -> SparseDrain {
-        self.uploader.drain_handle()
     }
 }
 

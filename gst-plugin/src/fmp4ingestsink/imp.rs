@@ -5,6 +5,9 @@
 //! comes out (the header, Smooth fragments) goes to the [`Uploader`], which never makes
 //! `render()` wait on the network: while the server is away, fragments wait in the session's
 //! bounded forward buffer. EOS ends the chunked body and waits for the server's final answer.
+//!
+//! With `protocol=cmaf` the element speaks DASH-IF CMAF ingest instead: the branches are here,
+//! the path itself in [`cmaf_element`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard};
@@ -26,6 +29,7 @@ use tokio::sync::Notify;
 
 use super::ad_events;
 use super::ads::{AdSettings, Ads, Outcome};
+use super::cmaf_settings::{CmafSettings, Protocol};
 use super::http_settings::{self, Secret, TlsAndAuth};
 use super::key_units::{Boundaries, KeyUnitScheduler, force_key_unit};
 use super::reporting::{self, describe_failure};
@@ -35,6 +39,9 @@ use super::utc;
 use super::{SpliceMode, TimestampMode};
 use crate::driver::WaitOutcome;
 use crate::http::Client;
+
+#[path = "cmaf_element.rs"]
+mod cmaf_element;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new("fmp4ingestsink", gst::DebugColorFlags::empty(), Some("Fragmented MP4 live ingest sink"))
@@ -57,7 +64,6 @@ const DEFAULT_SPLICE_LEAD: u64 = fmp4ingest_core::ad_signals::MIN_LEAD_NS;
 /// mfhd numbering leaves room for them; more cuts in one interval share the last number).
 const SEGMENT_SPLICE_PARTS: u32 = 4;
 static DEFAULT_USER_AGENT: LazyLock<String> = LazyLock::new(|| format!("fmp4ingestsink/{}", env!("CARGO_PKG_VERSION")));
-const MIN_TIMEOUT: u64 = gst::ClockTime::MSECOND.nseconds();
 const MAX_TIMEOUT: u64 = 3600 * SECOND;
 
 #[derive(Debug, Clone)]
@@ -95,6 +101,8 @@ struct Settings {
     /// TLS, authentication and extra headers.
     auth: TlsAndAuth,
     follow_redirects: bool,
+    /// `protocol` and the properties of CMAF ingest.
+    cmaf: CmafSettings,
 }
 
 impl Default for Settings {
@@ -104,8 +112,9 @@ impl Default for Settings {
             location: None,
             video_bitrate: 0,
             audio_bitrate: 0,
-            connect_timeout: default_ns(|d| d.connect_timeout),
-            final_response_timeout: default_ns(|d| d.final_response_timeout),
+            // 0: the protocol's own (Smooth: 10 s and 10 s; CMAF: about a segment duration).
+            connect_timeout: 0,
+            final_response_timeout: 0,
             send_timeout: default_ns(|d| d.send_timeout.unwrap_or_default()),
             max_retries: d.max_retries.map_or(-1, |m| i32::try_from(m).unwrap_or(i32::MAX)),
             retry_timeout: default_ns(|d| d.retry_limit.unwrap_or_default()),
@@ -133,6 +142,7 @@ impl Default for Settings {
             splice_lead: DEFAULT_SPLICE_LEAD,
             auth: TlsAndAuth::default(),
             follow_redirects: false,
+            cmaf: CmafSettings::default(),
         }
     }
 }
@@ -144,11 +154,16 @@ impl Settings {
         let seed =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
                 ^ (self as *const Settings as u64);
+        let d = &*SESSION_DEFAULTS;
         SessionConfig {
-            connect_timeout: ns(self.connect_timeout),
+            connect_timeout: if self.connect_timeout > 0 { ns(self.connect_timeout) } else { d.connect_timeout },
             send_timeout: (self.send_timeout > 0).then(|| ns(self.send_timeout)),
             fragment_duration: (self.fragment_duration > 0).then(|| ns(self.fragment_duration)),
-            final_response_timeout: ns(self.final_response_timeout),
+            final_response_timeout: if self.final_response_timeout > 0 {
+                ns(self.final_response_timeout)
+            } else {
+                d.final_response_timeout
+            },
             max_retries: u32::try_from(self.max_retries).ok(),
             retry_limit: (self.retry_timeout > 0).then(|| ns(self.retry_timeout)),
             retry_delay: ns(self.retry_delay),
@@ -194,6 +209,8 @@ enum State {
     #[default]
     Stopped,
     Started(Box<Started>),
+    /// `protocol=cmaf`.
+    Cmaf(Box<cmaf_element::CmafStarted>),
 }
 
 /// Cancels a wait of the streaming thread when the sink is flushed or stopped.
@@ -394,12 +411,12 @@ impl Fmp4IngestSink {
                     );
                     started.uploader.push_fragment(f);
                 }
-                StreamOutput::Notice(n) => self.notice(started, n),
+                StreamOutput::Notice(n) => self.notice(&mut started.warned_no_sync, n),
             }
         }
     }
 
-    fn notice(&self, started: &mut Started, notice: Notice) {
+    fn notice(&self, warned_no_sync: &mut bool, notice: Notice) {
         match notice {
             Notice::IgnoredTracks(tracks) => {
                 let list: Vec<String> = tracks.iter().map(|t| format!("{} ({})", t.track_id, t.handler)).collect();
@@ -417,8 +434,8 @@ impl Fmp4IngestSink {
                  (set video-bitrate/audio-bitrate to choose)"
             ),
             Notice::NoSyncSampleAtStart { track_id, time } => {
-                if !started.warned_no_sync {
-                    started.warned_no_sync = true;
+                if !*warned_no_sync {
+                    *warned_no_sync = true;
                     gst::element_imp_warning!(
                         self,
                         gst::StreamError::Format,
@@ -491,6 +508,17 @@ impl Fmp4IngestSink {
     /// `utc` maps to UTC (fixed for realtime, TAI, PTP and NTP clocks, else measured once, here).
     /// Before the pipeline plays (a non-live preroll) the first buffer is taken as now.
     fn place_timeline(&self, started: &mut Started, first_running_time: Option<u64>, playing: bool) {
+        let (target_offset, key_units) = self.timeline_origin(first_running_time, playing);
+        started.stream.set_target_offset(target_offset);
+        started.timeline_placed = true;
+        if key_units.is_some() {
+            started.key_units = key_units;
+        }
+    }
+
+    /// Where running time 0 lies on the target timeline (see [`Fmp4IngestSink::place_timeline`]),
+    /// and the key frame requests at the boundaries, started when the clock runs.
+    fn timeline_origin(&self, first_running_time: Option<u64>, playing: bool) -> (i128, Option<KeyUnitScheduler>) {
         let s = self.settings();
         let obj = self.obj();
         let clock = obj.clock().filter(|_| playing);
@@ -516,8 +544,7 @@ impl Fmp4IngestSink {
             }
         };
         gst::info!(CAT, imp = self, "running time 0 is {target_offset} ns on the {:?} timeline", s.timestamp_mode);
-        started.stream.set_target_offset(target_offset);
-        started.timeline_placed = true;
+        let mut key_units = None;
         if s.fragment_duration > 0
             && s.keyframe_lead > 0
             && let (Some(clock), Some(base)) = (clock, base_time)
@@ -534,8 +561,9 @@ impl Fmp4IngestSink {
                 "requesting key frames at the boundaries once {} video encoder(s) upstream have started",
                 scheduler.encoders()
             );
-            started.key_units = Some(scheduler);
+            key_units = Some(scheduler);
         }
+        (target_offset, key_units)
     }
 
     fn stats(&self) -> gst::Structure {
@@ -543,8 +571,10 @@ impl Fmp4IngestSink {
         match &*self.lock_state() {
             State::Started(s) => {
                 let (stats, now) = s.uploader.stats();
-                reporting::stats_structure(s.url.stream_id(), &s.url.redacted(), &stats, now, &s.tracks, Some(&base))
+                let declared: Vec<reporting::DeclaredTrack> = s.tracks.iter().map(Into::into).collect();
+                reporting::stats_structure(s.url.stream_id(), &s.url.redacted(), &stats, now, &declared, Some(&base))
             }
+            State::Cmaf(c) => c.path.stats(Some(&base)),
             State::Stopped => {
                 let stopped = StreamStats { state: "Stopped", ..StreamStats::default() };
                 reporting::stats_structure("", "", &stopped, Duration::ZERO, &[], Some(&base))
@@ -577,7 +607,7 @@ impl ObjectImpl for Fmp4IngestSink {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             let d = Settings::default();
-            vec![
+            let mut properties = vec![
                 glib::ParamSpecString::builder("location")
                     .nick("Location")
                     .blurb("Ingest URL ending in /Streams(<id>), http:// or https://")
@@ -598,8 +628,9 @@ impl ObjectImpl for Fmp4IngestSink {
                 ns_property(
                     "connect-timeout",
                     "Connect timeout",
-                    "Time (ns) allowed to connect and for the probe to be answered",
-                    MIN_TIMEOUT,
+                    "Time (ns) allowed to connect and for the probe to be answered; 0 = the protocol's: 10 s for \
+                     smooth, about one segment duration (1 to 6 s) for cmaf",
+                    0,
                     d.connect_timeout,
                 ),
                 ns_property(
@@ -613,8 +644,10 @@ impl ObjectImpl for Fmp4IngestSink {
                 ns_property(
                     "final-response-timeout",
                     "Final response timeout",
-                    "Time (ns) to wait for the server's response after the last chunk at end of stream",
-                    MIN_TIMEOUT,
+                    "Time (ns) to wait for the server's response once a body ended (smooth: the end of the stream; \
+                     cmaf: every request); 0 = the protocol's: 10 s for smooth, twice the segment duration (2 to \
+                     12 s) for cmaf",
+                    0,
                     d.final_response_timeout,
                 ),
                 glib::ParamSpecInt::builder("max-retries")
@@ -875,7 +908,9 @@ impl ObjectImpl for Fmp4IngestSink {
                     .build(),
                 // BaseSink has a `stats` property already; ours adds the stream's and the tracks'.
                 glib::ParamSpecOverride::for_class::<gst_base::BaseSink>("stats"),
-            ]
+            ];
+            properties.extend(CmafSettings::properties());
+            properties
         });
         PROPERTIES.as_ref()
     }
@@ -935,7 +970,11 @@ impl ObjectImpl for Fmp4IngestSink {
             "proxy" => s.auth.proxy = v.get().expect("type checked upstream"),
             "proxy-id" => s.auth.proxy_id = v.get().expect("type checked upstream"),
             "proxy-pw" => s.auth.proxy_pw = v.get::<Option<String>>().expect("type checked upstream").map(Secret),
-            other => gst::warning!(CAT, imp = self, "unknown property {other}"),
+            other => {
+                if !s.cmaf.set(other, v) {
+                    gst::warning!(CAT, imp = self, "unknown property {other}")
+                }
+            }
         }
     }
 
@@ -987,7 +1026,7 @@ impl ObjectImpl for Fmp4IngestSink {
             "follow-redirects" => s.follow_redirects.to_value(),
             "proxy" => s.auth.proxy.as_deref().map(crate::http::proxy::redact).to_value(),
             "proxy-id" => s.auth.proxy_id.to_value(),
-            _ => glib::Value::from_type(pspec.value_type()),
+            other => s.cmaf.get(other).unwrap_or_else(|| glib::Value::from_type(pspec.value_type())),
         }
     }
 }
@@ -1006,6 +1045,11 @@ impl ElementImpl for Fmp4IngestSink {
             {
                 // The state still reads PAUSED until this returns.
                 self.place_timeline(started, None, true);
+            }
+            if let State::Cmaf(c) = &mut *state
+                && !c.timeline_placed
+            {
+                self.place_cmaf_timeline(c, None, true);
             }
         }
         Ok(result)
@@ -1026,7 +1070,9 @@ impl ElementImpl for Fmp4IngestSink {
                 "Fragmented MP4 live ingest sink",
                 "Sink/Network",
                 "Pushes fragmented MP4 to a Smooth Streaming / Azure-style live ingest endpoint (.../Streams(<id>)), \
-                 with a sparse SCTE-35 track fed by fmp4ingest-splice / fmp4ingest-scte35 / tsdemux scte-sit events",
+                 with a sparse SCTE-35 track fed by fmp4ingest-splice / fmp4ingest-scte35 / tsdemux scte-sit events; \
+                 or, with protocol=cmaf, to a DASH-IF Live Media Ingest (CMAF ingest) publishing point, with ad \
+                 signals in a timed metadata track",
                 "fmp4ingest developers",
             )
         });
@@ -1054,9 +1100,13 @@ impl BaseSinkImpl for Fmp4IngestSink {
             gst::error_msg!(
                 gst::ResourceError::Settings,
                 ("No location set"),
-                ["Set location to the ingest URL, e.g. http://host/live.isml/Streams(video)"]
+                ["Set location to the ingest URL, e.g. http://host/live.isml/Streams(video) (protocol=cmaf: the \
+                  publishing point, e.g. http://host/live.isml)"]
             )
         })?;
+        if s.cmaf.protocol == Protocol::Cmaf {
+            return self.start_cmaf(&s, &location);
+        }
         let url = IngestUrl::parse(&location).map_err(|e| {
             gst::error_msg!(
                 gst::ResourceError::Settings,
@@ -1140,6 +1190,9 @@ impl BaseSinkImpl for Fmp4IngestSink {
         let running_time = self.running_time(buffer);
         let end = running_time.map(|rt| rt + buffer.duration().map_or(0, gst::ClockTime::nseconds));
         let mut state = self.lock_state();
+        if let State::Cmaf(_) = &*state {
+            return self.cmaf_render(state, bytes, running_time, end);
+        }
         let State::Started(started) = &mut *state else {
             gst::element_imp_error!(self, gst::CoreError::Failed, ["Not started"]);
             return Err(gst::FlowError::Error);
@@ -1204,6 +1257,9 @@ impl Fmp4IngestSink {
     /// stream could not be finished (the error is already posted).
     fn finish_stream(&self) -> bool {
         let mut state = self.lock_state();
+        if let State::Cmaf(_) = &*state {
+            return self.cmaf_finish(state);
+        }
         let State::Started(started) = &mut *state else { return true };
         if let Err(e) = started.stream.finish() {
             gst::element_imp_warning!(
@@ -1334,7 +1390,7 @@ impl Fmp4IngestSink {
     fn on_sparse_report(&self, r: SparseReport) {
         let url = match &*self.lock_state() {
             State::Started(s) => s.ads.as_ref().map(|a| a.url().to_string()).unwrap_or_default(),
-            State::Stopped => String::new(),
+            State::Stopped | State::Cmaf(_) => String::new(),
         };
         let detail = r.detail.unwrap_or_default();
         gst::info!(CAT, imp = self, "sparse stream: {:?} {detail}", r.event);
@@ -1353,6 +1409,9 @@ impl Fmp4IngestSink {
     fn ad_event(&self, event: &gst::Event) -> bool {
         let Some(s) = ad_events::ad_structure(event) else { return false };
         let mut state = self.lock_state();
+        if let State::Cmaf(_) = &*state {
+            return self.cmaf_ad_event(state, s, event.seqnum());
+        }
         let State::Started(started) = &mut *state else {
             drop(state);
             self.carry_out(vec![Outcome::Warn {

@@ -32,6 +32,10 @@ use gst::prelude::*;
 
 mod ad_events;
 mod ads;
+mod cmaf_path;
+mod cmaf_reporting;
+mod cmaf_settings;
+mod cmaf_uploader;
 mod http_settings;
 mod imp;
 mod key_units;

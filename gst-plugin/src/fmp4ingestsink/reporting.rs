@@ -260,6 +260,31 @@ pub fn iso8601(t: SystemTime) -> String {
         .unwrap_or_default()
 }
 
+/// A track as its header declares it, for `stats`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredTrack {
+    pub track_id: u32,
+    pub name: String,
+    /// `video`, `audio` (or `metadata`, CMAF).
+    pub kind: &'static str,
+    /// The declared bitrate (the manifest's systemBitrate, or `btrt`).
+    pub bitrate: u32,
+    /// The track's own URL (CMAF), without credentials.
+    pub url: Option<String>,
+}
+
+impl From<&IngestTrack> for DeclaredTrack {
+    fn from(t: &IngestTrack) -> Self {
+        DeclaredTrack {
+            track_id: t.info.track_id,
+            name: t.name.clone(),
+            kind: t.info.kind.as_str(),
+            bitrate: t.bitrate,
+            url: None,
+        }
+    }
+}
+
 /// The `stats` property: the stream's figures, BaseSink's own, and one structure per track
 /// with the field names of the service's ingest heartbeat.
 pub fn stats_structure(
@@ -267,13 +292,13 @@ pub fn stats_structure(
     url: &str,
     s: &StreamStats,
     now: Duration,
-    tracks: &[IngestTrack],
+    tracks: &[DeclaredTrack],
     base: Option<&gst::StructureRef>,
 ) -> gst::Structure {
     let wall_now = SystemTime::now();
     let mut per_track = Vec::new();
     for t in &s.tracks {
-        let declared = tracks.iter().find(|i| i.info.track_id == t.track_id);
+        let declared = tracks.iter().find(|i| i.track_id == t.track_id);
         let arrival = t
             .last_fragment_sent_at
             .map(|at| iso8601(wall_now.checked_sub(now.saturating_sub(at)).unwrap_or(wall_now)))
@@ -282,7 +307,7 @@ pub fn stats_structure(
             gst::Structure::builder("track")
                 .field("trackId", t.track_id)
                 .field("trackName", declared.map(|d| d.name.as_str()).unwrap_or(""))
-                .field("trackType", declared.map(|d| d.info.kind.as_str()).unwrap_or(""))
+                .field("trackType", declared.map(|d| d.kind).unwrap_or(""))
                 .field("bitrate", u64::from(declared.map_or(0, |d| d.bitrate)))
                 .field("incomingBitrate", t.incoming_bitrate)
                 .field("lastTimestamp", t.last_timestamp.unwrap_or(0))
@@ -293,6 +318,7 @@ pub fn stats_structure(
                 .field("nonincreasingCount", t.nonincreasing_count)
                 .field("state", s.state)
                 .field("healthy", s.healthy(t))
+                .field_if_some("url", declared.and_then(|d| d.url.clone()))
                 .build()
                 .to_send_value(),
         );

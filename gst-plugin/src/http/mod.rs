@@ -2,9 +2,12 @@
 //! The HTTP/1.1 client every request of the element goes through, on connections it opens and
 //! owns itself (hyper's client connection API over tokio and rustls).
 //!
-//! Every request goes on a connection of its own, closed after the answer: a failed POST must
+//! A Smooth request goes on a connection of its own, closed after the answer: a failed POST must
 //! never be retried on a pooled socket (docs/protocol.md §3.3), and a sparse stream leaves no
-//! idle connection (§5.4). Owning the connection gives the sink what a pooled client hides:
+//! idle connection (§5.4). A CMAF track keeps its connection for request after request
+//! (§6.2): [`Connection::exchange`] waits until the connection can take the next one, and
+//! [`Connection::read_body`] and [`Connection::closed`] keep hyper's side of it running between
+//! requests. Owning the connection gives the sink what a pooled client hides:
 //! the socket from its first byte (the kernel's counters, the send buffer, a reset when a
 //! connection is abandoned) and exact counts of what was written under the HTTP layer (see
 //! [`meter`]). No redirect is followed here: a streamed body cannot be replayed, so the uploader
@@ -21,6 +24,7 @@ pub mod socket;
 pub mod tls;
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -141,14 +145,20 @@ pub struct Connection {
     pub meter: Arc<Meter>,
     /// Through a proxy, the socket's counters describe the connection to the proxy.
     pub proxied: bool,
+    /// hyper's side of the connection has ended (it must not be polled again).
+    io_done: bool,
 }
 
 impl Connection {
-    /// Sends `req` and waits for the answer's head.
+    /// Sends `req` and waits for the answer's head. On a connection that carried a request
+    /// before, it first waits until the connection can take another one (the previous
+    /// answer's body must have been read, see [`Connection::read_body`]).
     pub async fn exchange(&mut self, req: Request<Body>) -> Result<http::Response<Incoming>, RequestFailure> {
+        let sender = &mut self.sender;
+        let ready = std::future::poll_fn(|cx| sender.poll_ready(cx));
+        Self::driving(&mut self.io, &mut self.io_done, ready).await?.map_err(|e| RequestFailure::exchange(&e))?;
         let send = self.sender.send_request(req);
         tokio::pin!(send);
-        let mut io_done = false;
         // The connection may fail after the server answered — it answers early, then closes
         // while the body is still being written — so the answer, when there is one, wins over
         // the connection's error: hyper hands it to the request once its side has ended.
@@ -162,10 +172,49 @@ impl Connection {
                         (Err(e), None) => Err(RequestFailure::exchange(&e)),
                     };
                 }
-                r = &mut self.io, if !io_done => {
-                    io_done = true;
+                r = &mut self.io, if !self.io_done => {
+                    self.io_done = true;
                     if let Err(e) = r {
                         failed = Some(RequestFailure::exchange(&e));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the body of an answer, at most `limit` bytes (more is a failure: the connection
+    /// cannot be used again), so that the connection can carry the next request.
+    pub async fn read_body(&mut self, body: Incoming, limit: usize) -> Result<Bytes, RequestFailure> {
+        let read = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit));
+        match Self::driving(&mut self.io, &mut self.io_done, read).await? {
+            Ok(b) => Ok(b.to_bytes()),
+            Err(e) => Err(RequestFailure::new(TransportError::Other, format!("reading the answer: {e}"))),
+        }
+    }
+
+    /// Waits until the connection ends while idle (the server closed it, its keep-alive ran out).
+    pub async fn closed(&mut self) -> RequestFailure {
+        if !self.io_done {
+            let r = (&mut self.io).await;
+            self.io_done = true;
+            if let Err(e) = r {
+                return RequestFailure::exchange(&e);
+            }
+        }
+        RequestFailure::new(TransportError::Closed, "the server closed the connection")
+    }
+
+    /// Runs `work` while hyper's side of the connection runs; a failure of the connection ends
+    /// it. When the connection ended without an error, `work` alone decides.
+    async fn driving<T>(io: &mut Io, io_done: &mut bool, work: impl Future<Output = T>) -> Result<T, RequestFailure> {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                r = &mut work => return Ok(r),
+                r = &mut *io, if !*io_done => {
+                    *io_done = true;
+                    if let Err(e) = r {
+                        return Err(RequestFailure::exchange(&e));
                     }
                 }
             }
@@ -228,14 +277,19 @@ impl Client {
         } else {
             handshake(FlushMeter::new(wire, meter.clone())).await?
         };
-        Ok(Connection { sender, io, watch, meter, proxied: self.settings.proxy.is_some() })
+        Ok(Connection { sender, io, watch, meter, proxied: self.settings.proxy.is_some(), io_done: false })
     }
 
     /// A POST to `target` with these headers; `length` is the body's size when it is known,
     /// else it is sent chunked.
     pub fn post(&self, target: &Target, body: Body, length: Option<u64>) -> Request<Body> {
+        self.request(Method::POST, target, body, length)
+    }
+
+    /// A request with `method` (POST or PUT) to `target`, as [`Client::post`].
+    pub fn request(&self, method: Method, target: &Target, body: Body, length: Option<u64>) -> Request<Body> {
         let mut req = Request::new(body);
-        *req.method_mut() = Method::POST;
+        *req.method_mut() = method;
         *req.uri_mut() = target.path.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
         let h = req.headers_mut();
         h.clone_from(&self.headers);
@@ -317,6 +371,7 @@ fn headers(s: &ClientSettings) -> Result<HeaderMap, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt;
 
     #[test]
     fn targets() {
@@ -334,6 +389,87 @@ mod tests {
         let t = Target::parse("http://[::1]:8080/x").unwrap();
         assert_eq!((t.host.as_str(), t.port, t.authority.as_str()), ("::1", 8080, "[::1]:8080"));
         assert!(Target::parse("ftp://x/y").is_err());
+    }
+
+    /// Reads one request (head and a Content-Length body) from `rd`; None at EOF.
+    async fn read_request<R: tokio::io::AsyncBufRead + Unpin>(rd: &mut R) -> Option<(String, Vec<u8>)> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if rd.read_line(&mut line).await.ok()? == 0 {
+                return None;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let len = head
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+            .unwrap_or(0usize);
+        let mut body = vec![0; len];
+        rd.read_exact(&mut body).await.ok()?;
+        Some((head, body))
+    }
+
+    #[test]
+    fn one_connection_carries_request_after_request_until_the_server_closes_it() {
+        use tokio::io::AsyncWriteExt;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let server = tokio::spawn(async move {
+                let (sock, _) = listener.accept().await.unwrap();
+                let (rd, mut wr) = sock.into_split();
+                let mut rd = tokio::io::BufReader::new(rd);
+                let mut seen = Vec::new();
+                // Three requests, each answered with a body the client must read; then close.
+                for answer in ["ok", "again", "bye"] {
+                    let (head, body) = read_request(&mut rd).await.unwrap();
+                    seen.push((head.lines().next().unwrap().to_string(), body));
+                    let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}", answer.len());
+                    wr.write_all(resp.as_bytes()).await.unwrap();
+                }
+                seen
+            });
+            let client = Client::new(ClientSettings {
+                connect_timeout: Duration::from_secs(5),
+                user_agent: "ua".into(),
+                tls: TlsSettings { verify: true, ..TlsSettings::default() },
+                ..ClientSettings::default()
+            })
+            .unwrap();
+            let target = Target::parse(&format!("http://127.0.0.1:{port}/pp.isml/Streams(video.cmfv)")).unwrap();
+            let mut conn = client.connect(&target).await.unwrap();
+            let full = |b: &'static [u8]| {
+                http_body_util::Full::new(Bytes::from_static(b)).map_err(|never| match never {}).boxed_unsync()
+            };
+            for (method, body, answer) in
+                [(Method::POST, &b""[..], "ok"), (Method::PUT, b"header", "again"), (Method::POST, b"seg", "bye")]
+            {
+                let resp = conn.exchange(client.request(method, &target, full(body), Some(body.len() as u64))).await;
+                let resp = resp.unwrap();
+                assert_eq!(resp.status(), 200);
+                assert_eq!(conn.read_body(resp.into_body(), 1024).await.unwrap(), answer.as_bytes());
+            }
+            // The server closed the idle connection: seen while idle.
+            let closed = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await.unwrap();
+            assert_eq!(closed.cause, TransportError::Closed);
+            let seen = server.await.unwrap();
+            let lines: Vec<&str> = seen.iter().map(|(l, _)| l.as_str()).collect();
+            assert_eq!(
+                lines,
+                [
+                    "POST /pp.isml/Streams(video.cmfv) HTTP/1.1",
+                    "PUT /pp.isml/Streams(video.cmfv) HTTP/1.1",
+                    "POST /pp.isml/Streams(video.cmfv) HTTP/1.1"
+                ]
+            );
+            assert_eq!(seen[2].1, b"seg");
+        });
     }
 
     #[test]

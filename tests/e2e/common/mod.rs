@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod cmaf;
+pub mod mpegts;
 pub mod player;
 
 use std::sync::Once;
@@ -271,4 +273,51 @@ pub fn check_stream(view: &StreamView, fragment_secs: f64) -> Vec<String> {
         }
     }
     problems
+}
+
+/// A pipeline on a realtime clock: base time + running time is UTC, exactly, so that the test
+/// knows every time the sink writes.
+pub fn realtime_pipeline(description: &str) -> gst::Pipeline {
+    init();
+    let p = gst::parse::launch(description).unwrap().downcast::<gst::Pipeline>().unwrap();
+    let clock: gst::Clock = gst::glib::Object::builder::<gst::SystemClock>()
+        .property("clock-type", gst::ClockType::Realtime)
+        .build()
+        .upcast();
+    p.use_clock(Some(&clock));
+    p
+}
+
+/// Waits until the pipeline plays; returns its base time.
+pub fn wait_playing(p: &gst::Pipeline) -> u64 {
+    for _ in 0..500 {
+        if p.current_state() == gst::State::Playing
+            && let Some(b) = p.base_time()
+        {
+            return b.nseconds();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("the pipeline did not start");
+}
+
+/// The running time now.
+pub fn running_now(p: &gst::Pipeline) -> u64 {
+    p.clock().unwrap().time().nseconds() - p.base_time().unwrap().nseconds()
+}
+
+/// Runs `p`, calling `act` on another thread once it plays.
+pub fn run_with(
+    p: &gst::Pipeline,
+    timeout: Duration,
+    act: impl FnOnce(&gst::Pipeline, u64) + Send + 'static,
+) -> RunResult {
+    let p2 = p.clone();
+    let actor = std::thread::spawn(move || {
+        let base = wait_playing(&p2);
+        act(&p2, base);
+    });
+    let r = run(p, timeout);
+    actor.join().expect("the test's events");
+    r
 }
