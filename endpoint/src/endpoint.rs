@@ -136,6 +136,14 @@ pub struct TrackStatus {
     pub discontinuities: u64,
     pub past: u64,
     pub live: bool,
+    /// Requests with a body from the streams that feed it (a Smooth POST; a CMAF header or
+    /// segment).
+    pub requests: u64,
+    /// CMAF ingest: headers taken, segments answered 412 (no header), requests refused (400,
+    /// 415).
+    pub headers: u64,
+    pub precondition_failed: u64,
+    pub refused: u64,
 }
 
 /// A running endpoint; dropping it stops the server.
@@ -221,6 +229,12 @@ impl Endpoint {
         format!("{}/Streams({})", self.base(point), crate::output::url_part(stream))
     }
 
+    /// The publishing point URL of a point, for CMAF ingest (`protocol=cmaf`): each track
+    /// goes to `<this>/Streams(<track>.cmfv|cmfa|cmfm)`.
+    pub fn publishing_point_url(&self, point: &str) -> String {
+        self.base(point)
+    }
+
     /// The Smooth client manifest of a point.
     pub fn manifest_url(&self, point: &str) -> String {
         format!("{}/Manifest", self.base(point))
@@ -279,15 +293,12 @@ impl Endpoint {
                     .filter(|a| now.duration_since(a.at) <= heartbeats::WINDOW)
                     .map(|a| a.bytes * 8)
                     .sum();
-                let streams = p
-                    .sources
-                    .iter()
-                    .filter(|(_, s)| s.tracks.values().any(|n| *n == t.meta.name))
-                    .map(|(id, _)| id.clone())
-                    .collect();
+                let feeding: Vec<(&String, &crate::store::Source)> =
+                    p.sources.iter().filter(|(_, s)| s.tracks.values().any(|n| *n == t.meta.name)).collect();
+                let sum = |f: &dyn Fn(&crate::store::Source) -> u64| feeding.iter().map(|(_, s)| f(s)).sum::<u64>();
                 out.push(TrackStatus {
                     point: name.clone(),
-                    streams,
+                    streams: feeding.iter().map(|(id, _)| (*id).clone()).collect(),
                     track: t.meta.name.clone(),
                     kind: t.meta.kind.as_str().to_string(),
                     fragments: t.timeline.entries.len(),
@@ -303,6 +314,10 @@ impl Endpoint {
                     discontinuities: t.counts.discontinuities,
                     past: t.counts.past,
                     live,
+                    requests: sum(&|s| s.requests),
+                    headers: sum(&|s| s.cmaf.headers),
+                    precondition_failed: sum(&|s| s.cmaf.precondition_failed),
+                    refused: sum(&|s| s.cmaf.refused),
                 });
             }
         }

@@ -231,7 +231,7 @@ async fn handle(req: Request<Incoming>, peer: &str, shared: Arc<Shared>) -> Resp
         }
     };
     let mut resp = match route {
-        Route::Ingest { point, stream } => return ingest::smooth_post(req, &point, &stream, peer, shared).await,
+        Route::Ingest { point, stream } => return ingest::ingest(req, &point, &stream, peer, shared).await,
         Route::Heartbeats { point } => {
             if let Err((status, why)) = small_body(req.into_body()).await {
                 return refusal(&shared, peer, &what, status, &why);
