@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use crate::archive::{self, Archive};
 use crate::heartbeats;
 use crate::ingest::boxes::Limits;
+use crate::media::meta::Kind;
 use crate::programs::Programs;
 use crate::store::{Entry, Point, Track};
 
@@ -172,9 +173,20 @@ impl Endpoint {
             for r in tracks {
                 let p = points.entry(r.point.clone()).or_default();
                 let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
+                // A sparse track's few bytes come back to memory: its messages are in the
+                // manifests, not only in its fragments.
+                let text = r.meta.kind == Kind::Text;
                 let mut t = Track::new(r.meta, r.init);
                 for (time, duration) in r.fragments {
-                    let e = Entry { duration, size: 0, moof_len: 0, data: None, archived: true };
+                    let data = text
+                        .then(|| {
+                            std::fs::read(archive::fragment_path(dir, &r.point, &t.meta.name, time, duration)).ok()
+                        })
+                        .flatten()
+                        .filter(|b| b.len() >= 8);
+                    let moof_len = data.as_ref().map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                    let size = data.as_ref().map_or(0, |b| b.len() as u64);
+                    let e = Entry { duration, size, moof_len, data: data.map(bytes::Bytes::from), archived: true };
                     t.timeline.insert(time, e);
                 }
                 p.tracks.insert(t.meta.name.clone(), t);
