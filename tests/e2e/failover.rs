@@ -391,12 +391,17 @@ fn a_reader_slower_than_the_stream_fills_the_forward_buffer_and_the_oldest_are_d
     assert!(stats.get::<u64>("fragments-dropped").unwrap() >= 2, "{stats}");
     // What waits never exceeded the bound: at most 6 s of media, plus what was in flight.
     assert!(stats.get::<u64>("queue-duration").unwrap() <= 6_000_000_000, "{stats}");
+    // Each drop is a hole in its own track's timeline (which track loses the oldest fragment
+    // depends on which one was in flight at the time), and a track with a hole is not healthy.
     let tracks = stats.get::<gst::Array>("tracks").unwrap();
+    let mut holes = 0;
     for t in tracks.iter() {
         let t = t.get::<gst::Structure>().unwrap();
-        assert!(t.get::<u64>("discontinuityCount").unwrap() > 0, "{t}");
-        assert!(!t.get::<bool>("healthy").unwrap());
+        let n = t.get::<u64>("discontinuityCount").unwrap();
+        holes += n;
+        assert!(n == 0 || !t.get::<bool>("healthy").unwrap(), "{t}");
     }
+    assert!(holes >= stats.get::<u64>("fragments-dropped").unwrap(), "{stats}");
     // What arrived is well-formed; the drops themselves lie beyond what the slow reader got to.
     let view = rx.stream("slow");
     assert!(!view.fragments().is_empty());

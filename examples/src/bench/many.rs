@@ -21,7 +21,15 @@ pub const SINKS: usize = 100;
 pub const SECONDS: u64 = 60;
 
 pub(crate) fn input() -> Result<PathBuf, String> {
-    muxed_input("input-2mbps-60s-isofmp4mux.mp4", "isofmp4mux fragment-duration=2000000000", 640, 360, 2000, "ball")
+    // Noise, so that x264 reaches the rate (a moving ball compresses to about 0.4 Mbps).
+    muxed_input(
+        "input-2mbps-60s-isofmp4mux-snow.mp4",
+        "isofmp4mux fragment-duration=2000000000",
+        640,
+        360,
+        2000,
+        "snow",
+    )
 }
 
 /// The file as the muxer's pushes: the header (ftyp, moov), then each moof + mdat.
