@@ -212,7 +212,7 @@ impl IngestBody {
 /// Whether a body starting with these bytes is Smooth ingest (`ftyp`, then the `uuid` of the
 /// Live Server Manifest); `None` until its first two box headers are there. Anything not
 /// starting with `ftyp` is a CMAF segment (or nothing either protocol reads).
-fn smooth_shaped(start: &[u8]) -> Option<bool> {
+pub fn smooth_shaped(start: &[u8]) -> Option<bool> {
     let first = match BoxHeader::parse(start) {
         Ok(Some(h)) => h,
         Ok(None) => return None,

@@ -39,6 +39,9 @@ fn err(e: fmp4ingest_core::Error) -> String {
     format!("{e:?}")
 }
 
+/// Samples one fragment may hold: six seconds of 48 kHz PCM are 288,000.
+pub const MAX_SAMPLES: u64 = 1 << 20;
+
 /// tfhd flags (ISO/IEC 14496-12 §8.8.7).
 const BASE_DATA_OFFSET: u32 = 0x1;
 const SAMPLE_DESCRIPTION_INDEX: u32 = 0x2;
@@ -177,6 +180,10 @@ pub fn walk(
                     .count();
                 if (count as usize).saturating_mul(per_sample * 4) > r.remaining() {
                     return Err(format!("track {track_id}: a trun shorter than its {count} samples"));
+                }
+                // A trun of default-sized samples holds any count in no bytes.
+                if u64::from(info.samples) + u64::from(count) > MAX_SAMPLES {
+                    return Err(format!("track {track_id}: more than {MAX_SAMPLES} samples in one fragment"));
                 }
                 let mut at = start;
                 for i in 0..count {
@@ -488,6 +495,18 @@ pub(crate) mod tests {
         let at = moof.windows(4).position(|w| w == b"trun").unwrap() + 4 + 8;
         let off = i32::from_be_bytes(moof[at..at + 4].try_into().unwrap()) as usize;
         all[off..off + 7].to_vec()
+    }
+
+    #[test]
+    fn a_count_without_bytes_is_bounded() {
+        // A trun of 2^20 + 1 default-sized (0-byte) samples, no field per sample.
+        let (f, moof_len) = smooth_fragment(1, 0);
+        let mut f = f.to_vec();
+        let at = f.windows(4).position(|w| w == b"trun").unwrap();
+        f[at + 5..at + 8].copy_from_slice(&[0, 0, 1]);
+        f[at + 8..at + 12].copy_from_slice(&((1u32 << 20) + 1).to_be_bytes());
+        let e = read(&f, moof_len, &defaults).unwrap_err();
+        assert!(e.contains("more than 1048576 samples"), "{e}");
     }
 
     #[test]
