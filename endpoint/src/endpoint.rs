@@ -145,6 +145,8 @@ pub struct TrackStatus {
     pub headers: u64,
     pub precondition_failed: u64,
     pub refused: u64,
+    /// CMAF ingest: every stream feeding the track sent its last segment (`lmsg`).
+    pub ended: bool,
 }
 
 /// A running endpoint; dropping it stops the server.
@@ -330,6 +332,7 @@ impl Endpoint {
                     headers: sum(&|s| s.cmaf.headers),
                     precondition_failed: sum(&|s| s.cmaf.precondition_failed),
                     refused: sum(&|s| s.cmaf.refused),
+                    ended: !feeding.is_empty() && feeding.iter().all(|(_, s)| s.cmaf.ended),
                 });
             }
         }
