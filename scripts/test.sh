@@ -26,7 +26,7 @@ if ! rustup run nightly rustc --version >/dev/null 2>&1; then
 fi
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2
 work="$(mktemp -d)"
-for target in splitter moov rewrite scte35 cmaf endpoint_route endpoint_programs endpoint_ingest; do
+for target in splitter moov rewrite scte35 cmaf endpoint_route endpoint_programs endpoint_ingest endpoint_cmaf; do
   mkdir -p "$work/$target"
   (cd fuzz && CARGO_TARGET_DIR="$PWD/target" cargo +nightly fuzz run "$target" --features fuzzing "$work/$target" "corpus/$target" -- \
     -max_total_time=10 -rss_limit_mb=2048 2>&1 | tail -n 2)

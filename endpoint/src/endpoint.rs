@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use crate::archive::{self, Archive};
 use crate::heartbeats;
 use crate::ingest::boxes::Limits;
+use crate::media::meta::Kind;
 use crate::programs::Programs;
 use crate::store::{Entry, Point, Track};
 
@@ -136,6 +137,16 @@ pub struct TrackStatus {
     pub discontinuities: u64,
     pub past: u64,
     pub live: bool,
+    /// Requests with a body from the streams that feed it (a Smooth POST; a CMAF header or
+    /// segment).
+    pub requests: u64,
+    /// CMAF ingest: headers taken, segments answered 412 (no header), requests refused (400,
+    /// 415).
+    pub headers: u64,
+    pub precondition_failed: u64,
+    pub refused: u64,
+    /// CMAF ingest: every stream feeding the track sent its last segment (`lmsg`).
+    pub ended: bool,
 }
 
 /// A running endpoint; dropping it stops the server.
@@ -164,9 +175,20 @@ impl Endpoint {
             for r in tracks {
                 let p = points.entry(r.point.clone()).or_default();
                 let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
+                // A sparse track's few bytes come back to memory: its messages are in the
+                // manifests, not only in its fragments.
+                let text = r.meta.kind == Kind::Text;
                 let mut t = Track::new(r.meta, r.init);
                 for (time, duration) in r.fragments {
-                    let e = Entry { duration, size: 0, moof_len: 0, data: None, archived: true };
+                    let data = text
+                        .then(|| {
+                            std::fs::read(archive::fragment_path(dir, &r.point, &t.meta.name, time, duration)).ok()
+                        })
+                        .flatten()
+                        .filter(|b| b.len() >= 8);
+                    let moof_len = data.as_ref().map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                    let size = data.as_ref().map_or(0, |b| b.len() as u64);
+                    let e = Entry { duration, size, moof_len, data: data.map(bytes::Bytes::from), archived: true };
                     t.timeline.insert(time, e);
                 }
                 p.tracks.insert(t.meta.name.clone(), t);
@@ -219,6 +241,12 @@ impl Endpoint {
     /// The Smooth ingest URL of a stream.
     pub fn ingest_url(&self, point: &str, stream: &str) -> String {
         format!("{}/Streams({})", self.base(point), crate::output::url_part(stream))
+    }
+
+    /// The publishing point URL of a point, for CMAF ingest (`protocol=cmaf`): each track
+    /// goes to `<this>/Streams(<track>.cmfv|cmfa|cmfm)`.
+    pub fn publishing_point_url(&self, point: &str) -> String {
+        self.base(point)
     }
 
     /// The Smooth client manifest of a point.
@@ -279,15 +307,12 @@ impl Endpoint {
                     .filter(|a| now.duration_since(a.at) <= heartbeats::WINDOW)
                     .map(|a| a.bytes * 8)
                     .sum();
-                let streams = p
-                    .sources
-                    .iter()
-                    .filter(|(_, s)| s.tracks.values().any(|n| *n == t.meta.name))
-                    .map(|(id, _)| id.clone())
-                    .collect();
+                let feeding: Vec<(&String, &crate::store::Source)> =
+                    p.sources.iter().filter(|(_, s)| s.tracks.values().any(|n| *n == t.meta.name)).collect();
+                let sum = |f: &dyn Fn(&crate::store::Source) -> u64| feeding.iter().map(|(_, s)| f(s)).sum::<u64>();
                 out.push(TrackStatus {
                     point: name.clone(),
-                    streams,
+                    streams: feeding.iter().map(|(id, _)| (*id).clone()).collect(),
                     track: t.meta.name.clone(),
                     kind: t.meta.kind.as_str().to_string(),
                     fragments: t.timeline.entries.len(),
@@ -303,6 +328,11 @@ impl Endpoint {
                     discontinuities: t.counts.discontinuities,
                     past: t.counts.past,
                     live,
+                    requests: sum(&|s| s.requests),
+                    headers: sum(&|s| s.cmaf.headers),
+                    precondition_failed: sum(&|s| s.cmaf.precondition_failed),
+                    refused: sum(&|s| s.cmaf.refused),
+                    ended: !feeding.is_empty() && feeding.iter().all(|(_, s)| s.cmaf.ended),
                 });
             }
         }

@@ -69,7 +69,7 @@ fn heartbeat(t: &Track, end: Instant, end_wall: SystemTime) -> Value {
             let ts = f64::from(t.meta.timescale.max(1));
             let media: f64 = last_minute
                 .iter()
-                .filter(|a| a.how != Arrival::Duplicate && a.how != Arrival::Overlap)
+                .filter(|a| !matches!(a.how, Arrival::Duplicate | Arrival::Overlap | Arrival::Longer { .. }))
                 .map(|a| a.duration as f64 / ts)
                 .sum();
             // Media comes in whole fragments: up to one fragment's lead or lag is not drift.
@@ -136,19 +136,7 @@ mod tests {
     use crate::store::Track;
 
     fn point_with(arrivals: &[(u64, u64)], now: Instant, wall: SystemTime) -> Point {
-        let meta = TrackMeta {
-            name: "video".into(),
-            kind: Kind::Video,
-            timescale: 1000,
-            bitrate: 400_000,
-            language: "und".into(),
-            params: Vec::new(),
-            codecs: String::new(),
-            width: 0,
-            height: 0,
-            sample_rate: 0,
-            channels: 0,
-        };
+        let meta = TrackMeta { bitrate: 400_000, ..TrackMeta::new("video", Kind::Video, 1000) };
         let mut t = Track::new(meta, None);
         // One 2 s fragment of 100 kB every 2 s, the last arriving now.
         let n = arrivals.len() as u32;

@@ -1,16 +1,18 @@
 // SPDX-License-Identifier: MPL-2.0
 //! fmp4ingest's local ingest endpoint, as a library and as the `fmp4ingest-endpoint` binary.
 //!
-//! It takes Smooth ingest (Azure fragmented MP4 live ingest, MS-SSTR) for any number of
-//! publishing points and streams, keeps a deduplicated timeline per track within an archive
-//! window (in memory, and on disk when asked), answers the heartbeats API, runs programs that
-//! archive a point, and plays back what was ingested — live or recorded — as Smooth
-//! Streaming, DASH and HLS from the same fragments.
+//! It takes Smooth ingest (Azure fragmented MP4 live ingest, MS-SSTR) and CMAF ingest (DASH-IF
+//! Live Media Ingest v1.2, Interface-1) for any number of publishing points and streams,
+//! keeps a deduplicated timeline per track within an archive window (in memory, and on disk
+//! when asked), answers the heartbeats API, runs programs that archive a point, and plays back
+//! what was ingested — live or recorded — as Smooth Streaming, DASH and HLS from the same
+//! fragments, with the ingested SCTE-35 ad signals as events of each.
 //!
-//! Modules, from the wire in: [`server`] (hyper) and [`route`]; [`ingest`] (the Smooth body
-//! reader, and the store side any ingest protocol uses); [`media`] (tracks, init segments,
-//! fragments); [`store`] (points, per-track timelines, sources); [`output`] (Smooth, DASH,
-//! HLS); [`heartbeats`], [`programs`], [`archive`], [`clock`]; [`endpoint`] (the handle).
+//! Modules, from the wire in: [`server`] (hyper) and [`route`]; [`ingest`] (the Smooth and
+//! CMAF request readers, and the store side any ingest protocol uses); [`media`] (tracks, init
+//! segments, fragments); [`store`] (points, per-track timelines, sources); [`output`] (Smooth,
+//! DASH, HLS, their events); [`heartbeats`], [`programs`], [`archive`], [`clock`];
+//! [`endpoint`] (the handle).
 
 pub mod archive;
 pub mod clock;

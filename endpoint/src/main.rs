@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MPL-2.0
-//! `fmp4ingest-endpoint`: the local ingest endpoint on its own. It takes Smooth ingest for any
-//! publishing point and stream, keeps deduplicated timelines, answers the heartbeats API, runs
+//! `fmp4ingest-endpoint`: the local ingest endpoint on its own. It takes Smooth ingest and
+//! CMAF ingest (DASH-IF Live Media Ingest, Interface-1) for any publishing point and stream, keeps deduplicated timelines, answers the heartbeats API, runs
 //! programs, and plays back what it got as Smooth, DASH and HLS, live and recorded.
 //!
 //! It prints a status line per track every two seconds; `--verbose` also prints every log line
@@ -14,8 +14,8 @@ use clap::Parser;
 use fmp4ingest_endpoint::programs::{MAX_WINDOW, MIN_WINDOW};
 use fmp4ingest_endpoint::{Endpoint, EndpointConfig, clock};
 
-/// A local live ingest endpoint: Smooth ingest in; heartbeats, programs, and playback as
-/// Smooth, DASH and HLS out.
+/// A local live ingest endpoint: Smooth and CMAF ingest in; heartbeats, programs, and playback
+/// as Smooth, DASH and HLS out.
 #[derive(Debug, Parser)]
 #[command(name = "fmp4ingest-endpoint", version)]
 struct Cli {
@@ -82,7 +82,8 @@ fn main() {
     };
     let a = endpoint.addr();
     println!("fmp4ingest-endpoint on http://{a} (archive window {window})");
-    println!("  ingest:     http://{a}/<name>.isml/Streams(<id>)");
+    println!("  ingest:     http://{a}/<name>.isml/Streams(<id>)              (Smooth)");
+    println!("              http://{a}/<name>.isml as the publishing point    (CMAF, protocol=cmaf)");
     println!("  play:       gst-play-1.0 http://{a}/<name>.isml/Manifest    (Smooth)");
     println!("              gst-play-1.0 http://{a}/<name>.isml/.mpd        (DASH)");
     println!("              gst-play-1.0 http://{a}/<name>.isml/.m3u8       (HLS)");
@@ -99,7 +100,7 @@ fn main() {
         for s in endpoint.status() {
             println!(
                 "{}/{:<8} {:<5} from {:<10} {:>5} fragments {:>8.1} s kept  last {:>14} /{:<8} {:>7.0} kb/s  \
-                 dup {} overlap {} gap {} past {}{}",
+                 dup {} overlap {} gap {} past {}  requests {}{}{}",
                 s.point,
                 s.track,
                 s.kind,
@@ -113,6 +114,12 @@ fn main() {
                 s.overlaps,
                 s.discontinuities,
                 s.past,
+                s.requests,
+                if s.headers > 0 {
+                    format!(" (headers {}, 412 {}, refused {})", s.headers, s.precondition_failed, s.refused)
+                } else {
+                    String::new()
+                },
                 if s.live { "" } else { "  (recorded)" }
             );
         }

@@ -3,7 +3,9 @@
 //! status and the one-line reason it is refused with. Pure, so that it is tested and fuzzed
 //! alone.
 //!
-//! - `POST /<name>.isml/Streams(<id>)`: Smooth ingest (Azure fragmented MP4 live ingest §2.2);
+//! - `POST /<name>.isml/Streams(<id>)`: Smooth ingest (Azure fragmented MP4 live ingest §2.2),
+//!   and `POST`/`PUT` of CMAF ingest (DASH-IF Live Media Ingest, Interface-1: `<id>` is
+//!   `<track>.cmfv|cmfa|cmfm`), told apart by [`crate::ingest`];
 //! - `POST /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Media/mediaservices/
 //!   {account}/liveEvents/{name}/getTrackIngestHeartbeats`: the heartbeats of point `{name}`;
 //! - `/api/Programs...`: the Programs API (methods are checked there);
@@ -134,8 +136,8 @@ pub fn route(method: &str, target: &str) -> Result<Route, Refusal> {
         if !is_point {
             return Err(refuse(404, "ingest goes to a publishing point: /<name>.isml/Streams(<id>)"));
         }
-        if method != "POST" {
-            return Err(method_not_allowed(method, "POST", "an ingest URL"));
+        if method != "POST" && method != "PUT" {
+            return Err(method_not_allowed(method, "POST, PUT", "an ingest URL"));
         }
         let Source::Point(point) = source else { unreachable!("checked above") };
         return Ok(Route::Ingest { point, stream: name(id, "stream")? });
@@ -186,6 +188,10 @@ mod tests {
             Ok(Route::Ingest { point: "live".into(), stream: "av".into() })
         );
         assert_eq!(
+            route("PUT", "/live.isml/Streams(video.cmfv)"),
+            Ok(Route::Ingest { point: "live".into(), stream: "video.cmfv".into() })
+        );
+        assert_eq!(
             route("POST", "/a%20b.isml/streams(x%2Fy)?q=1"),
             Ok(Route::Ingest { point: "a b".into(), stream: "x/y".into() })
         );
@@ -215,7 +221,8 @@ mod tests {
     fn refusals_say_why() {
         for (method, path, status, why) in [
             ("GET", "/etc/passwd", 404, "not a publishing point"),
-            ("GET", "/live.isml/Streams(av)", 405, "only POST"),
+            ("GET", "/live.isml/Streams(av)", 405, "only POST, PUT"),
+            ("DELETE", "/live.isml/Streams(video.cmfv)", 405, "only POST, PUT"),
             ("DELETE", "/live.isml/Manifest", 405, "GET, HEAD"),
             ("POST", "/news.ism/Streams(av)", 404, "ingest goes to"),
             ("GET", "/live.isml/cmaf/video/x.m4s", 400, "not a number"),

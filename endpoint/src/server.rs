@@ -231,7 +231,7 @@ async fn handle(req: Request<Incoming>, peer: &str, shared: Arc<Shared>) -> Resp
         }
     };
     let mut resp = match route {
-        Route::Ingest { point, stream } => return ingest::smooth_post(req, &point, &stream, peer, shared).await,
+        Route::Ingest { point, stream } => return ingest::ingest(req, &point, &stream, peer, shared).await,
         Route::Heartbeats { point } => {
             if let Err((status, why)) = small_body(req.into_body()).await {
                 return refusal(&shared, peer, &what, status, &why);
@@ -336,9 +336,13 @@ fn output_bytes(
 ) -> Result<(&'static str, Bytes), (u16, String)> {
     let cfg = &shared.config;
     // What the output depends on: the point's generation, or for an HLS media playlist its
-    // track's alone (and whether the anchor of its date-times is known).
+    // track's and the sparse tracks' (and whether the anchor of its date-times is known).
     let generation_of = |p: &store::Point| match out {
-        Output::HlsMedia(name) => p.tracks.get(name).map_or(0, |t| t.generation * 2 + u64::from(p.anchor.is_some())),
+        Output::HlsMedia(name) => {
+            // Its track, and the sparse tracks its date ranges come from.
+            let text: u64 = p.tracks.values().filter(|t| t.meta.kind == Kind::Text).map(|t| t.generation).sum();
+            p.tracks.get(name).map_or(0, |t| (t.generation + text) * 2 + u64::from(p.anchor.is_some()))
+        }
         _ => p.generation,
     };
     let (key, generation, listing) = {
@@ -353,7 +357,7 @@ fn output_bytes(
         }
         let mut tracks = p.ordered();
         if let Output::HlsMedia(name) = out {
-            tracks.retain(|t| t.meta.name == *name);
+            tracks.retain(|t| t.meta.name == *name || t.meta.kind == Kind::Text);
         }
         (key, generation, store::listing(&tracks, live, cfg.archive_window, p.anchor, p.changed))
     };

@@ -6,8 +6,11 @@
 //! encoder, another stream carrying the same track, a resend after a reconnect; Azure
 //! fragmented MP4 live ingest §1.7 and §1.10) is dropped and counted, an overlap is dropped and
 //! counted, a gap and a fragment older than the newest (filling a hole) are counted — the
-//! counts the heartbeats report. Smooth ingest feeds the timelines through a [`Source`] per
-//! `Streams(<id>)`; another protocol feeds the same timelines through sources of its own.
+//! counts the heartbeats report. A copy of a time that lasts longer than the one kept, and fits
+//! before the next, replaces it: the full segment of a redundant encoder that goes on, where the
+//! one that stopped sent its last segment cut short. Smooth ingest feeds the timelines through a
+//! [`Source`] per `Streams(<id>)`, CMAF ingest through a source per track path; a sparse (text)
+//! track's entries are instants (its messages), which neither overlap nor leave gaps.
 //!
 //! A timeline keeps what lies within the archive window. Fragment bytes stay in memory up to a
 //! cap per track; with an on-disk archive, older ones are read back from their files (the
@@ -48,13 +51,16 @@ pub enum Arrival {
     Past,
     /// The same time as one already kept: dropped.
     Duplicate,
+    /// The same time as one already kept, lasting longer and fitting before the next: it
+    /// replaces the kept one, which lasted `replaced` ticks.
+    Longer { replaced: u64 },
     /// Overlapping one already kept: dropped.
     Overlap,
 }
 
 impl Arrival {
     pub fn kept(self) -> bool {
-        matches!(self, Arrival::InOrder | Arrival::Discontinuity | Arrival::Past)
+        matches!(self, Arrival::InOrder | Arrival::Discontinuity | Arrival::Past | Arrival::Longer { .. })
     }
 }
 
@@ -73,7 +79,11 @@ pub struct Timeline {
 impl Timeline {
     /// Where a fragment of `t`, `d` would go.
     pub fn place(&self, t: u64, d: u64) -> Arrival {
-        if self.entries.contains_key(&t) {
+        if let Some(kept) = self.entries.get(&t) {
+            let next = self.entries.range(t + 1..).next().map(|(s, _)| *s);
+            if d > kept.duration && next.is_none_or(|n| n >= t.saturating_add(d)) {
+                return Arrival::Longer { replaced: kept.duration };
+            }
             return Arrival::Duplicate;
         }
         let before = self.entries.range(..t).next_back().map(|(s, e)| s + e.duration);
@@ -208,9 +218,18 @@ impl Track {
         now: Instant,
         wall: SystemTime,
     ) -> Arrival {
-        let how = self.timeline.place(time, duration);
+        let how = if self.meta.kind == Kind::Text {
+            // Messages are instants: only a second copy of one is refused.
+            match (self.timeline.entries.contains_key(&time), self.timeline.entries.keys().next_back()) {
+                (true, _) => Arrival::Duplicate,
+                (false, Some(newest)) if time < *newest => Arrival::Past,
+                _ => Arrival::InOrder,
+            }
+        } else {
+            self.timeline.place(time, duration)
+        };
         match how {
-            Arrival::Duplicate => self.counts.duplicates += 1,
+            Arrival::Duplicate | Arrival::Longer { .. } => self.counts.duplicates += 1,
             Arrival::Overlap => self.counts.overlaps += 1,
             Arrival::Discontinuity => self.counts.discontinuities += 1,
             Arrival::Past => self.counts.past += 1,
@@ -247,7 +266,7 @@ impl Track {
     }
 }
 
-/// One ingest request stream: Smooth `Streams(<id>)`.
+/// One ingest request stream: Smooth `Streams(<id>)`, or a CMAF track's `Streams(<name>.<ext>)`.
 #[derive(Debug, Default)]
 pub struct Source {
     /// Requests with a body so far.
@@ -261,6 +280,26 @@ pub struct Source {
     pub media: bool,
     /// Fragments refused (malformed, undeclared track, conflicting declaration).
     pub refused: u64,
+    /// CMAF ingest: the track's header and what its requests were answered.
+    pub cmaf: CmafSource,
+}
+
+/// What a CMAF ingest track path has sent (DASH-IF Live Media Ingest, Interface-1).
+#[derive(Debug, Default)]
+pub struct CmafSource {
+    /// The header last taken, since this endpoint started: without one, a segment is answered
+    /// 412.
+    pub header: Option<crate::ingest::cmaf::Header>,
+    /// Requests by what they carried or how they were answered.
+    pub probes: u64,
+    pub headers: u64,
+    pub segments: u64,
+    /// Segments answered 412 (no header, or one of another track).
+    pub precondition_failed: u64,
+    /// Requests answered 400 or 415.
+    pub refused: u64,
+    /// The last segment said `lmsg`: the track ended.
+    pub ended: bool,
 }
 
 /// The outputs cached per point.
@@ -459,20 +498,7 @@ mod tests {
     use super::*;
 
     fn track() -> Track {
-        let meta = TrackMeta {
-            name: "video".into(),
-            kind: Kind::Video,
-            timescale: 1000,
-            bitrate: 0,
-            language: "und".into(),
-            params: Vec::new(),
-            codecs: String::new(),
-            width: 0,
-            height: 0,
-            sample_rate: 0,
-            channels: 0,
-        };
-        Track::new(meta, None)
+        Track::new(TrackMeta::new("video", Kind::Video, 1000), None)
     }
 
     fn add(t: &mut Track, time: u64, d: u64) -> Arrival {
@@ -491,6 +517,27 @@ mod tests {
         assert_eq!(t.timeline.entries.len(), 4);
         assert_eq!((t.counts.duplicates, t.counts.overlaps, t.counts.discontinuities, t.counts.past), (1, 1, 1, 1));
         assert_eq!(t.timeline.memory, 400);
+        // The last segment of an encoder that stopped, cut short; the one that goes on sends the
+        // whole segment at that time: it replaces the short one. Not one that would overlap the next.
+        assert_eq!(add(&mut t, 10000, 500), Arrival::InOrder);
+        assert_eq!(add(&mut t, 10000, 2000), Arrival::Longer { replaced: 500 });
+        assert_eq!(t.timeline.entries[&10000].duration, 2000);
+        assert_eq!(add(&mut t, 10000, 1000), Arrival::Duplicate);
+        assert_eq!(add(&mut t, 0, 2500), Arrival::Duplicate);
+        assert_eq!((t.timeline.entries.len(), t.timeline.memory, t.counts.duplicates), (5, 500, 4));
+    }
+
+    #[test]
+    fn messages_are_instants() {
+        let mut t = track();
+        t.meta = Arc::new(TrackMeta { kind: Kind::Text, ..(*t.meta).clone() });
+        // An event of 30 s and one 2 s into it: both kept; a copy of one is refused.
+        assert_eq!(add(&mut t, 10_000, 30_000), Arrival::InOrder);
+        assert_eq!(add(&mut t, 12_000, 0), Arrival::InOrder);
+        assert_eq!(add(&mut t, 90_000, 0), Arrival::InOrder);
+        assert_eq!(add(&mut t, 50_000, 0), Arrival::Past);
+        assert_eq!(add(&mut t, 12_000, 0), Arrival::Duplicate);
+        assert_eq!((t.timeline.entries.len(), t.counts.overlaps, t.counts.discontinuities), (4, 0, 0));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 mod endpoint;
 
-pub use endpoint::{endpoint_ingest, endpoint_programs, endpoint_route};
+pub use endpoint::{endpoint_cmaf, endpoint_ingest, endpoint_programs, endpoint_route};
 use fmp4ingest_core::Bytes;
 use fmp4ingest_core::bmff::Boxes;
 use fmp4ingest_core::cmaf::boxes::{
@@ -285,6 +285,23 @@ mod tests {
     #[test]
     fn endpoint_programs_corpus() {
         replay("endpoint_programs", super::endpoint_programs);
+    }
+
+    #[test]
+    fn endpoint_cmaf_corpus() {
+        replay("endpoint_cmaf", |d| {
+            super::endpoint_cmaf(d);
+        });
+        // Every real request is taken, whatever the chunking; the metadata segments give the
+        // event, and the chunked segments join.
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus/endpoint_cmaf");
+        for seed in ["video-segment1", "audio-segment2", "chunked-segment2", "scte35-header"] {
+            let d = std::fs::read(dir.join(seed)).unwrap();
+            for first in [d[0] & 0xc0, d[0] | 0x3f] {
+                assert_eq!(super::endpoint_cmaf(&[&[first][..], &d[1..]].concat()), 1, "{seed}");
+            }
+        }
+        assert_eq!(super::endpoint_cmaf(&std::fs::read(dir.join("scte35-segment1")).unwrap()), 2);
     }
 
     #[test]

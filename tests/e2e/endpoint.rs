@@ -228,9 +228,17 @@ fn sparse_tracks_are_text_stream_indexes_with_their_messages() {
     let text = manifest.split("<StreamIndex Type=\"text\"").nth(1).unwrap_or_else(|| panic!("{manifest}"));
     assert!(text.contains("Name=\"scte35\"") && text.contains("ParentStreamIndex=\"video\""), "{text}");
     assert!(text.contains("ManifestOutput=\"TRUE\"") && text.contains("<f>"), "{text}");
-    // DASH and HLS carry audio and video only (the ad signals stay in Smooth).
-    assert!(!get(&ep.mpd_url("ads")).text().contains("scte35"));
-    assert!(!get(&ep.hls_url("ads")).text().contains("scte35"));
+    // DASH and HLS carry the messages as events at the splice (the fragment's time is the
+    // message's arrival, the splice `splice-lead` after it), not as a track.
+    let mpd = get(&ep.mpd_url("ads")).text();
+    assert!(!mpd.contains("contentType=\"text\"") && mpd.matches("<Event ").count() == 1, "{mpd}");
+    let stream = &mpd[mpd.find("<EventStream schemeIdUri=\"urn:scte:scte35:2014:xml+bin\" timescale=\"").unwrap()..];
+    let ts: u64 = stream[stream.find("timescale=\"").unwrap() + 11..].split('"').next().unwrap().parse().unwrap();
+    let pto: u64 =
+        mpd[mpd.find("presentationTimeOffset=\"").unwrap() + 24..].split('"').next().unwrap().parse().unwrap();
+    assert!(stream.contains(&format!("<Event presentationTime=\"{}\" id=\"77\">", 5 * ts - pto)), "{mpd}");
+    let hls = get(&format!("{}/video.m3u8", ep.publishing_point_url("ads"))).text();
+    assert!(hls.contains("#EXT-X-DATERANGE:ID=\"splice-4D-") && hls.contains(",SCTE35-OUT=0xFC"), "{hls}");
     // The recorded stream still plays (the text index does not disturb mssdemux).
     let played = play(&ep.manifest_url("ads"), "mssdemux", StopAt::after(Duration::from_secs(60)));
     assert!(played.eos && played.video_pts.len() == 300, "{} frames {:?}", played.video_pts.len(), played.errors);
@@ -411,11 +419,6 @@ fn a_broken_ingest_stream_is_refused_alone() {
     huge.extend_from_slice(&[0xff, 0xff, 0xff, 0xf0, b'm', b'd', b'a', b't']);
     for (stream, body, why) in [
         ("garbage", b"\0\0\0\x02abcdefgh".to_vec(), "broken box header"),
-        (
-            "headless",
-            [0, 0, 0, 8, b'm', b'o', b'o', b'f', 0, 0, 0, 8, b'm', b'd', b'a', b't'].to_vec(),
-            "before the header",
-        ),
         ("notxml", not_xml, "Live Server Manifest"),
         ("huge", huge, "larger than"),
     ] {
@@ -423,6 +426,13 @@ fn a_broken_ingest_stream_is_refused_alone() {
         assert_eq!(r.status, 400, "{stream}: {}", r.text());
         assert!(r.text().contains(why), "{stream}: {}", r.text());
     }
+    // Media without a header: not Smooth ingest (whose body starts with ftyp), so a CMAF
+    // segment, whose track header the endpoint lacks (DASH-IF Live Media Ingest, "Failure
+    // Behaviors" 5c).
+    let headless = [0, 0, 0, 8, b'm', b'o', b'o', b'f', 0, 0, 0, 8, b'm', b'd', b'a', b't'];
+    let r = post("headless", &headless);
+    assert_eq!(r.status, 412, "{}", r.text());
+    assert!(r.text().contains("no CMAF header"), "{}", r.text());
     // A good header and a fragment of a track it does not declare: the fragment is refused
     // and logged, the request is not.
     let mut alien = header.clone();
@@ -436,7 +446,7 @@ fn a_broken_ingest_stream_is_refused_alone() {
         assert!(s.fragments >= 4, "{s:?}");
     }
     let log = ep.log_lines();
-    for needle in ["Streams(garbage): 400", "Streams(headless): 400", "Streams(notxml): 400", "Streams(huge): 400"] {
+    for needle in ["Streams(garbage): 400", "Streams(headless): 412", "Streams(notxml): 400", "Streams(huge): 400"] {
         assert!(log.iter().any(|l| l.contains(needle)), "{needle} in {log:?}");
     }
     assert!(log.iter().any(|l| l.contains("Streams(alien)") && l.contains("fragment refused")), "{log:?}");

@@ -19,10 +19,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::player::{Played, StopAt, first_pass, play};
+use common::player::{Ingested, StopAt, first_pass, matches_from, play, plays_recorded};
 use fmp4ingest_endpoint::{Endpoint, EndpointConfig};
 use fmp4ingest_receiver::Receiver;
-use gst::prelude::*;
 
 /// The players, with the output each plays. mssdemux2 plays recorded streams only: in
 /// GStreamer 1.22 its live mode waits a second before every fragment download and then waits
@@ -61,90 +60,14 @@ struct Encoded {
 /// A live push of `seconds` of 30 fps video (2 s GOP) and 48 kHz AAC to the endpoint and,
 /// from the same muxer, to the receiver; counts what the encoders made.
 fn push(endpoint_url: &str, receiver_url: &str, seconds: u32) -> (gst::Pipeline, Encoded) {
-    let d = format!(
-        "isofmp4mux name=mux fragment-duration=2000000000 ! tee name=t \
-         t. ! queue ! fmp4ingestsink name=sink location=\"{endpoint_url}\" \
-         t. ! queue ! fmp4ingestsink location=\"{receiver_url}\" \
-         videotestsrc is-live=true num-buffers={} pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! \
-           x264enc key-int-max=60 speed-preset=ultrafast bitrate=600 ! h264parse name=vparse ! queue ! mux. \
-         audiotestsrc is-live=true num-buffers={} samplesperbuffer=1024 wave=sine ! audio/x-raw,rate=48000,channels=2 ! \
-           avenc_aac ! aacparse name=aparse ! queue ! mux.",
-        seconds * 30,
-        seconds * 48000 / 1024 + 1
+    let sinks = format!(
+        "tee name=t t. ! queue ! fmp4ingestsink name=sink location=\"{endpoint_url}\" \
+         t. ! queue ! fmp4ingestsink location=\"{receiver_url}\""
     );
+    let d = common::av_into(&sinks, seconds);
     let p = common::init_pipeline(&d);
-    let count = |name: &str| {
-        let n = Arc::new(AtomicU64::new(0));
-        let c = n.clone();
-        p.by_name(name).unwrap().static_pad("src").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            c.fetch_add(1, Ordering::Relaxed);
-            gst::PadProbeReturn::Ok
-        });
-        n
-    };
-    let e = Encoded { video: count("vparse"), audio: count("aparse") };
+    let e = Encoded { video: common::count_buffers(&p, "vparse"), audio: common::count_buffers(&p, "aparse") };
     (p, e)
-}
-
-/// What was ingested, from the receiver's reading of the stream.
-struct Ingested {
-    /// Every video frame's presentation time (ns), in decode order.
-    video_pts: Vec<u64>,
-    /// Where each video fragment starts in `video_pts`.
-    video_fragment_starts: Vec<usize>,
-    /// AAC frames per audio fragment, in time order.
-    audio_frames: Vec<u64>,
-}
-
-fn ingested(rx: &Receiver, stream: &str) -> Ingested {
-    let view = rx.stream(stream);
-    let post = view.media_posts().into_iter().find(|p| !p.moov_tracks.is_empty()).expect("a media POST");
-    let track = |handler: &str| post.moov_tracks.iter().find(|t| t.handler == handler).expect(handler).clone();
-    let (video, audio) = (track("vide"), track("soun"));
-    // Each fragment once (a resend after a reconnect is the same fragment), by time.
-    let of = |id: u32| {
-        let mut m = std::collections::BTreeMap::new();
-        for f in view.fragments().into_iter().filter(|f| f.track_id == id) {
-            m.entry(f.time().expect("tfxd")).or_insert_with(|| f.clone());
-        }
-        m
-    };
-    let mut out = Ingested { video_pts: Vec::new(), video_fragment_starts: Vec::new(), audio_frames: Vec::new() };
-    let ts = u128::from(video.timescale);
-    for (time, f) in of(video.track_id) {
-        out.video_fragment_starts.push(out.video_pts.len());
-        for o in &f.sample_offsets {
-            out.video_pts.push(((i128::from(time) + i128::from(*o)) as u128 * 1_000_000_000 / ts) as u64);
-        }
-    }
-    out.audio_frames = of(audio.track_id).values().map(|f| u64::from(f.sample_count)).collect();
-    out
-}
-
-/// Whether a player's frames are the ingested ones from the start of fragment `k` on, each at
-/// its ingested time (timestamps compared from the first frame, within 1 ms), and its AAC
-/// frames those from the start of an audio fragment on; the `k`, or why not. Frames after a
-/// backward jump (a player replaying what it played) are not counted: see [`Played::repeats`].
-fn matches_from(played: &Played, ing: &Ingested) -> Result<usize, String> {
-    let video = first_pass(&played.video_pts);
-    let n = video.len();
-    let k = ing.video_fragment_starts.iter().position(|&s| ing.video_pts.len() - s == n).ok_or_else(|| {
-        format!("{n} frames: not the frames from a fragment start to the end ({} ingested)", ing.video_pts.len())
-    })?;
-    let expected = &ing.video_pts[ing.video_fragment_starts[k]..];
-    let (e0, p0) = (expected[0] as i128, video[0] as i128);
-    for (i, (e, p)) in expected.iter().zip(video).enumerate() {
-        let (de, dp) = (*e as i128 - e0, *p as i128 - p0);
-        if (de - dp).abs() > 1_000_000 {
-            return Err(format!("frame {i} of fragment {k} on: at {dp} ns, ingested at {de} ns"));
-        }
-    }
-    let audio = first_pass(&played.audio_pts).len() as u64;
-    let suffix = |i: usize| ing.audio_frames[i..].iter().sum::<u64>();
-    if !(0..ing.audio_frames.len()).any(|i| suffix(i) == audio) {
-        return Err(format!("{audio} AAC frames decoded: not the frames from an audio fragment start to the end"));
-    }
-    Ok(k)
 }
 
 fn endpoint() -> Endpoint {
@@ -170,7 +93,7 @@ fn every_player_plays_a_recorded_stream_frame_for_frame() {
     let (p, encoded) = push(&ep.ingest_url("rec", "av"), &rx.url("rec", "av"), 10);
     let r = common::run(&p, Duration::from_secs(60));
     assert!(r.eos && r.errors.is_empty(), "{:?}", r.errors);
-    let ing = ingested(&rx, "av");
+    let ing = Ingested::smooth(&rx, "av");
     let (video, audio) = (encoded.video.load(Ordering::Relaxed), encoded.audio.load(Ordering::Relaxed));
     assert_eq!(
         (ing.video_pts.len() as u64, ing.audio_frames.iter().sum::<u64>()),
@@ -179,22 +102,8 @@ fn every_player_plays_a_recorded_stream_frame_for_frame() {
     );
     assert_eq!(video, 300);
     wait_recorded(&ep, "rec");
-    let mut failures = Vec::new();
-    for (demuxer, format) in PLAYERS {
-        let played = play(&url(&ep, "rec", format), demuxer, StopAt::after(Duration::from_secs(60)));
-        let verdict = matches_from(&played, &ing);
-        let line = format!(
-            "{demuxer}: eos {} errors {:?}, {}/{video} video frames, {}/{audio} AAC frames: {verdict:?}",
-            played.eos,
-            played.errors,
-            played.video_pts.len(),
-            played.audio_pts.len()
-        );
-        println!("{line}");
-        if !(played.eos && played.errors.is_empty() && verdict == Ok(0) && !played.repeats()) {
-            failures.push(line);
-        }
-    }
+    let failures: Vec<String> =
+        PLAYERS.iter().filter_map(|(d, f)| plays_recorded(d, &url(&ep, "rec", *f), &ing, video, audio).err()).collect();
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
@@ -253,7 +162,7 @@ fn every_player_joins_a_live_stream_and_plays_it_to_its_end() {
     let ended = Instant::now();
     wait_recorded(&ep, "tv");
     stop.set(Instant::now() + Duration::from_secs(8));
-    let ing = ingested(&rx, "av");
+    let ing = Ingested::smooth(&rx, "av");
     let mut failures = Vec::new();
     for h in players {
         let (demuxer, played) = h.join().unwrap();

@@ -173,6 +173,8 @@ pub struct Segment {
     pub chunks: usize,
     pub sample_count: u32,
     pub durations: Vec<u32>,
+    /// Each sample's composition offset (signed in a version 1 trun).
+    pub ctos: Vec<i64>,
     pub duration: u64,
     pub first_sample_sync: bool,
     /// Decode times of the sync samples, from the segment's `tfdt`.
@@ -191,6 +193,7 @@ struct Moof {
     tfhd_flags: u32,
     tfdt: Option<u64>,
     samples: Vec<(u32, u32, u32)>,
+    ctos: Vec<i64>,
     data_offset: Option<i32>,
     trafs: usize,
     truns: usize,
@@ -225,9 +228,11 @@ fn read_moof(moof: &RawBox<'_>) -> Option<Moof> {
     });
     let truns: Vec<_> = boxes(traf.body()).into_iter().filter(|b| b.is(b"trun")).collect();
     let mut samples = Vec::new();
+    let mut ctos = Vec::new();
     let mut data_offset = None;
     for trun in &truns {
         let b = trun.body();
+        let version = b.first().copied()?;
         let flags = be32(b, 0)? & 0xff_ffff;
         let count = be32(b, 4)?;
         let mut p = 8;
@@ -253,14 +258,25 @@ fn read_moof(moof: &RawBox<'_>) -> Option<Moof> {
             let d = field(flags & 0x100 != 0, defaults[0])?;
             let z = field(flags & 0x200 != 0, defaults[1])?;
             let mut f = field(flags & 0x400 != 0, defaults[2])?;
-            field(flags & 0x800 != 0, 0)?;
+            let cto = field(flags & 0x800 != 0, 0)?;
+            ctos.push(if version == 0 { i64::from(cto) } else { i64::from(cto as i32) });
             if s == 0 && flags & 0x400 == 0 {
                 f = first_flags.unwrap_or(f);
             }
             samples.push((d, z, f));
         }
     }
-    Some(Moof { sequence, track_id, tfhd_flags, tfdt, samples, data_offset, trafs: trafs.len(), truns: truns.len() })
+    Some(Moof {
+        sequence,
+        track_id,
+        tfhd_flags,
+        tfdt,
+        samples,
+        ctos,
+        data_offset,
+        trafs: trafs.len(),
+        truns: truns.len(),
+    })
 }
 
 /// The `emsg` boxes of one metadata sample.
@@ -420,6 +436,7 @@ pub fn read_segment(body: &[u8], media: bool, metadata: bool, v: &mut Vec<String
                             chunks: 1,
                             sample_count: m.samples.len() as u32,
                             durations: m.samples.iter().map(|s| s.0).collect(),
+                            ctos: m.ctos.clone(),
                             duration,
                             first_sample_sync: m.samples.first().is_some_and(|s| s.2 & 0x0001_0000 == 0),
                             sync_offsets: syncs,
@@ -447,6 +464,7 @@ pub fn read_segment(body: &[u8], media: bool, metadata: bool, v: &mut Vec<String
                         s.chunks += 1;
                         s.sample_count += m.samples.len() as u32;
                         s.durations.extend(m.samples.iter().map(|x| x.0));
+                        s.ctos.extend(&m.ctos);
                         s.duration += duration;
                         s.sync_offsets.extend(syncs);
                         s.events.extend(events);

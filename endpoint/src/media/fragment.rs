@@ -17,7 +17,7 @@
 use bytes::Bytes;
 use fmp4ingest_core::bmff::fourcc::codes;
 use fmp4ingest_core::bmff::writer::{PutBytes, write_box, write_full_box, write_uuid_box};
-use fmp4ingest_core::bmff::{BoxRef, Boxes};
+use fmp4ingest_core::bmff::{BoxRef, Boxes, FourCC};
 use fmp4ingest_core::smooth_boxes::{TFRF_UUID, TFXD_UUID, Tfxd};
 
 use super::init::SampleDefaults;
@@ -39,11 +39,15 @@ fn err(e: fmp4ingest_core::Error) -> String {
     format!("{e:?}")
 }
 
+/// Samples one fragment may hold: six seconds of 48 kHz PCM are 288,000.
+pub const MAX_SAMPLES: u64 = 1 << 20;
+
 /// tfhd flags (ISO/IEC 14496-12 §8.8.7).
 const BASE_DATA_OFFSET: u32 = 0x1;
 const SAMPLE_DESCRIPTION_INDEX: u32 = 0x2;
 const DEFAULT_DURATION: u32 = 0x8;
 const DEFAULT_SIZE: u32 = 0x10;
+const DEFAULT_FLAGS: u32 = 0x20;
 const DEFAULT_BASE_IS_MOOF: u32 = 0x02_0000;
 /// trun flags (§8.8.8).
 const DATA_OFFSET: u32 = 0x1;
@@ -78,12 +82,35 @@ fn moof_of(bytes: &[u8], moof_len: usize) -> Result<BoxRef<'_>, String> {
     Ok(moof)
 }
 
+/// One sample of a fragment, every field resolved (ISO/IEC 14496-12 §8.8.8: the trun's, else
+/// the tfhd's, else the trex's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampleRow {
+    pub duration: u32,
+    pub size: u32,
+    pub flags: u32,
+    /// Composition time offset (signed in a version 1 trun).
+    pub cto: i64,
+    /// Where its bytes start in the fragment (moof + mdat).
+    pub offset: u64,
+}
+
 /// Reads and checks a fragment: `bytes` is moof + mdat, the moof `moof_len` bytes long;
 /// `defaults` gives a track's trex defaults (None for a track the stream did not declare).
 pub fn read(
     bytes: &[u8],
     moof_len: usize,
     defaults: &dyn Fn(u32) -> Option<SampleDefaults>,
+) -> Result<FragmentInfo, String> {
+    walk(bytes, moof_len, defaults, &mut |_| {})
+}
+
+/// [`read`], handing every sample to `each` on the way.
+pub fn walk(
+    bytes: &[u8],
+    moof_len: usize,
+    defaults: &dyn Fn(u32) -> Option<SampleDefaults>,
+    each: &mut dyn FnMut(SampleRow),
 ) -> Result<FragmentInfo, String> {
     let moof = moof_of(bytes, moof_len)?;
     let mdat = Boxes::new(&bytes[moof_len..]).next().ok_or("no mdat after the moof")?.map_err(err)?;
@@ -104,9 +131,12 @@ pub fn read(
     if flags & SAMPLE_DESCRIPTION_INDEX != 0 {
         r.skip(4, "sample_description_index").map_err(err)?;
     }
-    let default_duration =
-        if flags & DEFAULT_DURATION != 0 { r.u32("default_sample_duration").map_err(err)? } else { trex.duration };
-    let default_size = if flags & DEFAULT_SIZE != 0 { r.u32("default_sample_size").map_err(err)? } else { trex.size };
+    let mut field = |flag: u32, name: &'static str, default: u32| -> Result<u32, String> {
+        if flags & flag != 0 { r.u32(name).map_err(err) } else { Ok(default) }
+    };
+    let default_duration = field(DEFAULT_DURATION, "default_sample_duration", trex.duration)?;
+    let default_size = field(DEFAULT_SIZE, "default_sample_size", trex.size)?;
+    let default_flags = field(DEFAULT_FLAGS, "default_sample_flags", trex.flags)?;
     let mut info = FragmentInfo { track_id, tfxd: None, tfdt: None, samples: 0, duration: 0 };
     let mut next_data: Option<u64> = None;
     for b in traf.children().map_err(err)? {
@@ -130,7 +160,7 @@ pub fn read(
             }
             codes::TRUN => {
                 let mut r = b.reader();
-                let (_, tflags) = r.full_box().map_err(err)?;
+                let (version, tflags) = r.full_box().map_err(err)?;
                 let count = r.u32("sample_count").map_err(err)?;
                 let start = if tflags & DATA_OFFSET != 0 {
                     // Relative to the moof: no base-data-offset, one traf (§8.8.7).
@@ -139,9 +169,11 @@ pub fn read(
                 } else {
                     next_data.ok_or_else(|| format!("track {track_id}: the first trun has no data_offset"))?
                 };
-                if tflags & FIRST_SAMPLE_FLAGS != 0 {
-                    r.skip(4, "first_sample_flags").map_err(err)?;
-                }
+                let first_flags = if tflags & FIRST_SAMPLE_FLAGS != 0 {
+                    Some(r.u32("first_sample_flags").map_err(err)?)
+                } else {
+                    None
+                };
                 let per_sample = [SAMPLE_DURATION, SAMPLE_SIZE, SAMPLE_FLAGS, SAMPLE_CTO]
                     .iter()
                     .filter(|f| tflags & **f != 0)
@@ -149,33 +181,33 @@ pub fn read(
                 if (count as usize).saturating_mul(per_sample * 4) > r.remaining() {
                     return Err(format!("track {track_id}: a trun shorter than its {count} samples"));
                 }
-                let mut size_sum = 0u64;
-                for _ in 0..count {
-                    info.duration += u64::from(if tflags & SAMPLE_DURATION != 0 {
-                        r.u32("sample_duration").map_err(err)?
-                    } else {
-                        default_duration
-                    });
-                    size_sum += u64::from(if tflags & SAMPLE_SIZE != 0 {
-                        r.u32("sample_size").map_err(err)?
-                    } else {
-                        default_size
-                    });
-                    r.skip(
-                        4 * usize::from(tflags & SAMPLE_FLAGS != 0) + 4 * usize::from(tflags & SAMPLE_CTO != 0),
-                        "sample fields",
-                    )
-                    .map_err(err)?;
+                // A trun of default-sized samples holds any count in no bytes.
+                if u64::from(info.samples) + u64::from(count) > MAX_SAMPLES {
+                    return Err(format!("track {track_id}: more than {MAX_SAMPLES} samples in one fragment"));
                 }
-                let end = start + size_sum;
-                if start < payload.0 as u64 || end > payload.1 as u64 {
+                let mut at = start;
+                for i in 0..count {
+                    let mut field = |flag: u32, name: &'static str, default: u32| -> Result<u32, String> {
+                        if tflags & flag != 0 { r.u32(name).map_err(err) } else { Ok(default) }
+                    };
+                    let duration = field(SAMPLE_DURATION, "sample_duration", default_duration)?;
+                    let size = field(SAMPLE_SIZE, "sample_size", default_size)?;
+                    let flags = field(SAMPLE_FLAGS, "sample_flags", default_flags)?;
+                    let cto = field(SAMPLE_CTO, "sample_composition_time_offset", 0)?;
+                    let flags = if i == 0 && tflags & SAMPLE_FLAGS == 0 { first_flags.unwrap_or(flags) } else { flags };
+                    let cto = if version == 0 { i64::from(cto) } else { i64::from(cto as i32) };
+                    each(SampleRow { duration, size, flags, cto, offset: at });
+                    info.duration += u64::from(duration);
+                    at += u64::from(size);
+                }
+                if start < payload.0 as u64 || at > payload.1 as u64 {
                     return Err(format!(
-                        "track {track_id}: samples at bytes {start}..{end} of the fragment, outside its mdat payload ({}..{})",
+                        "track {track_id}: samples at bytes {start}..{at} of the fragment, outside its mdat payload ({}..{})",
                         payload.0, payload.1
                     ));
                 }
                 info.samples += count;
-                next_data = Some(end);
+                next_data = Some(at);
             }
             _ => {}
         }
@@ -184,6 +216,116 @@ pub fn read(
         return Err(format!("track {track_id}: a fragment without samples"));
     }
     Ok(info)
+}
+
+/// traf children that say something about its samples' bytes which a merged fragment could
+/// not keep true: sample encryption and auxiliary information (ISO/IEC 23001-7; ISO/IEC
+/// 14496-12 §8.7.8, §8.7.9).
+const ENCRYPTION: [FourCC; 3] = [FourCC(*b"senc"), FourCC(*b"saiz"), FourCC(*b"saio")];
+
+/// The CMAF chunks of one segment (ISO/IEC 23000-19 §7.3.2.3: several moof + mdat of one track,
+/// one after the other) as one fragment: the first chunk's `mfhd` and `tfhd` (flags reduced to
+/// default-base-is-moof and the sample description index), its `tfdt`, and one `trun` with
+/// every sample's fields written out, over an `mdat` holding their bytes in order. Each chunk
+/// is checked as [`read`] checks a fragment, and each must start where the one before ended.
+/// The media bytes are copied once, here: the store keeps a fragment as one buffer.
+pub fn merge(
+    chunks: &[(Bytes, usize)],
+    defaults: &dyn Fn(u32) -> Option<SampleDefaults>,
+) -> Result<(Bytes, usize), String> {
+    let mut rows: Vec<SampleRow> = Vec::new();
+    let mut first: Option<(FragmentInfo, BoxRef<'_>)> = None;
+    let mut end = 0u64;
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    for (i, (bytes, moof_len)) in chunks.iter().enumerate() {
+        let from = rows.len();
+        let info = walk(bytes, *moof_len, defaults, &mut |s| rows.push(s))?;
+        let traf = only_traf(moof_of(bytes, *moof_len)?)?;
+        for b in traf.children().map_err(err)? {
+            let t = b.map_err(err)?.box_type();
+            if ENCRYPTION.contains(&t) {
+                return Err(format!("track {}: encrypted CMAF chunks ('{t}') cannot be joined", info.track_id));
+            }
+        }
+        for s in &rows[from..] {
+            ranges.push((i, s.offset as usize));
+        }
+        match &first {
+            None => {
+                let time = info.tfdt.ok_or_else(|| format!("track {}: a CMAF chunk without tfdt", info.track_id))?;
+                end = time + info.duration;
+                first = Some((info, traf));
+            }
+            Some((f, _)) => {
+                if info.track_id != f.track_id {
+                    return Err(format!("chunks of tracks {} and {} in one segment", f.track_id, info.track_id));
+                }
+                if let Some(t) = info.tfdt.filter(|t| *t != end) {
+                    return Err(format!(
+                        "track {}: chunk {} starts at {t}, the chunk before ended at {end}",
+                        f.track_id,
+                        i + 1
+                    ));
+                }
+                end += info.duration;
+            }
+        }
+    }
+    let Some((info, traf)) = first else { return Err("a segment without a fragment".into()) };
+    let mfhd = moof_of(&chunks[0].0, chunks[0].1)?.require(codes::MFHD).map_err(err)?;
+    let mut r = traf.require(codes::TFHD).map_err(err)?.reader();
+    let (_, tfhd_flags) = r.full_box().map_err(err)?;
+    r.skip(4, "track_ID").map_err(err)?;
+    let description = if tfhd_flags & SAMPLE_DESCRIPTION_INDEX != 0 {
+        Some(r.u32("sample_description_index").map_err(err)?)
+    } else {
+        None
+    };
+    let signed = rows.iter().any(|s| s.cto < 0);
+    if rows
+        .iter()
+        .any(|s| s.cto < i64::from(i32::MIN) || (signed && s.cto > i64::from(i32::MAX)) || s.cto > i64::from(u32::MAX))
+    {
+        return Err(format!("track {}: composition offsets that one trun cannot hold", info.track_id));
+    }
+    let total: u64 = rows.iter().map(|s| u64::from(s.size)).sum();
+    let mut out = Vec::with_capacity(128 + rows.len() * 16 + total as usize);
+    let mut data_offset_at = 0;
+    write_box(&mut out, codes::MOOF, |o| {
+        o.extend_from_slice(mfhd.bytes);
+        write_box(o, codes::TRAF, |o| {
+            let flags = DEFAULT_BASE_IS_MOOF | if description.is_some() { SAMPLE_DESCRIPTION_INDEX } else { 0 };
+            write_full_box(o, codes::TFHD, 0, flags, |o| {
+                o.put_u32(info.track_id);
+                if let Some(d) = description {
+                    o.put_u32(d);
+                }
+            });
+            write_full_box(o, codes::TFDT, 1, 0, |o| o.put_u64(info.tfdt.unwrap_or_default()));
+            let tflags = DATA_OFFSET | SAMPLE_DURATION | SAMPLE_SIZE | SAMPLE_FLAGS | SAMPLE_CTO;
+            write_full_box(o, codes::TRUN, u8::from(signed), tflags, |o| {
+                o.put_u32(rows.len() as u32);
+                data_offset_at = o.len();
+                o.put_i32(0);
+                for s in &rows {
+                    o.put_u32(s.duration);
+                    o.put_u32(s.size);
+                    o.put_u32(s.flags);
+                    o.put_u32(s.cto as u32);
+                }
+            });
+        });
+    });
+    let moof_len = out.len();
+    let data_offset = i32::try_from(moof_len + 8).map_err(|_| "a moof too large".to_string())?;
+    out[data_offset_at..data_offset_at + 4].copy_from_slice(&data_offset.to_be_bytes());
+    let mdat_size = u32::try_from(8 + total).map_err(|_| "chunks too large to join".to_string())?;
+    out.put_u32(mdat_size);
+    out.put_fourcc(codes::MDAT);
+    for ((chunk, at), s) in ranges.iter().zip(&rows) {
+        out.extend_from_slice(&chunks[*chunk].0[*at..*at + s.size as usize]);
+    }
+    Ok((Bytes::from(out), moof_len))
 }
 
 /// How a served fragment is wrapped.
@@ -353,6 +495,18 @@ pub(crate) mod tests {
         let at = moof.windows(4).position(|w| w == b"trun").unwrap() + 4 + 8;
         let off = i32::from_be_bytes(moof[at..at + 4].try_into().unwrap()) as usize;
         all[off..off + 7].to_vec()
+    }
+
+    #[test]
+    fn a_count_without_bytes_is_bounded() {
+        // A trun of 2^20 + 1 default-sized (0-byte) samples, no field per sample.
+        let (f, moof_len) = smooth_fragment(1, 0);
+        let mut f = f.to_vec();
+        let at = f.windows(4).position(|w| w == b"trun").unwrap();
+        f[at + 5..at + 8].copy_from_slice(&[0, 0, 1]);
+        f[at + 8..at + 12].copy_from_slice(&((1u32 << 20) + 1).to_be_bytes());
+        let e = read(&f, moof_len, &defaults).unwrap_err();
+        assert!(e.contains("more than 1048576 samples"), "{e}");
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub struct MoovTrak<'a> {
 pub struct SampleDefaults {
     pub duration: u32,
     pub size: u32,
+    pub flags: u32,
 }
 
 fn err(e: fmp4ingest_core::Error) -> String {
@@ -61,7 +62,8 @@ pub fn read_moov(moov: &[u8]) -> Result<Moov<'_>, String> {
                 r.skip(4, "default_sample_description_index").map_err(err)?;
                 let duration = r.u32("default_sample_duration").map_err(err)?;
                 let size = r.u32("default_sample_size").map_err(err)?;
-                trexes.push((id, b.bytes, SampleDefaults { duration, size }));
+                let flags = r.u32("default_sample_flags").map_err(err)?;
+                trexes.push((id, b.bytes, SampleDefaults { duration, size, flags }));
             }
         }
     }
@@ -185,7 +187,7 @@ pub(crate) mod tests {
         let moov = read_moov(&moov_bytes).unwrap();
         assert_eq!(moov.traks.len(), 2);
         assert_eq!((moov.traks[0].track_id, moov.traks[0].timescale), (1, 90000));
-        assert_eq!(moov.traks[0].defaults, SampleDefaults { duration: 3000, size: 0 });
+        assert_eq!(moov.traks[0].defaults, SampleDefaults { duration: 3000, size: 0, flags: 0x0101_0000 });
         assert_eq!(moov.traks[1].handler, FourCC(*b"soun"));
         for id in [1, 2] {
             let init = init_segment(&moov, id).unwrap();

@@ -67,6 +67,23 @@ pub struct TrackMeta {
 }
 
 impl TrackMeta {
+    /// A track of this name, kind and timescale that declares nothing else (yet).
+    pub fn new(name: &str, kind: Kind, timescale: u32) -> TrackMeta {
+        TrackMeta {
+            name: name.to_string(),
+            kind,
+            timescale,
+            bitrate: 0,
+            language: "und".into(),
+            params: Vec::new(),
+            codecs: String::new(),
+            width: 0,
+            height: 0,
+            sample_rate: 0,
+            channels: 0,
+        }
+    }
+
     /// A `<param>` value, by case-insensitive name.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())

@@ -10,12 +10,13 @@
 //! media time is its distance from that instant; `timeShiftBufferDepth` is the archive window;
 //! `minimumUpdatePeriod` about one fragment; `suggestedPresentationDelay` three. Once recorded
 //! it is `static` with `mediaPresentationDuration`, and `presentationTimeOffset` puts the first
-//! stored fragment at the start of the Period.
+//! stored fragment at the start of the Period. The SCTE-35 messages of the point's sparse
+//! tracks are the Period's `EventStream`s (see [`super::events`]).
 
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::{ListFormat, cached_list, runs, ticks_to_duration, url_part, xml_escape};
+use super::{ListFormat, cached_list, events, runs, ticks_to_duration, url_part, xml_escape};
 use crate::clock::{format_duration, utc_millis};
 use crate::media::meta::Kind;
 use crate::store::{Listing, TrackListing};
@@ -38,15 +39,17 @@ pub fn mpd(l: &Listing) -> Option<String> {
     }
     let longest = longest(&tracks);
     let mut s = String::with_capacity(2048 + tracks.iter().map(|t| t.entries.len() * 24).sum::<usize>());
-    s.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
-    s.push_str("<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" ");
     // The media time the Period starts at: 0 while live (the anchor is media time 0); the first
     // stored fragment once recorded.
-    let origin = if l.live {
-        Duration::ZERO
-    } else {
-        tracks.iter().map(|t| ticks_to_duration(t.entries[0].0, t.meta.timescale)).min().unwrap_or_default()
-    };
+    let first = tracks.iter().map(|t| ticks_to_duration(t.entries[0].0, t.meta.timescale)).min().unwrap_or_default();
+    let origin = if l.live { Duration::ZERO } else { first };
+    let events = events::dash_event_streams(l, origin.as_secs_f64(), first.as_secs_f64());
+    s.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
+    s.push_str("<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" ");
+    if !events.is_empty() {
+        let _ = write!(s, "xmlns:scte35=\"{}\" ", events::SCTE35_XML_NS);
+    }
+    s.push_str("profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" ");
     if l.live {
         let _ = writeln!(
             s,
@@ -75,6 +78,7 @@ pub fn mpd(l: &Listing) -> Option<String> {
         );
     }
     s.push_str("  <Period id=\"0\" start=\"PT0S\">\n");
+    s.push_str(&events);
     for (i, t) in tracks.iter().enumerate() {
         adaptation_set(&mut s, i + 1, t, origin);
     }

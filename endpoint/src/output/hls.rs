@@ -8,11 +8,13 @@
 //! window removed before it (§4.3.3.2), so numbers stay with their segments as the window
 //! slides. `EXT-X-PROGRAM-DATE-TIME` (§4.3.2.6) gives the wall-clock time of the first
 //! segment and of each one after a gap, from the point's anchor. While live the playlists have
-//! no end; once recorded they are `VOD` with `EXT-X-ENDLIST`.
+//! no end; once recorded they are `VOD` with `EXT-X-ENDLIST`. The SCTE-35 messages of the
+//! point's sparse tracks are `EXT-X-DATERANGE` tags of every media playlist, before its
+//! segments (see [`super::events`]).
 
 use std::fmt::Write;
 
-use super::{ListFormat, cached_list, ticks_to_duration, url_part};
+use super::{ListFormat, cached_list, events, ticks_to_duration, url_part};
 use crate::clock::utc_millis;
 use crate::media::meta::Kind;
 use crate::store::{Listing, TrackListing};
@@ -95,6 +97,8 @@ pub fn media(l: &Listing, name: &str) -> Option<String> {
         s.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
     }
     let _ = writeln!(s, "#EXT-X-MAP:URI=\"cmaf/{path}/init.mp4\"");
+    let first = t.entries.first().map_or(0.0, |(start, _)| ticks_to_duration(*start, ts).as_secs_f64());
+    s.push_str(&events::hls_date_ranges(l, l.anchor, first));
     let segment = format!("cmaf/{path}/");
     let anchor = l.anchor.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let render = |entries: &[(u64, u64)], s: &mut String| {

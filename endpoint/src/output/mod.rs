@@ -13,6 +13,7 @@
 //! Track names appear in URLs percent-encoded (every byte but RFC 3986's unreserved ones).
 
 pub mod dash;
+pub mod events;
 pub mod hls;
 pub mod smooth;
 

@@ -8,6 +8,7 @@ pub mod client;
 pub mod cmaf;
 pub mod mpegts;
 pub mod player;
+pub mod relay;
 
 use std::sync::Once;
 use std::time::Duration;
@@ -320,4 +321,31 @@ pub fn run_with(
     let r = run(p, timeout);
     actor.join().expect("the test's events");
     r
+}
+
+/// Counts the buffers that leave element `name`'s src pad (a parser: the frames an encoder
+/// made).
+pub fn count_buffers(p: &gst::Pipeline, name: &str) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let c = n.clone();
+    p.by_name(name).unwrap().static_pad("src").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        gst::PadProbeReturn::Ok
+    });
+    n
+}
+
+/// `seconds` of live 320x240 video (30 fps, 2 s GOP) and 48 kHz stereo AAC through isofmp4mux
+/// (2 s fragments) into `sinks` (a sink, or a tee and its branches); the parsers are named
+/// `vparse` and `aparse` (see [`count_buffers`]).
+pub fn av_into(sinks: &str, seconds: u32) -> String {
+    format!(
+        "isofmp4mux name=mux fragment-duration=2000000000 ! {sinks} \
+         videotestsrc is-live=true num-buffers={} pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+           x264enc key-int-max=60 speed-preset=ultrafast bitrate=600 ! h264parse name=vparse ! queue ! mux. \
+         audiotestsrc is-live=true num-buffers={} samplesperbuffer=1024 wave=sine ! audio/x-raw,rate=48000,channels=2 ! \
+           avenc_aac ! aacparse name=aparse ! queue ! mux.",
+        seconds * 30,
+        seconds * 48000 / 1024 + 1
+    )
 }
