@@ -6,6 +6,9 @@
 //! - `POST /<name>.isml/Streams(<id>)`: Smooth ingest (Azure fragmented MP4 live ingest §2.2),
 //!   and `POST`/`PUT` of CMAF ingest (DASH-IF Live Media Ingest, Interface-1: `<id>` is
 //!   `<track>.cmfv|cmfa|cmfm`), told apart by [`crate::ingest`];
+//! - `POST`/`PUT` `/<name>.isml/<file>.mpd` (or `Streams(<file>.mpd)`): an MPD posted to the
+//!   publishing point (DASH-IF Live Media Ingest, Interface-1: "before that SHOULD post a DASH
+//!   MPD"), stored and served back at `GET /<name>.isml/<file>.mpd`;
 //! - `POST /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Media/mediaservices/
 //!   {account}/liveEvents/{name}/getTrackIngestHeartbeats`: the heartbeats of point `{name}`;
 //! - `/api/Programs...`: the Programs API (methods are checked there);
@@ -43,14 +46,29 @@ pub enum Resource {
     Init(String),
     /// `cmaf/<track>/<time>.m4s`
     Segment { track: String, time: u64 },
+    /// `<file>.mpd`: an MPD an encoder posted to the point, as it came.
+    PostedMpd(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    Ingest { point: String, stream: String },
-    Heartbeats { point: String },
+    Ingest {
+        point: String,
+        stream: String,
+    },
+    /// An MPD posted or put to a publishing point, under its file name.
+    MpdUpload {
+        point: String,
+        file: String,
+    },
+    Heartbeats {
+        point: String,
+    },
     Programs,
-    Get { source: Source, resource: Resource },
+    Get {
+        source: Source,
+        resource: Resource,
+    },
 }
 
 /// A refused request: its status, and a reason in one line.
@@ -81,6 +99,11 @@ fn name(segment: &str, what: &str) -> Result<String, Refusal> {
         return Err(refuse(400, format!("a {what} name must be 1 to {MAX_NAME} bytes without control characters")));
     }
     Ok(decoded.into_owned())
+}
+
+/// `<file>.mpd` with a file name before the extension (`.mpd` alone is the point's own MPD).
+fn mpd_file(segment: &str) -> bool {
+    segment.len() > 4 && segment.get(segment.len() - 4..).is_some_and(|e| e.eq_ignore_ascii_case(".mpd"))
 }
 
 /// `prefix(inner)` → inner, the prefix compared without case.
@@ -140,13 +163,23 @@ pub fn route(method: &str, target: &str) -> Result<Route, Refusal> {
             return Err(method_not_allowed(method, "POST, PUT", "an ingest URL"));
         }
         let Source::Point(point) = source else { unreachable!("checked above") };
-        return Ok(Route::Ingest { point, stream: name(id, "stream")? });
+        let stream = name(id, "stream")?;
+        if mpd_file(&stream) {
+            return Ok(Route::MpdUpload { point, file: stream });
+        }
+        return Ok(Route::Ingest { point, stream });
+    }
+    if let ([file], Source::Point(point), "POST" | "PUT") = (rest, &source, method)
+        && mpd_file(file)
+    {
+        return Ok(Route::MpdUpload { point: point.clone(), file: name(file, "MPD file")? });
     }
     let resource = match rest {
         [m] if m.eq_ignore_ascii_case("Manifest") => Resource::Smooth,
         [".mpd"] => Resource::Mpd,
         [".m3u8"] => Resource::HlsMain,
         [m] if m.ends_with(".m3u8") => Resource::HlsMedia(name(&m[..m.len() - 5], "track")?),
+        [m] if is_point && mpd_file(m) => Resource::PostedMpd(name(m, "MPD file")?),
         [q, f] if inside(q, "QualityLevels(").is_some() => {
             let inner = inside(f, "Fragments(").ok_or_else(|| refuse(404, "expected Fragments(<track>=<time>)"))?;
             let (track, time) =
@@ -197,6 +230,24 @@ mod tests {
         );
         let hb = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Media/mediaservices/a/liveEvents/live/getTrackIngestHeartbeats?api-version=2022-11-01";
         assert_eq!(route("POST", hb), Ok(Route::Heartbeats { point: "live".into() }));
+        for (method, target) in [("PUT", "/live.isml/channel1.mpd"), ("POST", "/live.isml/Streams(channel1.mpd)")] {
+            assert_eq!(
+                route(method, target),
+                Ok(Route::MpdUpload { point: "live".into(), file: "channel1.mpd".into() }),
+                "{method} {target}"
+            );
+        }
+        assert_eq!(
+            get("/live.isml/channel1.MPD"),
+            Ok(Route::Get {
+                source: Source::Point("live".into()),
+                resource: Resource::PostedMpd("channel1.MPD".into())
+            })
+        );
+        // The point's own MPD is read, not written; a program takes no upload.
+        assert_eq!(route("PUT", "/live.isml/.mpd").unwrap_err().status, 405);
+        assert_eq!(route("PUT", "/news.ism/channel1.mpd").unwrap_err().status, 404);
+        assert_eq!(get("/news.ism/channel1.mpd").unwrap_err().status, 404);
         assert_eq!(route("GET", hb).unwrap_err().status, 405);
         assert_eq!(route("DELETE", "/api/Programs('x')"), Ok(Route::Programs));
         let p = |r| Ok(Route::Get { source: Source::Point("live".into()), resource: r });

@@ -232,6 +232,19 @@ async fn handle(req: Request<Incoming>, peer: &str, shared: Arc<Shared>) -> Resp
     };
     let mut resp = match route {
         Route::Ingest { point, stream } => return ingest::ingest(req, &point, &stream, peer, shared).await,
+        Route::MpdUpload { point, file } => {
+            let stored = match small_body(req.into_body()).await {
+                Ok(body) => ingest::store_mpd(&shared, &point, &file, body),
+                Err(e) => Err(e),
+            };
+            return match stored {
+                Ok(line) => {
+                    shared.log(format!("{peer}: {what}: {line}"));
+                    empty(200)
+                }
+                Err((status, why)) => refusal(&shared, peer, &what, status, &why),
+            };
+        }
         Route::Heartbeats { point } => {
             if let Err((status, why)) = small_body(req.into_body()).await {
                 return refusal(&shared, peer, &what, status, &why);
@@ -395,6 +408,11 @@ async fn point_resource(
         return Ok(manifest_response(ct, bytes));
     }
     let (track, time, wrap) = match resource {
+        Resource::PostedMpd(file) => {
+            let mpd = p.lock().unwrap_or_else(|e| e.into_inner()).mpds.get(file).cloned();
+            let mpd = mpd.ok_or_else(|| (404, format!("no MPD {file} was posted to this point")))?;
+            return Ok(manifest_response("application/dash+xml", mpd));
+        }
         Resource::Init(t) => {
             let p = p.lock().unwrap_or_else(|e| e.into_inner());
             let track = p.tracks.get(t).ok_or_else(|| (404, format!("no track {t}")))?;
@@ -496,6 +514,7 @@ async fn program_resource(shared: &Shared, manifest: &str, resource: &Resource) 
             }
             Resource::Segment { track, time } => (track, *time, true),
             Resource::SmoothFragment { track, time } => (track, *time, false),
+            Resource::PostedMpd(file) => return Err((404, format!("a program keeps no posted MPD ({file})"))),
             _ => unreachable!("outputs are handled above"),
         };
         let t = p.archive.get(track).ok_or_else(|| (404, format!("no track {track}")))?;

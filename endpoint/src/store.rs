@@ -64,6 +64,10 @@ impl Arrival {
     }
 }
 
+/// The latest end of a fragment on a timeline, in seconds of media time: 2^40 s (about 35,000
+/// years) is far beyond any epoch-based timeline.
+pub const MAX_MEDIA_SECONDS: u64 = 1 << 40;
+
 /// A track's fragments by time.
 #[derive(Debug, Default)]
 pub struct Timeline {
@@ -323,6 +327,8 @@ pub struct Point {
     pub generation: u64,
     pub changed: Option<SystemTime>,
     pub cache: HashMap<(Output, bool), (u64, Bytes)>,
+    /// MPDs the encoders posted, by file name, as they came.
+    pub mpds: BTreeMap<String, Bytes>,
 }
 
 impl Point {
@@ -398,6 +404,16 @@ impl Point {
             s.refused += 1;
             return Err(format!("track {} has no place on the point (see its header)", f.track_id));
         };
+        // Every fragment on a timeline ends within MAX_MEDIA_SECONDS, so that the outputs' sums
+        // of ticks and their wall-clock times hold whatever an encoder sent.
+        let ts = u64::from(self.tracks.get(&name).map_or(1, |t| t.meta.timescale).max(1));
+        if f.time.checked_add(f.duration).is_none_or(|end| end / ts > MAX_MEDIA_SECONDS) {
+            s.refused += 1;
+            return Err(format!(
+                "track {}: the fragment at {} + {} ticks of 1/{ts} s ends beyond {MAX_MEDIA_SECONDS} s of media time",
+                f.track_id, f.time, f.duration
+            ));
+        }
         s.last_arrival = Some(now);
         let track = self.tracks.get_mut(&name).ok_or("the track went away")?;
         let how = track.add(f.time, f.duration, f.bytes.clone(), f.moof_len, now, wall);
@@ -525,6 +541,30 @@ mod tests {
         assert_eq!(add(&mut t, 10000, 1000), Arrival::Duplicate);
         assert_eq!(add(&mut t, 0, 2500), Arrival::Duplicate);
         assert_eq!((t.timeline.entries.len(), t.timeline.memory, t.counts.duplicates), (5, 500, 4));
+    }
+
+    #[test]
+    fn a_fragment_beyond_the_end_of_media_time_is_refused() {
+        use crate::ingest::{DeclaredTrack, Fragment};
+        let mut p = Point::default();
+        let meta = TrackMeta::new("video", Kind::Video, 1);
+        let declared = DeclaredTrack { track_id: 1, meta, init: None, defaults: Default::default() };
+        p.declare("s", &[declared], SystemTime::now());
+        let f = |time: u64, duration: u64| Fragment {
+            track_id: 1,
+            time,
+            duration,
+            samples: 1,
+            bytes: Bytes::from(vec![0; 16]),
+            moof_len: 8,
+        };
+        let mut add = |time, duration| p.add("s", &f(time, duration), Instant::now(), SystemTime::now());
+        for (time, duration) in [(u64::MAX - 1, 2), (u64::MAX - 10, 2), (MAX_MEDIA_SECONDS, 1)] {
+            let e = add(time, duration).unwrap_err();
+            assert!(e.contains("beyond 1099511627776 s of media time"), "{e}");
+        }
+        assert_eq!(add(MAX_MEDIA_SECONDS - 2, 2).map(|(_, how)| how), Ok(Arrival::InOrder));
+        assert_eq!(p.sources["s"].refused, 3);
     }
 
     #[test]

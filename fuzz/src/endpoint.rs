@@ -25,6 +25,7 @@ const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "ME
 fn url_of(r: &Route) -> String {
     match r {
         Route::Ingest { point, stream } => format!("/{}.isml/Streams({})", url_part(point), url_part(stream)),
+        Route::MpdUpload { point, file } => format!("/{}.isml/{}", url_part(point), url_part(file)),
         Route::Heartbeats { point } => format!(
             "/subscriptions/s/resourceGroups/g/providers/Microsoft.Media/mediaservices/a/liveEvents/{}/\
              getTrackIngestHeartbeats",
@@ -46,6 +47,7 @@ fn url_of(r: &Route) -> String {
                 Resource::HlsMedia(t) => format!("{}.m3u8", url_part(t)),
                 Resource::Init(t) => format!("cmaf/{}/init.mp4", url_part(t)),
                 Resource::Segment { track, time } => format!("cmaf/{}/{time}.m4s", url_part(track)),
+                Resource::PostedMpd(file) => url_part(file),
             };
             format!("{base}/{rest}")
         }

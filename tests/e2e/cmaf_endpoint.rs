@@ -417,4 +417,34 @@ fn cmaf_requests_are_answered_as_a_receiver_of_the_spec() {
     for needle in [": 412 (", ": 415 (", ": 400 ("] {
         assert!(log.iter().any(|l| l.contains(needle)), "{needle}: {log:#?}");
     }
+    // An MPD posted to the point (by file name or as Streams(<file>.mpd)) is stored and served
+    // back as it came, the newest copy of a name replacing the one before; what is not an MPD
+    // is refused; the point's own MPD is not one to write.
+    let posted = |reps: usize| {
+        let r = "<AdaptationSet><Representation id=\"video\"/></AdaptationSet>".repeat(reps);
+        format!(
+            "<?xml version=\"1.0\"?><MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" type=\"dynamic\" \
+             availabilityStartTime=\"1970-01-01T00:00:00Z\"><Period start=\"PT0S\">{r}</Period></MPD>"
+        )
+    };
+    let mut c = Client::connect(ep.addr());
+    c.send("PUT", "/ch.isml/channel1.mpd", &[], posted(1).as_bytes());
+    assert_eq!(c.read(false).unwrap().status, 200);
+    c.send("POST", &path("channel1.mpd"), &[], posted(2).as_bytes());
+    assert_eq!(c.read(false).unwrap().status, 200);
+    c.send("POST", "/ch.isml/other.mpd", &[], b"<smil/>");
+    let r = c.read(false).unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("root element is not <MPD") && r.text().trim_end().lines().count() == 1);
+    c.send("PUT", "/ch.isml/.mpd", &[], posted(1).as_bytes());
+    assert_eq!(c.read(false).unwrap().status, 405);
+    let back = get(&format!("http://{}/ch.isml/channel1.mpd", ep.addr()));
+    assert_eq!(back.text(), posted(2));
+    assert_eq!(get(&format!("http://{}/ch.isml/other.mpd", ep.addr())).status, 404);
+    // The point's timelines and its own MPD are those of the tracks, not of what was posted.
+    let reps = |m: &str| m.matches("<Representation ").count();
+    assert_eq!(reps(&get(&ep.mpd_url("ch")).text()), reps(&mpd), "{mpd}");
+    let log = ep.log_lines();
+    assert!(log.iter().any(|l| l.contains("MPD channel1.mpd stored (") && l.contains(", dynamic, 1 Representations)")));
+    assert!(log.iter().any(|l| l.contains("MPD channel1.mpd replaced (") && l.contains("2 Representations)")));
 }

@@ -326,10 +326,14 @@ pub fn read_segment(items: Vec<Item>, header: &Header) -> Result<Segment, Refusa
         fragment::merge(&chunks, &defaults)
             .map_err(|e| if e.contains("encrypted") { unsupported(e) } else { bad(e) })?
     };
+    let duration = infos.iter().try_fold(0u64, |d, i| d.checked_add(i.duration));
+    let duration = duration
+        .filter(|d| time.checked_add(*d).is_some())
+        .ok_or_else(|| bad(format!("the segment at tfdt {time} ends beyond 2^64 ticks")))?;
     let fragment = Fragment {
         track_id: track.track_id,
         time,
-        duration: infos.iter().map(|i| i.duration).sum(),
+        duration,
         samples: infos.iter().map(|i| i.samples).sum(),
         bytes,
         moof_len,
@@ -352,7 +356,11 @@ pub struct Event {
 
 /// Ticks of one timescale in another.
 fn rescale(t: u64, from: u32, to: u32) -> u64 {
-    if from == to { t } else { (u128::from(t) * u128::from(to) / u128::from(from.max(1))) as u64 }
+    if from == to {
+        t
+    } else {
+        u64::try_from(u128::from(t) * u128::from(to) / u128::from(from.max(1))).unwrap_or(u64::MAX)
+    }
 }
 
 /// The events of a timed metadata segment, each once, and what was odd about them. The
@@ -377,7 +385,7 @@ pub fn events(segment: &Segment, header: &Header) -> Result<(Vec<Event>, Vec<Str
             }
             let m = EventMessage::parse(b).map_err(|e| bad(format!("a metadata sample at {at}: {e}")))?;
             let presentation_time = match m.version {
-                0 => at + rescale(m.presentation_time, m.timescale, timescale),
+                0 => at.saturating_add(rescale(m.presentation_time, m.timescale, timescale)),
                 _ => rescale(m.presentation_time, m.timescale, timescale),
             };
             let duration = (m.event_duration != UNKNOWN_EVENT_DURATION)
@@ -408,7 +416,7 @@ pub fn events(segment: &Segment, header: &Header) -> Result<(Vec<Event>, Vec<Str
                 message: m.message_data,
             });
         }
-        at += u64::from(s.duration);
+        at = at.saturating_add(u64::from(s.duration));
     }
     Ok((out, notes))
 }

@@ -16,10 +16,11 @@
 pub mod boxes;
 pub mod cmaf;
 pub mod lsm;
+pub mod mpd;
 pub mod smooth;
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -33,7 +34,7 @@ use crate::media::init::SampleDefaults;
 use crate::media::meta::{Kind, TrackMeta};
 use crate::programs::ProgramState;
 use crate::server::{Body, empty, refusal};
-use crate::store::{Arrival, Track};
+use crate::store::{Arrival, Point, Track};
 use cmaf::{CmafBody, Extension, Refusal, Request as CmafRequest};
 use fmp4ingest_core::bmff::BoxHeader;
 use fmp4ingest_core::bmff::fourcc::codes;
@@ -137,14 +138,18 @@ pub fn place(shared: &Shared, point: &str, source: &str, f: &Fragment) -> Result
     Ok(how)
 }
 
-/// Whether the point (and the stream in it) can be taken; registers both.
-fn admit(shared: &Shared, point: &str, stream: &str) -> bool {
+/// The point, registered, unless it would be one more than the endpoint takes.
+fn admit_point(shared: &Shared, point: &str) -> Option<Arc<Mutex<Point>>> {
     let mut points = shared.points.lock().unwrap_or_else(|e| e.into_inner());
     if !points.contains_key(point) && points.len() >= MAX_POINTS {
-        return false;
+        return None;
     }
-    let p = points.entry(point.to_string()).or_default().clone();
-    drop(points);
+    Some(points.entry(point.to_string()).or_default().clone())
+}
+
+/// Whether the point (and the stream in it) can be taken; registers both.
+fn admit(shared: &Shared, point: &str, stream: &str) -> bool {
+    let Some(p) = admit_point(shared, point) else { return false };
     let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
     if !p.sources.contains_key(stream) && p.sources.len() >= MAX_STREAMS {
         return false;
@@ -492,6 +497,25 @@ fn take_segment(
         shared.log(format!("{peer}: {what}: the track ended (lmsg in segment {})", segment.sequence));
     }
     Ok(())
+}
+
+/// An MPD posted to a point (see [`mpd`]): checked, then kept under its file name, the
+/// newest copy replacing the one before. The log line, or the refusal's status and reason.
+pub fn store_mpd(shared: &Shared, point: &str, file: &str, body: Bytes) -> Result<String, (u16, String)> {
+    let summary = mpd::check(&body).map_err(|e| (400, e))?;
+    let p = admit_point(shared, point).ok_or_else(|| (503, format!("at most {MAX_POINTS} publishing points")))?;
+    let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
+    if !p.mpds.contains_key(file) && p.mpds.len() >= mpd::MAX_MPDS {
+        return Err((503, format!("at most {} MPD files per publishing point", mpd::MAX_MPDS)));
+    }
+    let replaced = p.mpds.insert(file.to_string(), body.clone()).is_some();
+    Ok(format!(
+        "MPD {file} {} ({} bytes, {}, {} Representations)",
+        if replaced { "replaced" } else { "stored" },
+        body.len(),
+        summary.kind,
+        summary.representations
+    ))
 }
 
 fn note(shared: &Shared, peer: &str, what: &str, count: &mut usize, line: String) {

@@ -253,7 +253,9 @@ pub fn merge(
         match &first {
             None => {
                 let time = info.tfdt.ok_or_else(|| format!("track {}: a CMAF chunk without tfdt", info.track_id))?;
-                end = time + info.duration;
+                end = time
+                    .checked_add(info.duration)
+                    .ok_or_else(|| format!("track {}: a CMAF chunk ends beyond 2^64 ticks", info.track_id))?;
                 first = Some((info, traf));
             }
             Some((f, _)) => {
@@ -267,7 +269,9 @@ pub fn merge(
                         i + 1
                     ));
                 }
-                end += info.duration;
+                end = end
+                    .checked_add(info.duration)
+                    .ok_or_else(|| format!("track {}: a CMAF chunk ends beyond 2^64 ticks", f.track_id))?;
             }
         }
     }

@@ -96,7 +96,7 @@ pub fn dash_event_streams(l: &Listing, origin: f64, from: f64) -> String {
         let from_ticks = (from * f64::from(ts)).floor() as u64;
         let kept: Vec<&AdEvent> = events
             .iter()
-            .filter(|e| e.time + e.duration.unwrap_or(0) >= from_ticks && e.time >= origin_ticks)
+            .filter(|e| e.time.saturating_add(e.duration.unwrap_or(0)) >= from_ticks && e.time >= origin_ticks)
             .collect();
         if kept.is_empty() {
             continue;
@@ -144,14 +144,16 @@ pub fn hls_date_ranges(l: &Listing, anchor: SystemTime, from: f64) -> String {
         let mut open: Vec<(u32, String, u64)> = Vec::new();
         for e in &events {
             let Ok(info) = parse_section(&e.section) else { continue };
-            let shown = e.time + e.duration.unwrap_or(0) >= from_ticks;
+            let shown = e.time.saturating_add(e.duration.unwrap_or(0)) >= from_ticks;
             match info.command {
                 SpliceCommand::Insert(i) if !i.cancel && i.out_of_network => {
                     let id = format!("splice-{:X}-{}", i.event_id, e.time);
                     if shown {
                         let _ = write!(s, "#EXT-X-DATERANGE:ID=\"{id}\",START-DATE=\"{}\"", date(e.time));
-                        let planned =
-                            e.duration.or(info.break_duration().map(|d| d * u64::from(ts) / 90_000)).filter(|d| *d > 0);
+                        let planned = e
+                            .duration
+                            .or(info.break_duration().map(|d| d.saturating_mul(u64::from(ts)) / 90_000))
+                            .filter(|d| *d > 0);
                         if let Some(d) = planned {
                             let _ = write!(s, ",PLANNED-DURATION={}", seconds(d, ts));
                         }

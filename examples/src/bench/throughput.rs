@@ -193,8 +193,8 @@ pub fn section() -> Result<String, String> {
          probe and `Expect: 100-continue`, discards the chunked body, answers at the end). Each sender is a whole \
          `gst-launch-1.0` process, timed by GNU time; {RUNS} runs each, alternating; medians:\n\n\
          | sender | wall | CPU (user + system) | peak RSS | bytes at the server |\n|---|---|---|---|---|\n{}\n\n\
-         Wall ratio fmp4ingestsink / curlhttpsink: **{wall_ratio:.2}** (target ≤ 1.0: {}); CPU ratio: \
-         **{cpu_ratio:.2}**; peak RSS **{:.1} MiB** against curlhttpsink's {:.1} MiB (target: at most \
+         Wall ratio fmp4ingestsink / curlhttpsink: **{wall_ratio:.2}** (target: at most 0.51, the ratio before \
+         the element opened its own connections: {}); CPU ratio: **{cpu_ratio:.2}**; peak RSS **{:.1} MiB** against curlhttpsink's {:.1} MiB (target: at most \
          curlhttpsink's: {}).\n\n\
          What the memory is: the same senders on a 0.2 Mbps input (1 MB), where hardly any media is held, \
          3 runs each, with the pipeline alone (`fakesink`) as the floor:\n\n\
@@ -207,7 +207,7 @@ pub fn section() -> Result<String, String> {
         machine(),
         size as f64 / 1e6,
         rows(&sides),
-        verdict(wall_ratio <= 1.0),
+        verdict(wall_ratio <= 0.51),
         ours.peak_rss_mib(),
         curl.peak_rss_mib(),
         verdict(ours.peak_rss_mib() <= curl.peak_rss_mib()),
