@@ -16,8 +16,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+use fmp4ingest_core::ingest_url::IngestUrl;
 use tokio::sync::{Notify, mpsc};
 
+use crate::http::Client;
 use crate::runtime::RUNTIME;
 
 /// A sans-IO session, as the driver sees it.
@@ -56,6 +58,28 @@ pub trait Transport: Send + 'static {
 
 /// Where request tasks send their events.
 pub type Net<E> = mpsc::UnboundedSender<E>;
+
+/// Where an uploader's requests go, and how.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// The URL, without credentials (they go in the Authorization header).
+    pub url: IngestUrl,
+    pub client: Client,
+    /// Follow a redirect of the probe (the requests after it go where it ended up).
+    pub follow_redirects: bool,
+}
+
+/// What an uploader tells the element.
+#[derive(Debug, Clone)]
+pub enum Report<E> {
+    /// A session event, with the transport's own words for the last failure (e.g.
+    /// "connection refused").
+    Session { event: E, detail: Option<String> },
+    /// The probe was redirected; the requests go to `to` (both without credentials).
+    Redirected { from: String, to: String, status: u16 },
+}
+
+pub type ReportFn<E> = Arc<dyn Fn(Report<E>) + Send + Sync>;
 
 /// The session and what wakes those who wait on it.
 pub struct Shared<M> {

@@ -22,8 +22,8 @@ use fmp4ingest_core::session::cmaf::{CmafEvent, CmafFailure, CmafSessionConfig, 
 use super::super::cmaf_path::{CmafPath, Note, PathConfig, PathReportFn, TrackLabel, check_publishing_point};
 use super::super::cmaf_reporting as cr;
 use super::super::cmaf_settings::{HttpMethod, OutageResume, PrftClock, Transfer, roles};
-use super::super::cmaf_uploader::TrackReport;
 use super::*;
+use crate::driver::Report;
 
 /// What exists only while the element runs in CMAF mode.
 pub(super) struct CmafStarted {
@@ -165,7 +165,7 @@ impl Fmp4IngestSink {
         let connect = session.connect_timeout.unwrap_or(AUTO_CONNECT_MAX);
         let client = self.client(s, &any_track, connect)?;
         let weak = self.obj().downgrade();
-        let report: PathReportFn = Arc::new(move |track: &TrackLabel, r: TrackReport| {
+        let report: PathReportFn = Arc::new(move |track: &TrackLabel, r: Report<CmafEvent>| {
             if let Some(obj) = weak.upgrade() {
                 obj.imp().on_track_report(track, r);
             }
@@ -390,11 +390,11 @@ impl Fmp4IngestSink {
 
     /// Called from a track's uploader with what its session did. It depends on nothing but its
     /// arguments (a report may come before `start()` stored its state).
-    fn on_track_report(&self, track: &TrackLabel, report: TrackReport) {
+    fn on_track_report(&self, track: &TrackLabel, report: Report<CmafEvent>) {
         let url = track.url.as_str();
         let (event, detail) = match report {
-            TrackReport::Session { event, detail } => (event, detail.unwrap_or_default()),
-            TrackReport::Redirected { from, to, status } => {
+            Report::Session { event, detail } => (event, detail.unwrap_or_default()),
+            Report::Redirected { from, to, status } => {
                 gst::info!(CAT, imp = self, "the probe of {from} was redirected ({status}) to {to}");
                 self.post_element_message(reporting::redirected(&from, &to, status));
                 return;

@@ -18,12 +18,13 @@ use fmp4ingest_core::cmaf::metadata::TimedEvent;
 use fmp4ingest_core::cmaf::naming::track_url;
 use fmp4ingest_core::cmaf::stream::{CmafNotice, CmafOutput, CmafStream, CmafStreamConfig};
 use fmp4ingest_core::ingest_url::UrlError;
-use fmp4ingest_core::session::cmaf::CmafSessionConfig;
+use fmp4ingest_core::session::cmaf::{CmafEvent, CmafSessionConfig};
 use fmp4ingest_core::session::{LatencySummary, StreamStats};
 
 use super::ads::{AdRequests, AdSettings, Outcome, unplaced};
-use super::cmaf_uploader::{TrackHttp, TrackReport, TrackReportFn, TrackUploader, TrackWaiter};
+use super::cmaf_uploader::{TrackReportFn, TrackUploader, TrackWaiter};
 use super::reporting::{self, DeclaredTrack};
+use crate::driver::{HttpConfig, Report};
 use crate::http::Client;
 
 /// A track as the element names it in messages.
@@ -38,7 +39,7 @@ pub struct TrackLabel {
 }
 
 /// Hands a track's reports to the element.
-pub type PathReportFn = Arc<dyn Fn(&TrackLabel, TrackReport) + Send + Sync>;
+pub type PathReportFn = Arc<dyn Fn(&TrackLabel, Report<CmafEvent>) + Send + Sync>;
 
 /// How the path is set up.
 #[derive(Clone)]
@@ -292,7 +293,7 @@ impl CmafPath {
         // Jitter differs between tracks that fail together.
         let jitter_seed = self.config.session.jitter_seed ^ u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let session = CmafSessionConfig { track_id: id, kind, jitter_seed, ..self.config.session.clone() };
-        let http = TrackHttp {
+        let http = HttpConfig {
             url: url.without_credentials(),
             client: self.config.client.clone(),
             follow_redirects: self.config.follow_redirects,

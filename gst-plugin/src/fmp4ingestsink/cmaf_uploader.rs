@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fmp4ingest_core::cmaf::segment::CmafChunk;
-use fmp4ingest_core::ingest_url::{IngestUrl, redact_url};
+use fmp4ingest_core::ingest_url::redact_url;
 use fmp4ingest_core::session::cmaf::{
     Body, BodyLength, CmafAction, CmafEvent, CmafInput, CmafSession, CmafSessionConfig, Method, RequestKind,
 };
@@ -34,8 +34,8 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 use tokio::sync::{Notify, mpsc};
 
-use super::uploader::resolve_redirect;
-use crate::driver::{self, Machine, Net, Pending, Shared, Transport, WaitOutcome};
+use crate::driver::{self, HttpConfig, Machine, Net, Pending, Report, Shared, Transport, WaitOutcome};
+use crate::http::redirect;
 use crate::http::socket::SocketWatch;
 use crate::http::{Client, Connection, RequestFailure, Target};
 use crate::runtime::RUNTIME;
@@ -51,9 +51,6 @@ const DASH_IF_INGEST: (&str, &str) = ("dash-if-ingest", "1.1");
 /// An answer's body is read (so that the connection can carry the next request) up to this;
 /// a longer one ends the connection.
 const MAX_ANSWER: usize = 64 << 10;
-
-/// Redirects of one probe followed at most.
-const MAX_REDIRECTS: u32 = 5;
 
 impl Machine for CmafSession {
     type Action = CmafAction;
@@ -75,27 +72,7 @@ impl Machine for CmafSession {
     }
 }
 
-/// Where and how a track's requests go.
-#[derive(Debug, Clone)]
-pub struct TrackHttp {
-    /// The track's URL, without credentials (they go in the Authorization header).
-    pub url: IngestUrl,
-    pub client: Client,
-    /// Follow a redirect of the probe (the connection's later requests go where it ended).
-    pub follow_redirects: bool,
-}
-
-/// What a track's uploader tells the element.
-#[derive(Debug, Clone)]
-pub enum TrackReport {
-    /// A session event, with the transport's own words for the last failure.
-    Session { event: CmafEvent, detail: Option<String> },
-    /// The probe was redirected; the connection's requests go to `to` (both without
-    /// credentials).
-    Redirected { from: String, to: String, status: u16 },
-}
-
-pub type TrackReportFn = Arc<dyn Fn(TrackReport) + Send + Sync>;
+pub type TrackReportFn = driver::ReportFn<CmafEvent>;
 
 /// Handle of one track's uploads. Dropping it closes its connection.
 pub struct TrackUploader {
@@ -105,7 +82,7 @@ pub struct TrackUploader {
 
 impl TrackUploader {
     /// Starts the session: the track's connection is opened at once.
-    pub fn start(http: TrackHttp, config: CmafSessionConfig, live: bool, report: TrackReportFn) -> TrackUploader {
+    pub fn start(http: HttpConfig, config: CmafSessionConfig, live: bool, report: TrackReportFn) -> TrackUploader {
         let shared = Shared::new(CmafSession::new(config));
         shared.with(|s, now| {
             s.set_live(live);
@@ -326,7 +303,7 @@ impl Transport for TrackTransport {
                 CmafInput::Response { request, status }
             }
             NetEvent::Redirected { from, to, status } => {
-                (self.report)(TrackReport::Redirected { from, to, status });
+                (self.report)(Report::Redirected { from, to, status });
                 return;
             }
         };
@@ -338,7 +315,7 @@ impl Transport for TrackTransport {
             CmafEvent::Disconnected { .. } | CmafEvent::GaveUp { .. } => self.detail.clone(),
             _ => None,
         };
-        (self.report)(TrackReport::Session { event, detail });
+        (self.report)(Report::Session { event, detail });
     }
 }
 
@@ -397,7 +374,7 @@ async fn run_connection(t: &mut ConnectionTask) -> Result<(), RequestFailure> {
         let mut status_and_body = exchange(t, &mut conn, &target, &send, body).await?;
         let mut hops = 0;
         while send.kind == RequestKind::Probe && (300..400).contains(&status_and_body.0) && t.follow_redirects {
-            let to = match redirect(t, &url, status_and_body.1.as_deref(), hops) {
+            let to = match redirect::next_hop(&url, status_and_body.1.as_deref(), hops, t.secrets) {
                 Ok(to) => to,
                 Err(why) => {
                     gst::info!(CAT, "{}: {why}", redact_url(&url));
@@ -461,15 +438,6 @@ async fn exchange(
     let location = resp.headers().get(LOCATION).and_then(|l| l.to_str().ok()).map(str::to_string);
     conn.read_body(resp.into_body(), MAX_ANSWER).await?;
     Ok((status, location))
-}
-
-/// Where a probe's redirect leads, if it may be followed.
-fn redirect(t: &ConnectionTask, from: &str, location: Option<&str>, hops: u32) -> Result<String, String> {
-    let Some(location) = location else { return Err("a redirect without a Location header".into()) };
-    if hops >= MAX_REDIRECTS {
-        return Err(format!("more than {MAX_REDIRECTS} redirects"));
-    }
-    resolve_redirect(from, location, t.secrets)
 }
 
 /// A request body, pulled from the session as the connection can take it: one HTTP chunk (or

@@ -34,10 +34,11 @@ use super::http_settings::{self, Secret, TlsAndAuth};
 use super::key_units::{Boundaries, KeyUnitScheduler, force_key_unit};
 use super::reporting::{self, describe_failure};
 use super::sparse_uploader::{SparseHttp, SparseReport};
-use super::uploader::{HttpConfig, Report, Uploader};
+use super::uploader::Uploader;
 use super::utc;
 use super::{SpliceMode, TimestampMode};
 use crate::driver::WaitOutcome;
+use crate::driver::{HttpConfig, Report};
 use crate::http::Client;
 
 #[path = "cmaf_element.rs"]
@@ -256,7 +257,7 @@ impl Fmp4IngestSink {
     /// Called from the uploader's task with what the session did. It may come before
     /// `start()` has stored its state (a refused connection is reported at once), so it
     /// depends on nothing but its arguments.
-    fn on_report(&self, url: &str, report: Report) {
+    fn on_report(&self, url: &str, report: Report<SessionEvent>) {
         let (event, detail) = match report {
             Report::Session { event, detail } => (event, detail.unwrap_or_default()),
             Report::Redirected { from, to, status } => {
@@ -1145,7 +1146,7 @@ impl BaseSinkImpl for Fmp4IngestSink {
             session.eos_timeout + session.connect_timeout + session.final_response_timeout + Duration::from_secs(5);
         let weak = self.obj().downgrade();
         let shown_url = url.redacted();
-        let report = std::sync::Arc::new(move |r: Report| {
+        let report = std::sync::Arc::new(move |r: Report<SessionEvent>| {
             if let Some(obj) = weak.upgrade() {
                 obj.imp().on_report(&shown_url, r);
             }

@@ -30,8 +30,9 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 use tokio::sync::Notify;
 
-use crate::driver::{self, Machine, Net, Pending, Shared, Transport, WaitOutcome};
+use crate::driver::{self, HttpConfig, Machine, Net, Pending, Report, Shared, Transport, WaitOutcome};
 use crate::http::meter::Meter;
+use crate::http::redirect;
 use crate::http::socket::SocketWatch;
 use crate::http::{Body, Client, RequestFailure, Target};
 use crate::runtime::RUNTIME;
@@ -51,9 +52,6 @@ const PROGRESS_FIRST_RETRY: Duration = Duration::from_millis(1);
 
 /// Body bytes handed to the connection after which the counters are read again at once.
 const PROGRESS_BYTES: u64 = 256 << 10;
-
-/// Redirects of one probe followed at most.
-const MAX_REDIRECTS: u32 = 5;
 
 impl Machine for IngestSession {
     type Action = Action;
@@ -75,26 +73,7 @@ impl Machine for IngestSession {
     }
 }
 
-/// How the stream is sent.
-#[derive(Debug, Clone)]
-pub struct HttpConfig {
-    pub url: IngestUrl,
-    pub client: Client,
-    /// Follow a redirect of the probe (the POST then goes where the probe ended up).
-    pub follow_redirects: bool,
-}
-
-/// What the uploader tells the element.
-#[derive(Debug, Clone)]
-pub enum Report {
-    /// A session event, with the transport's own words for the last failure (e.g.
-    /// "connection refused").
-    Session { event: SessionEvent, detail: Option<String> },
-    /// The probe was redirected; the POST goes to `to` (both without credentials).
-    Redirected { from: String, to: String, status: u16 },
-}
-
-pub type ReportFn = Arc<dyn Fn(Report) + Send + Sync>;
+pub type ReportFn = driver::ReportFn<SessionEvent>;
 
 /// Handle of a running upload. Dropping it closes every connection.
 pub struct Uploader {
@@ -393,17 +372,13 @@ impl MediaTransport {
 
     /// Where a probe's redirect leads, if it may be followed.
     fn redirect(&self, location: &Option<String>, hops: u32) -> Result<String, String> {
-        let Some(location) = location else { return Err("a redirect without a Location header".into()) };
-        if !self.follow_redirects {
+        if let (Some(location), false) = (location, self.follow_redirects) {
             return Err(format!(
                 "the probe was redirected to {}; set follow-redirects=true to follow",
                 redact_url(location)
             ));
         }
-        if hops >= MAX_REDIRECTS {
-            return Err(format!("more than {MAX_REDIRECTS} redirects"));
-        }
-        resolve_redirect(&self.post_url, location, self.secrets)
+        redirect::next_hop(&self.post_url, location.as_deref(), hops, self.secrets)
     }
 
     fn send_probe(&mut self, connection: ConnectionId, url: &str, hops: u32, net: &Net<NetEvent>) {
@@ -475,28 +450,6 @@ fn empty_body() -> Body {
     http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
-/// Where a redirect's `location` leads from `from`: an absolute http(s) URL. Refused when it
-/// leaves HTTPS for HTTP, or changes origin (scheme, host, port) while credentials or extra
-/// headers would go with it.
-pub fn resolve_redirect(from: &str, location: &str, secrets: bool) -> Result<String, String> {
-    let base = url::Url::parse(from).map_err(|e| format!("cannot read the URL: {e}"))?;
-    let to = base.join(location).map_err(|_| format!("a redirect to an invalid location {}", redact_url(location)))?;
-    match (base.scheme(), to.scheme()) {
-        ("https", "http") => {
-            return Err(format!("a redirect from HTTPS to HTTP ({}) is not followed", redact_url(to.as_str())));
-        }
-        (_, "http" | "https") => {}
-        (_, other) => return Err(format!("a redirect to a {other}: URL is not followed")),
-    }
-    if secrets && base.origin() != to.origin() {
-        return Err(format!(
-            "a redirect to another origin ({}) is not followed: the credentials and headers would go with it",
-            redact_url(to.as_str())
-        ));
-    }
-    Ok(to.to_string())
-}
-
 /// The chunked POST body, pulled from the session by hyper: one HTTP chunk per slice the
 /// session hands over.
 struct BodyStream {
@@ -546,32 +499,5 @@ impl http_body::Body for BodyStream {
                 Poll::Pending
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redirects_that_may_be_followed() {
-        let from = "https://a.example/live.isml/Streams(v)";
-        assert_eq!(
-            resolve_redirect(from, "/other.isml/Streams(v)", true).unwrap(),
-            "https://a.example/other.isml/Streams(v)"
-        );
-        assert_eq!(
-            resolve_redirect(from, "https://b.example/x.isml/Streams(v)", false).unwrap(),
-            "https://b.example/x.isml/Streams(v)"
-        );
-        let e = resolve_redirect(from, "https://b.example/x.isml/Streams(v)", true).unwrap_err();
-        assert!(e.contains("another origin"), "{e}");
-        let e = resolve_redirect(from, "http://a.example/x", false).unwrap_err();
-        assert!(e.contains("HTTPS to HTTP"), "{e}");
-        let e = resolve_redirect(from, "ftp://a.example/x", false).unwrap_err();
-        assert!(e.contains("ftp"), "{e}");
-        // Credentials in a Location are never shown.
-        let e = resolve_redirect(from, "https://u:pw@b.example/x", true).unwrap_err();
-        assert!(!e.contains("pw@"), "{e}");
     }
 }

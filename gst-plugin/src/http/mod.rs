@@ -11,7 +11,7 @@
 //! the socket from its first byte (the kernel's counters, the send buffer, a reset when a
 //! connection is abandoned) and exact counts of what was written under the HTTP layer (see
 //! [`meter`]). No redirect is followed here: a streamed body cannot be replayed, so the uploader
-//! handles redirects of the probe when allowed.
+//! follows redirects of the probe when allowed, by [`redirect`]'s rules.
 //!
 //! Nothing is process-wide: the TLS provider is this client's own, and proxies are only those
 //! the element's `proxy` property names (the environment's `http_proxy` and friends are not
@@ -20,6 +20,7 @@
 pub mod failure;
 pub mod meter;
 pub mod proxy;
+pub mod redirect;
 pub mod socket;
 pub mod tls;
 
