@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
 //! The element on a `gst_check::Harness`, fed with recorded muxer output
 //! (`tests/data/isofmp4mux-av.rec`, made by `fmp4ingest-record-muxer`): no encoder, a test clock,
-//! deterministic and fast. EOS and the final response, key-unit requests at the grid's
+//! deterministic and fast; and, where the pace of the input is the point, muxer output encoded
+//! at test time and pushed with pauses. EOS and the final response, key-unit requests at the grid's
 //! boundaries (parsed back with gstreamer-video's event API), ad events, bad input, and every
 //! property's range. The server is our receiver on loopback.
 
@@ -10,8 +11,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::check_media_post;
-use fmp4ingest_receiver::Receiver;
 use fmp4ingest_receiver::recording::Recording;
+use fmp4ingest_receiver::{Behaviour, Fault, FaultKind, Receiver};
 use gst::prelude::*;
 use gst_check::Harness;
 
@@ -79,6 +80,95 @@ fn the_recording_goes_out_whole_and_eos_waits_for_the_final_response() {
         assert!(view.gaps(t).is_empty());
     }
     assert!(messages(&bus, gst::MessageType::Error).is_empty());
+}
+
+/// `seconds` of 600 kbit/s H.264 in 2 s fragments from isofmp4mux, encoded as fast as it
+/// goes: the muxer's caps, and its buffers grouped per fragment (the header with the first).
+fn encoded_fragments(seconds: u32) -> (gst::Caps, Vec<Vec<gst::Buffer>>) {
+    common::init();
+    let mut enc = Harness::new_parse(&format!(
+        "videotestsrc num-buffers={} pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+         x264enc speed-preset=ultrafast bitrate=600 key-int-max=60 ! h264parse ! \
+         isofmp4mux fragment-duration=2000000000",
+        seconds * 30
+    ));
+    enc.play();
+    let mut fragments: Vec<Vec<gst::Buffer>> = vec![Vec::new()];
+    let mut open = false;
+    while let Ok(Some(b)) = enc.pull_until_eos() {
+        // A fragment starts with the buffer that holds its moof (after styp, when there is one).
+        let starts = b.map_readable().is_ok_and(|m| matches!(m.get(4..8), Some(b"styp" | b"moof")));
+        if starts && std::mem::replace(&mut open, true) {
+            fragments.push(Vec::new());
+        }
+        fragments.last_mut().expect("a group").push(b);
+    }
+    let caps = enc.sinkpad().and_then(|p| p.current_caps()).expect("the muxer's caps");
+    (caps, fragments)
+}
+
+#[test]
+fn a_server_that_read_everything_is_not_taken_for_stalled_while_the_stream_pauses() {
+    // A busy but healthy server, with a 256 KiB receive buffer, that reads 200 ms after data
+    // arrives: its kernel acknowledges each fragment before the server reads it, so the window
+    // it advertises then is smaller by the fragment; once the server has read it, its kernel
+    // sends no update (the window would not double). The stream then pauses for longer than the
+    // send timeout (3 s with 2 s fragments): that is no stall, and the POST goes on.
+    let (caps, fragments) = encoded_fragments(16);
+    assert!(fragments.len() >= 7, "{} fragments", fragments.len());
+    let rx = Receiver::start_with(Behaviour { recv_buffer: Some(256 << 10), ..Behaviour::default() }, "127.0.0.1:0")
+        .unwrap();
+    rx.inject(Fault::new(FaultKind::ReadDelay(Duration::from_millis(200)), Duration::from_secs(120)));
+    let sink =
+        gst::ElementFactory::make("fmp4ingestsink").property("location", rx.url("live", "pause")).build().unwrap();
+    let bus = gst::Bus::new();
+    sink.set_bus(Some(&bus));
+    let mut h = Harness::with_element(&sink, Some("sink"), None);
+    h.play();
+    h.set_src_caps(caps);
+    for (i, fragment) in fragments.into_iter().enumerate() {
+        // The first four at once (the server's window grows to its 256 KiB buffer's worth),
+        // then one every 4.5 s: each pause is a chance to take the stale window for a stall.
+        if i >= 7 {
+            break;
+        }
+        if i >= 4 {
+            std::thread::sleep(Duration::from_millis(4500));
+        }
+        for b in fragment {
+            assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+        }
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let warnings: Vec<String> = messages(&bus, gst::MessageType::Warning)
+        .iter()
+        .filter_map(|m| match m.view() {
+            gst::MessageView::Warning(w) => Some(w.error().to_string()),
+            _ => None,
+        })
+        .collect();
+    let view = rx.stream("pause");
+    let posts = view.media_posts();
+    assert_eq!(
+        posts.len(),
+        1,
+        "the POST was abandoned: {warnings:?} {:?}",
+        posts
+            .iter()
+            .map(|p| (
+                p.complete,
+                p.status,
+                p.bytes,
+                p.fragments.len(),
+                p.ended_by_receiver.clone(),
+                p.violations.clone()
+            ))
+            .collect::<Vec<_>>()
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(posts[0].complete && posts[0].status == Some(200), "{:?}", posts[0]);
+    assert!(check_media_post(posts[0]).is_empty(), "{:?}", check_media_post(posts[0]));
+    assert_eq!(view.timeline(1).len(), 7, "{:?}", view.timeline(1));
 }
 
 #[test]

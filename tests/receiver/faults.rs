@@ -22,6 +22,9 @@ pub enum FaultKind {
     ErrorStatus { fragments: usize, status: u16 },
     /// Read at most this many bytes per second.
     SlowRead { bytes_per_second: u64 },
+    /// Wait this long before each read from a POST's socket: a busy server, whose kernel has
+    /// acknowledged (and advertised a window without) whatever arrived before it reads it.
+    ReadDelay(Duration),
     /// Read a request's whole body, then answer with this status (a refused POST).
     PostStatus(u16),
     /// Answer (a probe, or a POST once its body is read) with something meant to exhaust the
@@ -146,6 +149,7 @@ pub struct Plan {
     pub error_after: Option<(usize, u16)>,
     pub probe_status: Option<u16>,
     pub bytes_per_second: Option<u64>,
+    pub read_delay: Option<Duration>,
     pub post_status: Option<u16>,
     pub hostile: Option<Hostile>,
     pub redirect: Option<(u16, String)>,
@@ -169,6 +173,7 @@ impl Plan {
                 FaultKind::Stall { .. } if plan.stall.is_some() => false,
                 FaultKind::ErrorStatus { .. } if plan.error_after.is_some() => false,
                 FaultKind::SlowRead { .. } if plan.bytes_per_second.is_some() => false,
+                FaultKind::ReadDelay(_) if plan.read_delay.is_some() => false,
                 FaultKind::PostStatus(_) if plan.post_status.is_some() => false,
                 FaultKind::HostileAnswer(_) if plan.hostile.is_some() => false,
                 FaultKind::HostileAnswer(h) => {
@@ -203,6 +208,10 @@ impl Plan {
                 }
                 FaultKind::SlowRead { bytes_per_second } if !probe => {
                     plan.bytes_per_second = Some(*bytes_per_second);
+                    true
+                }
+                FaultKind::ReadDelay(delay) if !probe => {
+                    plan.read_delay = Some(*delay);
                     true
                 }
                 _ => false,

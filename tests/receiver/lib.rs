@@ -331,6 +331,9 @@ async fn serve(sock: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
     let mut on_post = 0usize;
     let mut resumed = false;
     let result: std::io::Result<()> = loop {
+        if let Some(delay) = plan.read_delay.filter(|_| rd.buffer().is_empty()) {
+            tokio::time::sleep(delay).await;
+        }
         let max = plan.bytes_per_second.map_or(256 * 1024, |bps| (bps / 20).max(1) as usize);
         let next = body.next(&mut rd, max);
         let next = match plan.cut_when_quiet {

@@ -41,6 +41,11 @@ static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::new(|
     gst::DebugCategory::new("fmp4ingesthttp", gst::DebugColorFlags::empty(), Some("fmp4ingestsink HTTP transport"))
 });
 
+/// How long a POST is idle before its peer is asked for its current receive window: well
+/// within the send timeout (at least 1.5 s), so that a server that read everything is seen to
+/// have read it before the next fragment is due.
+const WINDOW_PROBE_AFTER: Duration = Duration::from_secs(1);
+
 /// How often the kernel's counters are read while a POST is up, at least.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -277,6 +282,10 @@ impl Transport for MediaTransport {
         match ev {
             NetEvent::Connected { conn, watch, meter, proxied } => {
                 let observes = !proxied && watch.counters().is_some();
+                if observes {
+                    // Fresh windows between fragments: see `SocketWatch::probe_when_idle`.
+                    let _ = watch.probe_when_idle(WINDOW_PROBE_AFTER);
+                }
                 gst::debug!(CAT, "POST {conn:?} connected; kernel counters of the server's connection: {observes}");
                 if let Some(r) = self.conns.get_mut(&conn) {
                     r.link = Some(Link { watch, meter, observes });

@@ -49,6 +49,18 @@ impl SocketWatch {
         socket2::SockRef::from(&self.fd).set_linger(Some(Duration::ZERO))
     }
 
+    /// Has the kernel probe the peer once the connection was idle for `after`, and again every
+    /// `after` while it stays idle (TCP keepalive; idle: nothing unacknowledged, nothing
+    /// received). The peer answers each probe with an acknowledgement that carries its receive
+    /// window as it is *now*. Without it, the window the sender sees after a burst is the one
+    /// the peer advertised as the burst arrived, before its application read it: Linux sends a
+    /// window update on a read only when the window at least doubles, so an application that
+    /// read everything can look, for as long as the link is idle, as if it had stopped reading.
+    pub fn probe_when_idle(&self, after: Duration) -> std::io::Result<()> {
+        let keepalive = socket2::TcpKeepalive::new().with_time(after).with_interval(after);
+        socket2::SockRef::from(&self.fd).set_tcp_keepalive(&keepalive)
+    }
+
     pub fn counters(&self) -> Option<SocketCounters> {
         counters(&self.fd)
     }
@@ -122,6 +134,23 @@ mod tests {
             let mut rest = Vec::new();
             let err = server.read_to_end(&mut rest).await.unwrap_err();
             assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "read {} bytes first", rest.len());
+        });
+    }
+
+    #[test]
+    fn an_idle_connection_is_probed_after_the_time_asked() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+            let watch = SocketWatch::new(&client).unwrap();
+            let sock = socket2::SockRef::from(&client);
+            assert!(!sock.keepalive().unwrap());
+            watch.probe_when_idle(Duration::from_secs(1)).unwrap();
+            // Set through the watch's duplicate descriptor, on the connection's own socket.
+            assert!(sock.keepalive().unwrap());
+            assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(1));
+            assert_eq!(sock.tcp_keepalive_interval().unwrap(), Duration::from_secs(1));
         });
     }
 }
