@@ -72,6 +72,10 @@ pub enum Notice {
     MeasuredBitrate { track_id: u32, bitrate: u32 },
     /// A video fragment does not start with a sync sample.
     NoSyncSampleAtStart { track_id: u32, time: u64 },
+    /// In UTC mode a video track's key frames never came near a boundary of the grid: it
+    /// starts at a key frame off the grid, and its fragments start at key frames (see
+    /// [`crate::timeline::OFF_GRID_AFTER`]).
+    KeyFramesOffGrid { track_id: u32, time: u64 },
     /// A fragment does not start where the previous one of its track ended.
     Discontinuity { track_id: u32, expected: u64, actual: u64 },
 }
@@ -349,6 +353,9 @@ impl IngestStream {
         if g.starts_without_sync {
             self.out
                 .push_back(StreamOutput::Notice(Notice::NoSyncSampleAtStart { track_id: tf.track_id, time: g.time }));
+        }
+        if g.starts_off_grid {
+            self.out.push_back(StreamOutput::Notice(Notice::KeyFramesOffGrid { track_id: tf.track_id, time: g.time }));
         }
         match self.next_time.iter_mut().find(|(id, _)| *id == tf.track_id) {
             Some((_, expected)) => {

@@ -50,6 +50,9 @@ pub struct GridFragment {
     pub index: u64,
     /// The first sample was not a sync sample (video whose key frame came late or never).
     pub starts_without_sync: bool,
+    /// The track's first fragment, started at a key frame off the grid: the track's key frames
+    /// never came near a boundary (see [`OFF_GRID_AFTER`]). Its fragments start at key frames.
+    pub starts_off_grid: bool,
 }
 
 /// The final part of a fragment still being built (see [`Grid::open_fragment`]).
@@ -85,6 +88,7 @@ struct Building {
     /// boundary costs a 128-bit division); refreshed when the cuts change.
     edge: u64,
     starts_without_sync: bool,
+    starts_off_grid: bool,
 }
 
 /// What [`Grid::whole_fragment`] found: the output fragment the muxer fragment becomes.
@@ -185,7 +189,18 @@ struct TrackGrid {
     max_cto: u32,
     /// Whether the video timeline was checked against the first key frame at a boundary.
     settled: bool,
+    /// In UTC mode, before the track's first fragment: the presentation tick of its first
+    /// sample, from which [`OFF_GRID_AFTER`] counts.
+    waiting_since: Option<u64>,
 }
+
+/// In UTC mode a video track starts at a key frame on a boundary, so that an encoder that
+/// joins later writes the same fragments (see [`Grid::first_start`]). Key frames that have not
+/// come near a boundary within this many fragment durations never will: the encoder ignores
+/// the sink's key-unit requests, or the fragments were muxed before their times were known (an
+/// `appsrc` of whole fragments). The track then starts at its next key frame, off the grid,
+/// rather than never.
+pub const OFF_GRID_AFTER: u64 = 2;
 
 /// Places muxer fragments of every track on the grid.
 #[derive(Debug)]
@@ -359,6 +374,7 @@ impl Grid {
                     last_count: 0,
                     max_cto: 0,
                     settled: !video,
+                    waiting_since: None,
                 });
                 self.tracks.len() - 1
             }
@@ -433,6 +449,7 @@ impl Grid {
                 pending: None,
                 edge: w.edge,
                 starts_without_sync: false,
+                starts_off_grid: false,
             });
         } else if let Some(b) = self.tracks[ti].building.as_mut() {
             b.take_pending(&fragment.data);
@@ -580,14 +597,21 @@ impl Grid {
         }
         let can_start = !video || s.is_sync();
         let mut done = None;
+        let mut off_grid = false;
         let start_new = match (&self.tracks[ti].building, self.tracks[ti].closed_at) {
             // Closed at a boundary already: this sample starts the next fragment.
             (None, Some(b)) => Some(self.start_point(p, b, tol, ts)),
             (None, None) => {
+                let since = *self.tracks[ti].waiting_since.get_or_insert(p);
                 if !can_start {
                     None
                 } else {
-                    self.first_start(p, tol, ts)
+                    self.first_start(p, tol, ts).or_else(|| {
+                        let d = self.boundary(1, ts).max(1);
+                        let waited = p.saturating_sub(since) >= OFF_GRID_AFTER * d;
+                        off_grid = video && waited;
+                        off_grid.then(|| (p, self.index_at(p, ts)))
+                    })
                 }
             }
             (Some(b), _) => {
@@ -610,6 +634,10 @@ impl Grid {
                 done = Some(finish(b, start));
             }
             tr.closed_at = None;
+            if off_grid {
+                // Nothing will move this timeline to a boundary any more.
+                tr.settled = true;
+            }
             tr.building = Some(Building {
                 track_id: tr.track_id,
                 index,
@@ -621,6 +649,7 @@ impl Grid {
                 pending: None,
                 edge,
                 starts_without_sync: video && !s.is_sync(),
+                starts_off_grid: off_grid,
             });
         }
         if let Some(b) = self.tracks[ti].building.as_mut() {
@@ -751,6 +780,7 @@ fn finish(b: Building, end: u64) -> GridFragment {
         duration,
         index: b.index,
         starts_without_sync: b.starts_without_sync,
+        starts_off_grid: b.starts_off_grid,
     }
 }
 
@@ -955,6 +985,34 @@ mod tests {
         assert_eq!(all[0].time % 6000, 0);
         assert_eq!(all[0].time, boundary);
         assert_eq!(all[0].fragment.samples.len(), 25);
+    }
+
+    #[test]
+    fn in_utc_video_whose_key_frames_never_reach_a_boundary_starts_off_the_grid() {
+        let utc = 1_800_000_000 * SEC as i128;
+        let mut g = grid(TimestampMode::Utc, utc);
+        // Key frames every 2 s, always 0.9 s after a boundary (an encoder that ignores the
+        // key-unit requests): none can start a fragment on the grid.
+        let key = |i: u32| i.is_multiple_of(20);
+        let mut out = Vec::new();
+        for k in 0..8u32 {
+            out.extend(g.push(1, 3000, true, mux_frag(2700 + 6000 * u64::from(k), 20, 300, 20 * k, key), None));
+        }
+        out.extend(g.flush());
+        // Waiting OFF_GRID_AFTER fragment durations from the first sample, the track starts at
+        // its next key frame: the third; the two before are not sent.
+        assert_eq!(out.len(), 6, "{:?}", summary(&out));
+        let base = u64::try_from(utc / 1_000_000 * 3).unwrap();
+        assert_eq!(out[0].time, base + 2700 + 2 * 6000);
+        assert!(out[0].starts_off_grid && out[1..].iter().all(|f| !f.starts_off_grid));
+        // From there each fragment is one GOP, contiguous, starting with its key frame.
+        assert!(contiguous(&out));
+        assert!(out.iter().all(|f| f.fragment.samples[0].is_sync() && !f.starts_without_sync));
+        assert!(out.iter().all(|f| f.time % 6000 == 2700 && f.duration == 6000));
+        assert_eq!(
+            out.iter().map(|f| f.index).collect::<Vec<_>>(),
+            (0..6).map(|k| base / 6000 + 2 + k).collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -282,3 +282,59 @@ fn every_property_takes_the_ends_of_its_range_and_reads_them_back() {
         !sink.list_properties().iter().any(|p| p.name() == "user-pw" && p.flags().contains(glib::ParamFlags::READABLE))
     );
 }
+
+#[test]
+fn in_utc_mode_whole_fragments_stamped_on_arrival_send_their_video_off_the_grid_and_say_so() {
+    // An application that hands an appsrc (do-timestamp) whole fragments muxed elsewhere: a
+    // buffer's time is its arrival, after the fragment's media, and no time falls inside an
+    // mdat, so the muxer's own timeline is placed on UTC as it is. Its key frames then lie
+    // between the grid's boundaries (here 1 s after them, set with timestamp-offset), where no
+    // video fragment can start. The video goes anyway, off the grid, and the sink says why.
+    let (caps, fragments) = encoded_fragments(16);
+    let d = 2 * SEC;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let offset = (u128::from(d) + u128::from(d / 2) - now % u128::from(d)) % u128::from(d);
+    let rx = Receiver::start().unwrap();
+    common::init();
+    let sink = gst::ElementFactory::make("fmp4ingestsink")
+        .property("location", rx.url("live", "whole"))
+        .property_from_str("timestamp-mode", "utc")
+        .property("timestamp-offset", offset as i64)
+        .build()
+        .unwrap();
+    let bus = gst::Bus::new();
+    sink.set_bus(Some(&bus));
+    let mut h = Harness::with_element(&sink, Some("sink"), None);
+    h.play();
+    h.set_src_caps(caps);
+    let count = fragments.len();
+    for (k, fragment) in fragments.into_iter().enumerate() {
+        let mut whole = Vec::new();
+        for b in fragment {
+            whole.extend_from_slice(&b.map_readable().unwrap());
+        }
+        let mut buf = gst::Buffer::from_mut_slice(whole);
+        buf.get_mut().unwrap().set_pts(gst::ClockTime::from_nseconds((k as u64 + 1) * d + 37_000_000));
+        assert_eq!(h.push(buf), Ok(gst::FlowSuccess::Ok));
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let warnings: Vec<String> = messages(&bus, gst::MessageType::Warning)
+        .iter()
+        .filter_map(|m| match m.view() {
+            gst::MessageView::Warning(w) => Some(format!("{} {:?}", w.error(), w.debug())),
+            _ => None,
+        })
+        .collect();
+    assert!(warnings.iter().any(|w| w.contains("not on the fragment grid")), "{warnings:?}");
+    let view = rx.stream("whole");
+    let timeline = view.timeline(1);
+    // The first two fragment durations wait for a key frame on a boundary; from the third key
+    // frame on, every fragment goes, each a whole GOP, without a gap.
+    assert_eq!(timeline.len(), count - 2, "{timeline:?}");
+    assert!(view.gaps(1).is_empty(), "{:?}", view.gaps(1));
+    let ticks = view.media_posts()[0].moov_tracks[0].timescale;
+    let two_s = 2 * u64::from(ticks);
+    assert!(timeline.iter().all(|(t, dur)| t % two_s != 0 && *dur == two_s), "{timeline:?}");
+    let post = view.media_posts()[0];
+    assert!(check_media_post(post).is_empty(), "{:?}", check_media_post(post));
+}

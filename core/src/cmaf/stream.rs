@@ -155,6 +155,7 @@ struct Completed {
     /// The grid index, on the grid.
     index: Option<u64>,
     starts_without_sync: bool,
+    starts_off_grid: bool,
 }
 
 impl From<GridFragment> for Completed {
@@ -165,6 +166,7 @@ impl From<GridFragment> for Completed {
             duration: g.duration,
             index: Some(g.index),
             starts_without_sync: g.starts_without_sync,
+            starts_off_grid: g.starts_off_grid,
         }
     }
 }
@@ -505,6 +507,7 @@ impl CmafStream {
                 duration: tf.duration(),
                 index: None,
                 starts_without_sync: self.tracks[ti].info.kind == TrackKind::Video && !tf.starts_with_sync(),
+                starts_off_grid: false,
                 fragment: tf,
             };
             return self.on_completed(ti, c, false);
@@ -636,6 +639,10 @@ impl CmafStream {
         let track_id = c.fragment.track_id;
         if c.starts_without_sync {
             let notice = Notice::NoSyncSampleAtStart { track_id, time: c.time };
+            self.out.push_back(CmafOutput::Notice(CmafNotice::Stream(notice)));
+        }
+        if c.starts_off_grid {
+            let notice = Notice::KeyFramesOffGrid { track_id, time: c.time };
             self.out.push_back(CmafOutput::Notice(CmafNotice::Stream(notice)));
         }
         if let Some(expected) = self.tracks[ti].next_time.filter(|e| *e != c.time) {

@@ -60,8 +60,8 @@ fn input() -> Result<PathBuf, String> {
 
 /// Child: `endpoint-push <port> <points> <fragments>`: that many fmp4ingestsink, each pushing
 /// the 2 Mbps input live (one fragment every 2 s) to `/point-<i>.isml/Streams(av)`, with
-/// times on the UTC timeline (`timestamp-offset`: `timestamp-mode=utc` sends no video from
-/// an appsrc that hands over whole pre-muxed fragments).
+/// times on the UTC timeline (`timestamp-offset` on a boundary: with `timestamp-mode=utc` the
+/// video of an appsrc that hands over whole pre-muxed fragments would go off the grid).
 pub fn push_child(port: u16, points: usize, fragments: usize) -> Result<(), String> {
     init()?;
     let data = std::fs::read(input()?).map_err(|e| e.to_string())?;

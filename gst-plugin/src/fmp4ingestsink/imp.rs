@@ -449,6 +449,21 @@ impl Fmp4IngestSink {
                     );
                 }
             }
+            Notice::KeyFramesOffGrid { track_id, time } => gst::element_imp_warning!(
+                self,
+                gst::StreamError::Format,
+                ("Video key frames are not on the fragment grid"),
+                [
+                    "Track {track_id}: no key frame came within a frame of a fragment-duration boundary for {} \
+                  fragment durations, so its fragments start at its key frames from {time} on, off the grid \
+                  (audio stays on it). Either upstream ignores the force-key-unit events the sink sends \
+                  keyframe-lead before each boundary (set the encoder's key-frame interval to the \
+                  fragment-duration), or the media's times were set on arrival (an appsrc with do-timestamp \
+                  handing over whole fragments: use timestamp-mode=pipeline with timestamp-offset). \
+                  Redundant encoders write identical fragments only with key frames on the grid.",
+                    fmp4ingest_core::timeline::OFF_GRID_AFTER
+                ]
+            ),
             Notice::Discontinuity { track_id, expected, actual } => {
                 gst::warning!(CAT, imp = self, "track {track_id}: fragment at {actual}, expected {expected}")
             }
