@@ -906,6 +906,35 @@ mod tests {
     }
 
     #[test]
+    fn in_utc_video_with_key_frames_between_the_boundaries_goes_off_the_grid_and_says_so() {
+        // Every GOP starts 0.9 s after a boundary: no video segment can start on the grid.
+        let mut config = config();
+        config.grid.mode = TimestampMode::Utc;
+        let mut s = CmafStream::new(config);
+        s.set_target_offset(0);
+        let origin = 1_700_000_000 * TS + 9 * TS / 10;
+        s.push(Bytes::from(av_stream(0, 6, origin))).unwrap();
+        s.finish().unwrap();
+        let out = outputs(&mut s);
+        let off_grid: Vec<_> = out
+            .iter()
+            .filter_map(|o| match o {
+                CmafOutput::Notice(CmafNotice::Stream(Notice::KeyFramesOffGrid { track_id, time })) => {
+                    Some((*track_id, *time))
+                }
+                _ => None,
+            })
+            .collect();
+        // Two fragment durations after its first sample, video starts at its next key frame.
+        let start = origin + 4 * TS;
+        assert_eq!(off_grid, [(1, start)]);
+        let video: Vec<u64> = chunks(&out, 1).iter().filter(|c| c.first).map(|c| c.decode_time).collect();
+        assert_eq!(video[..2], [start, start + 2 * TS]);
+        // Audio stays on the grid.
+        assert!(chunks(&out, 2).iter().filter(|c| c.first).all(|c| c.decode_time % (2 * TS) == 0));
+    }
+
+    #[test]
     fn chunked_segments_give_the_same_samples_in_pieces() {
         // 2 s video GOPs delivered by the muxer in 0.4 s chunks (10 frames each).
         let payload = [7u8; 100];
