@@ -1169,6 +1169,52 @@ mod tests {
         assert_eq!(summary(&out), [(0, 0, 6000), (1, 6000, 6000), (2, 12000, 6000)]);
     }
 
+    /// The muxer fragments of one track for the property tests: `fragments` of `per_fragment`
+    /// samples, `base_dur` ticks plus the `jitter` pattern, sync every `gop` samples (video; all
+    /// sync for audio), composition offsets from `cto(k)` (video), sample sizes 1 to 3 bytes of
+    /// the sample's number, and now and then (`gaps`) a decode gap of half a sample before the
+    /// next fragment.
+    struct MuxerRun<'a> {
+        video: bool,
+        gop: u32,
+        per_fragment: u32,
+        fragments: usize,
+        base_dur: u32,
+        jitter: &'a [u32],
+        gaps: &'a [u64],
+        start: u64,
+    }
+
+    impl MuxerRun<'_> {
+        fn fragments(&self, cto: impl Fn(u32) -> i32) -> Vec<TrackFragment> {
+            let mut decode = self.start;
+            let mut k = 0u32;
+            let mut out = Vec::new();
+            for f in 0..self.fragments {
+                let mut data = Payload::new();
+                let mut samples = Vec::new();
+                let first = decode;
+                for _ in 0..self.per_fragment {
+                    let duration =
+                        self.base_dur + self.jitter.get(k as usize % self.jitter.len().max(1)).copied().unwrap_or(0);
+                    let sync = !self.video || k.is_multiple_of(self.gop);
+                    samples.push(Sample {
+                        duration,
+                        size: 1 + k % 3,
+                        flags: if sync { SAMPLE_FLAGS_SYNC } else { SAMPLE_FLAGS_NON_SYNC },
+                        cto: if self.video { cto(k) } else { 0 },
+                    });
+                    data.push(Bytes::from(vec![k as u8; (1 + k % 3) as usize]));
+                    decode += u64::from(duration);
+                    k += 1;
+                }
+                decode += self.gaps.get(f).copied().unwrap_or(0) * u64::from(self.base_dur / 2);
+                out.push(TrackFragment { track_id: 1, decode_time: first, samples, data, anchor: None });
+            }
+            out
+        }
+    }
+
     mod open_fragment {
         use super::*;
         use proptest::prelude::*;
@@ -1191,28 +1237,8 @@ mod tests {
                 let mut g = grid(TimestampMode::Pipeline, 0);
                 let mut offered: Vec<OpenFragment> = Vec::new();
                 let mut done = Vec::new();
-                let mut decode = 0u64;
-                let mut k = 0u32;
-                for f in 0..fragments {
-                    let mut data = Payload::new();
-                    let mut samples = Vec::new();
-                    let first = decode;
-                    for _ in 0..per_fragment {
-                        let duration = base_dur + jitter.get(k as usize % jitter.len().max(1)).copied().unwrap_or(0);
-                        let sync = !video || k.is_multiple_of(gop);
-                        let cto = if video { ctos.get(k as usize % ctos.len().max(1)).copied().unwrap_or(0) * 1000 } else { 0 };
-                        samples.push(Sample {
-                            duration,
-                            size: 1 + k % 3,
-                            flags: if sync { SAMPLE_FLAGS_SYNC } else { SAMPLE_FLAGS_NON_SYNC },
-                            cto,
-                        });
-                        data.push(Bytes::from(vec![k as u8; (1 + k % 3) as usize]));
-                        decode += u64::from(duration);
-                        k += 1;
-                    }
-                    decode += gaps.get(f).copied().unwrap_or(0) * u64::from(base_dur / 2);
-                    let frag = TrackFragment { track_id: 1, decode_time: first, samples, data, anchor: None };
+                let run = MuxerRun { video, gop, per_fragment, fragments, base_dur, jitter: &jitter, gaps: &gaps, start: 0 };
+                for frag in run.fragments(|k| ctos.get(k as usize % ctos.len().max(1)).copied().unwrap_or(0) * 1000) {
                     done.extend(g.push(1, 90_000, video, frag, None));
                     offered.extend(g.open_fragment(1));
                 }
@@ -1283,35 +1309,13 @@ mod tests {
                 let mut slow = grid(TimestampMode::Pipeline, 0);
                 slow.sample_by_sample = true;
                 let (mut a, mut b) = (Vec::new(), Vec::new());
-                let mut decode = start;
-                let mut k = 0u32;
-                for f in 0..fragments {
-                    let mut data = Payload::new();
-                    let mut samples = Vec::new();
-                    let first = decode;
-                    for _ in 0..per_fragment {
-                        let j = *jitter.get(k as usize % jitter.len().max(1)).unwrap_or(&0);
-                        let duration = base_dur + j;
-                        let sync = !video || k.is_multiple_of(gop);
-                        // Aligned B-frames are regular: every key frame presented one frame late.
-                        let cto = match (video, aligned && reordered) {
-                            (false, _) => 0,
-                            (true, true) => ((k + 1) % 2) as i32 * base_dur as i32,
-                            (true, false) => *ctos.get(k as usize % ctos.len().max(1)).unwrap_or(&0) * base_dur as i32,
-                        };
-                        samples.push(Sample {
-                            duration,
-                            size: 1 + k % 3,
-                            flags: if sync { SAMPLE_FLAGS_SYNC } else { SAMPLE_FLAGS_NON_SYNC },
-                            cto,
-                        });
-                        data.push(Bytes::from(vec![k as u8; (1 + k % 3) as usize]));
-                        decode += u64::from(duration);
-                        k += 1;
-                    }
-                    // Now and then the next muxer fragment does not decode where this one ends.
-                    decode += gaps.get(f).copied().unwrap_or(0) * u64::from(base_dur / 2);
-                    let frag = TrackFragment { track_id: 1, decode_time: first, samples, data, anchor: None };
+                let run = MuxerRun { video, gop, per_fragment, fragments, base_dur, jitter: &jitter, gaps: &gaps, start };
+                // Aligned B-frames are regular: every key frame presented one frame late.
+                let cto = |k: u32| match aligned && reordered {
+                    true => ((k + 1) % 2) as i32 * base_dur as i32,
+                    false => *ctos.get(k as usize % ctos.len().max(1)).unwrap_or(&0) * base_dur as i32,
+                };
+                for frag in run.fragments(cto) {
                     a.extend(fast.push(1, 90_000, video, frag.clone(), None));
                     b.extend(slow.push(1, 90_000, video, frag, None));
                 }
