@@ -10,14 +10,15 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use bytes::Bytes;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::fragment::{Fragment, FragmentOptions, FragmentTiming, write_fragment};
 use crate::ingest_header::{IngestHeader, IngestTrack, default_track_names};
-use crate::movie::{Codec, IgnoredTrack, MovieInfo, TrackKind, parse_moov};
+use crate::movie::{Codec, IgnoredTrack, MovieInfo, TrackKind};
+use crate::muxer_input::{self, MuxerInput, MuxerStream};
 use crate::sequence::{FragmentOrder, Numbering};
-use crate::splitter::{BoxSplitter, SplitterLimits, Unit};
+use crate::splitter::SplitterLimits;
 use crate::timeline::{Grid, GridConfig, GridFragment, TimestampMode, ns_to_ticks};
-use crate::track_fragment::{FragmentReader, TrackFragment};
+use crate::track_fragment::TrackFragment;
 
 /// How the stream is described and written.
 #[derive(Debug, Clone)]
@@ -97,9 +98,8 @@ const MAX_HELD_FRAGMENTS: usize = 16;
 #[derive(Debug)]
 pub struct IngestStream {
     config: StreamConfig,
-    splitter: BoxSplitter,
+    input: MuxerInput,
     movie: Option<MovieInfo>,
-    reader: Option<FragmentReader>,
     header: Option<IngestHeader>,
     /// Fragments waiting for the header.
     held: Vec<TrackFragment>,
@@ -115,19 +115,17 @@ pub struct IngestStream {
     /// says how many tracks there are).
     order: Option<FragmentOrder>,
     out: VecDeque<StreamOutput>,
-    failed: bool,
 }
 
 impl IngestStream {
     pub fn new(config: StreamConfig) -> Self {
-        let splitter = BoxSplitter::new(config.limits);
+        let input = MuxerInput::new(config.limits);
         let sequence = config.first_sequence;
         let grid = (config.grid.fragment_duration_ns > 0).then(|| Grid::new(config.grid));
         IngestStream {
             config,
-            splitter,
+            input,
             movie: None,
-            reader: None,
             header: None,
             held: Vec::new(),
             next_time: Vec::new(),
@@ -136,7 +134,6 @@ impl IngestStream {
             grid,
             order: None,
             out: VecDeque::new(),
-            failed: false,
         }
     }
 
@@ -191,20 +188,13 @@ impl IngestStream {
     /// Feeds muxer bytes with the running time (ns) of the presentation of the sample they
     /// start, when known: it places the muxer's timeline on the pipeline's.
     pub fn push_timed(&mut self, chunk: Bytes, running_time: Option<u64>) -> Result<()> {
-        if self.failed {
-            return Err(Error::Poisoned);
-        }
-        let pushed = self.splitter.push_timed(chunk, running_time);
-        let processed = self.drain_units();
-        let result = pushed.and(processed);
-        self.failed = result.is_err();
-        result
+        muxer_input::push(self, chunk, running_time)
     }
 
     /// End of the muxer's output: flushes held fragments and the grid's last ones, and
     /// reports a truncated last box.
     pub fn finish(&mut self) -> Result<()> {
-        let finished = if self.failed { Ok(()) } else { self.splitter.finish() };
+        let finished = muxer_input::finish(self);
         if self.header.is_none() && self.movie.is_some() {
             self.emit_header()?;
         }
@@ -221,51 +211,6 @@ impl IngestStream {
 
     pub fn next_output(&mut self) -> Option<StreamOutput> {
         self.out.pop_front()
-    }
-
-    fn drain_units(&mut self) -> Result<()> {
-        while let Some(unit) = self.splitter.next_unit() {
-            match unit {
-                Unit::Init(init) => self.on_moov(&init.moov)?,
-                Unit::Fragment(raw) => {
-                    let reader = self.reader.as_mut().ok_or(Error::UnexpectedBox {
-                        box_type: crate::bmff::fourcc::codes::MOOF,
-                        expected: "a moov before the first fragment",
-                    })?;
-                    for tf in reader.read(&raw)? {
-                        if !tf.samples.is_empty() {
-                            self.on_track_fragment(tf)?;
-                        }
-                    }
-                }
-                Unit::Skipped { .. } => {}
-            }
-        }
-        Ok(())
-    }
-
-    fn on_moov(&mut self, moov: &[u8]) -> Result<()> {
-        let movie = parse_moov(moov)?;
-        if let Some(current) = &self.movie {
-            if current.same_tracks(&movie) {
-                self.out.push_back(StreamOutput::Notice(Notice::RepeatedHeader));
-                return Ok(());
-            }
-            return Err(Error::TrackSetChanged);
-        }
-        if !movie.ignored.is_empty() {
-            self.out.push_back(StreamOutput::Notice(Notice::IgnoredTracks(movie.ignored.clone())));
-        }
-        self.reader = Some(FragmentReader::new(&movie));
-        if self.grid.is_some() {
-            let tracks = u32::try_from(movie.tracks.len()).unwrap_or(u32::MAX);
-            self.order = Some(FragmentOrder::new(Numbering { tracks, parts: self.config.sequence_parts }));
-        }
-        self.movie = Some(movie);
-        if self.missing_bitrates().is_empty() {
-            self.emit_header()?;
-        }
-        Ok(())
     }
 
     fn declared_bitrate(&self, kind: TrackKind, file: Option<u32>) -> Option<u32> {
@@ -288,17 +233,6 @@ impl IngestStream {
             .filter(|t| !self.held.iter().any(|f| f.track_id == t.track_id && f.duration() > 0))
             .map(|t| t.track_id)
             .collect()
-    }
-
-    fn on_track_fragment(&mut self, tf: TrackFragment) -> Result<()> {
-        if self.header.is_some() {
-            return self.emit_fragment(tf);
-        }
-        self.held.push(tf);
-        if self.missing_bitrates().is_empty() || self.held.len() >= MAX_HELD_FRAGMENTS {
-            self.emit_header()?;
-        }
-        Ok(())
     }
 
     fn emit_header(&mut self) -> Result<()> {
@@ -457,9 +391,45 @@ fn measure_bitrate(held: &[TrackFragment], track_id: u32, timescale: u32) -> u32
     u32::try_from(bps).unwrap_or(u32::MAX)
 }
 
+impl MuxerStream for IngestStream {
+    fn input(&mut self) -> &mut MuxerInput {
+        &mut self.input
+    }
+
+    /// Fragments are numbered once the moov says how many tracks there are; the header goes
+    /// out at once when every track's bitrate is known (else once it is measured).
+    fn on_movie(&mut self, movie: MovieInfo) -> Result<()> {
+        if self.grid.is_some() {
+            let tracks = u32::try_from(movie.tracks.len()).unwrap_or(u32::MAX);
+            self.order = Some(FragmentOrder::new(Numbering { tracks, parts: self.config.sequence_parts }));
+        }
+        self.movie = Some(movie);
+        if self.missing_bitrates().is_empty() {
+            self.emit_header()?;
+        }
+        Ok(())
+    }
+
+    fn on_notice(&mut self, notice: Notice) {
+        self.out.push_back(StreamOutput::Notice(notice));
+    }
+
+    fn on_track_fragment(&mut self, tf: TrackFragment) -> Result<()> {
+        if self.header.is_some() {
+            return self.emit_fragment(tf);
+        }
+        self.held.push(tf);
+        if self.missing_bitrates().is_empty() || self.held.len() >= MAX_HELD_FRAGMENTS {
+            self.emit_header()?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use crate::test_support::{RunSpec, muxer_fragment, muxer_stream};
     use crate::track_fragment::{SAMPLE_FLAGS_NON_SYNC, SAMPLE_FLAGS_SYNC, Sample};
     use alloc::vec;

@@ -44,6 +44,7 @@ pub mod ingest_url;
 pub mod manifest;
 pub mod moov;
 pub mod movie;
+mod muxer_input;
 pub mod payload;
 pub mod scte35;
 pub mod sequence;

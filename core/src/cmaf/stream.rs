@@ -36,13 +36,14 @@ use crate::cmaf::boxes::{BitRate, ProducerReferenceTime, ReferenceTimeKind, ntp_
 use crate::cmaf::header::{CmafHeader, CmafTrackKind, TrackDescription};
 use crate::cmaf::metadata::{MetadataTrack, TimedEvent};
 use crate::cmaf::segment::{ChunkSpec, CmafChunk, write_chunk};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ingest_header::default_track_names;
 use crate::ingest_stream::Notice;
-use crate::movie::{MovieInfo, TrackInfo, TrackKind, parse_moov};
-use crate::splitter::{BoxSplitter, SplitterLimits, Unit};
+use crate::movie::{MovieInfo, TrackInfo, TrackKind};
+use crate::muxer_input::{self, MuxerInput, MuxerStream};
+use crate::splitter::SplitterLimits;
 use crate::timeline::{Grid, GridConfig, GridFragment, TimestampMode, ns_to_ticks};
-use crate::track_fragment::{FragmentReader, TrackFragment};
+use crate::track_fragment::TrackFragment;
 
 /// Where a `prft`'s wall-clock time comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,31 +220,27 @@ struct Metadata {
 #[derive(Debug)]
 pub struct CmafStream {
     config: CmafStreamConfig,
-    splitter: BoxSplitter,
+    input: MuxerInput,
     movie: Option<MovieInfo>,
-    reader: Option<FragmentReader>,
     tracks: Vec<TrackState>,
     grid: Option<Grid>,
     metadata: Option<Metadata>,
     wall_clock: Option<u64>,
     out: VecDeque<CmafOutput>,
-    failed: bool,
 }
 
 impl CmafStream {
     pub fn new(config: CmafStreamConfig) -> Self {
         let grid = (config.grid.fragment_duration_ns > 0).then(|| Grid::new(config.grid));
         CmafStream {
-            splitter: BoxSplitter::new(config.limits),
+            input: MuxerInput::new(config.limits),
             config,
             movie: None,
-            reader: None,
             tracks: Vec::new(),
             grid,
             metadata: None,
             wall_clock: None,
             out: VecDeque::new(),
-            failed: false,
         }
     }
 
@@ -329,19 +326,12 @@ impl CmafStream {
     /// Feeds muxer bytes with the running time (ns) of the sample they start, when known.
     /// Outputs completed before an error stay available; after one the stream takes no more.
     pub fn push_timed(&mut self, chunk: Bytes, running_time: Option<u64>) -> Result<()> {
-        if self.failed {
-            return Err(Error::Poisoned);
-        }
-        let pushed = self.splitter.push_timed(chunk, running_time);
-        let processed = self.drain_units();
-        let result = pushed.and(processed);
-        self.failed = result.is_err();
-        result
+        muxer_input::push(self, chunk, running_time)
     }
 
     /// End of the muxer's output: the last segment of every track, with `lmsg`.
     pub fn finish(&mut self) -> Result<()> {
-        let finished = if self.failed { Ok(()) } else { self.splitter.finish() };
+        let finished = muxer_input::finish(self);
         let flushed: Vec<GridFragment> = self.grid.as_mut().map(Grid::flush).unwrap_or_default();
         let mut ended = Vec::new();
         for g in flushed {
@@ -369,88 +359,6 @@ impl CmafStream {
 
     fn track_index(&self, track_id: u32) -> Option<usize> {
         self.tracks.iter().position(|t| t.info.track_id == track_id)
-    }
-
-    fn drain_units(&mut self) -> Result<()> {
-        while let Some(unit) = self.splitter.next_unit() {
-            match unit {
-                Unit::Init(init) => self.on_moov(&init.moov)?,
-                Unit::Fragment(raw) => {
-                    let reader = self.reader.as_mut().ok_or(Error::UnexpectedBox {
-                        box_type: crate::bmff::fourcc::codes::MOOF,
-                        expected: "a moov before the first fragment",
-                    })?;
-                    let mut touched = Vec::new();
-                    for tf in reader.read(&raw)? {
-                        if !tf.samples.is_empty() {
-                            touched.push(tf.track_id);
-                            self.on_track_fragment(tf)?;
-                        }
-                    }
-                    for id in touched {
-                        self.give_open_chunks(id);
-                    }
-                }
-                Unit::Skipped { .. } => {}
-            }
-        }
-        Ok(())
-    }
-
-    fn on_moov(&mut self, moov: &[u8]) -> Result<()> {
-        let movie = parse_moov(moov)?;
-        if let Some(current) = &self.movie {
-            if current.same_tracks(&movie) {
-                self.out.push_back(CmafOutput::Notice(CmafNotice::Stream(Notice::RepeatedHeader)));
-                return Ok(());
-            }
-            return Err(Error::TrackSetChanged);
-        }
-        if !movie.ignored.is_empty() {
-            let notice = Notice::IgnoredTracks(movie.ignored.clone());
-            self.out.push_back(CmafOutput::Notice(CmafNotice::Stream(notice)));
-        }
-        let names = default_track_names(&movie.tracks);
-        self.tracks = movie
-            .tracks
-            .iter()
-            .zip(names)
-            .map(|(info, name)| TrackState {
-                info: info.clone(),
-                name,
-                header: None,
-                held: Vec::new(),
-                open: None,
-                current: Vec::new(),
-                last: Vec::new(),
-                next_time: None,
-                numbered: None,
-                extra: 0,
-                counter: 1,
-                warned_clock: false,
-            })
-            .collect();
-        if let Some(mc) = &self.config.metadata {
-            let parent = movie.tracks.iter().find(|t| t.kind == TrackKind::Video).unwrap_or(&movie.tracks[0]);
-            let id = movie.tracks.iter().map(|t| t.track_id).max().unwrap_or(0).saturating_add(1);
-            let timescale = mc.timescale.filter(|t| *t > 0).unwrap_or(parent.timescale);
-            self.metadata = Some(Metadata {
-                name: mc.name.clone(),
-                track: MetadataTrack::new(id, timescale, &mc.description),
-                parent: parent.track_id,
-                parent_timescale: parent.timescale,
-                header_sent: false,
-                last: None,
-            });
-        }
-        self.reader = Some(FragmentReader::new(&movie));
-        self.movie = Some(movie);
-        for ti in 0..self.tracks.len() {
-            if self.declared_bitrate(ti).is_some() {
-                self.emit_header(ti, false)?;
-            }
-        }
-        Ok(())
     }
 
     fn description(&self, ti: usize) -> &TrackDescription {
@@ -494,30 +402,6 @@ impl CmafStream {
         let n = held.len();
         for (i, c) in held.into_iter().enumerate() {
             self.emit_segment(ti, c, last_held_is_last && i + 1 == n);
-        }
-        Ok(())
-    }
-
-    fn on_track_fragment(&mut self, tf: TrackFragment) -> Result<()> {
-        let Some(ti) = self.track_index(tf.track_id) else { return Ok(()) };
-        let Some(grid) = self.grid.as_mut() else {
-            // The muxer's fragment is the segment.
-            let c = Completed {
-                time: tf.presentation_time()?,
-                duration: tf.duration(),
-                index: None,
-                starts_without_sync: self.tracks[ti].info.kind == TrackKind::Video && !tf.starts_with_sync(),
-                starts_off_grid: false,
-                fragment: tf,
-            };
-            return self.on_completed(ti, c, false);
-        };
-        let info = &self.tracks[ti].info;
-        let anchor = tf.anchor;
-        for g in grid.push(tf.track_id, info.timescale, info.kind == TrackKind::Video, tf, anchor) {
-            if let Some(ti) = self.track_index(g.fragment.track_id) {
-                self.on_completed(ti, g.into(), false)?;
-            }
         }
         Ok(())
     }
@@ -722,14 +606,102 @@ impl CmafStream {
     }
 }
 
+impl MuxerStream for CmafStream {
+    fn input(&mut self) -> &mut MuxerInput {
+        &mut self.input
+    }
+
+    /// A track state per track, the metadata track after them, and the header of every track
+    /// whose bitrate is known goes out at once.
+    fn on_movie(&mut self, movie: MovieInfo) -> Result<()> {
+        let names = default_track_names(&movie.tracks);
+        self.tracks = movie
+            .tracks
+            .iter()
+            .zip(names)
+            .map(|(info, name)| TrackState {
+                info: info.clone(),
+                name,
+                header: None,
+                held: Vec::new(),
+                open: None,
+                current: Vec::new(),
+                last: Vec::new(),
+                next_time: None,
+                numbered: None,
+                extra: 0,
+                counter: 1,
+                warned_clock: false,
+            })
+            .collect();
+        if let Some(mc) = &self.config.metadata {
+            let parent = movie.tracks.iter().find(|t| t.kind == TrackKind::Video).unwrap_or(&movie.tracks[0]);
+            let id = movie.tracks.iter().map(|t| t.track_id).max().unwrap_or(0).saturating_add(1);
+            let timescale = mc.timescale.filter(|t| *t > 0).unwrap_or(parent.timescale);
+            self.metadata = Some(Metadata {
+                name: mc.name.clone(),
+                track: MetadataTrack::new(id, timescale, &mc.description),
+                parent: parent.track_id,
+                parent_timescale: parent.timescale,
+                header_sent: false,
+                last: None,
+            });
+        }
+        self.movie = Some(movie);
+        for ti in 0..self.tracks.len() {
+            if self.declared_bitrate(ti).is_some() {
+                self.emit_header(ti, false)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_notice(&mut self, notice: Notice) {
+        self.out.push_back(CmafOutput::Notice(CmafNotice::Stream(notice)));
+    }
+
+    fn on_track_fragment(&mut self, tf: TrackFragment) -> Result<()> {
+        let Some(ti) = self.track_index(tf.track_id) else { return Ok(()) };
+        let Some(grid) = self.grid.as_mut() else {
+            // The muxer's fragment is the segment.
+            let c = Completed {
+                time: tf.presentation_time()?,
+                duration: tf.duration(),
+                index: None,
+                starts_without_sync: self.tracks[ti].info.kind == TrackKind::Video && !tf.starts_with_sync(),
+                starts_off_grid: false,
+                fragment: tf,
+            };
+            return self.on_completed(ti, c, false);
+        };
+        let info = &self.tracks[ti].info;
+        let anchor = tf.anchor;
+        for g in grid.push(tf.track_id, info.timescale, info.kind == TrackKind::Video, tf, anchor) {
+            if let Some(ti) = self.track_index(g.fragment.track_id) {
+                self.on_completed(ti, g.into(), false)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Chunks of the segments being built go out as soon as a muxer fragment added to them.
+    fn after_fragment(&mut self, track_ids: &[u32]) {
+        for id in track_ids {
+            self.give_open_chunks(*id);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::bmff::Boxes;
     use crate::bmff::fourcc::codes;
     use crate::cmaf::boxes::SegmentType;
+    use crate::movie::parse_moov;
+    use crate::splitter::Unit;
     use crate::test_support::{RunSpec, muxer_fragment, muxer_stream};
-    use crate::track_fragment::{SAMPLE_FLAGS_NON_SYNC, SAMPLE_FLAGS_SYNC, Sample};
+    use crate::track_fragment::{FragmentReader, SAMPLE_FLAGS_NON_SYNC, SAMPLE_FLAGS_SYNC, Sample};
     use alloc::vec;
 
     const SEC: u64 = 1_000_000_000;
