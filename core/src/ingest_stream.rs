@@ -396,6 +396,10 @@ impl MuxerStream for IngestStream {
         &mut self.input
     }
 
+    fn movie(&self) -> Option<&MovieInfo> {
+        self.movie.as_ref()
+    }
+
     /// Fragments are numbered once the moov says how many tracks there are; the header goes
     /// out at once when every track's bitrate is known (else once it is measured).
     fn on_movie(&mut self, movie: MovieInfo) -> Result<()> {

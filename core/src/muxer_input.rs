@@ -18,21 +18,22 @@ use crate::track_fragment::{FragmentReader, TrackFragment};
 #[derive(Debug)]
 pub(crate) struct MuxerInput {
     splitter: BoxSplitter,
-    /// The first moov's tracks, and the reader of the fragments made for them.
-    movie: Option<MovieInfo>,
+    /// The reader of the fragments made for the first moov's tracks.
     reader: Option<FragmentReader>,
     failed: bool,
 }
 
 impl MuxerInput {
     pub fn new(limits: SplitterLimits) -> Self {
-        MuxerInput { splitter: BoxSplitter::new(limits), movie: None, reader: None, failed: false }
+        MuxerInput { splitter: BoxSplitter::new(limits), reader: None, failed: false }
     }
 }
 
 /// A stream that takes muxer bytes through a [`MuxerInput`].
 pub(crate) trait MuxerStream {
     fn input(&mut self) -> &mut MuxerInput;
+    /// The tracks of the stream's first moov, once [`MuxerStream::on_movie`] had them.
+    fn movie(&self) -> Option<&MovieInfo>;
     /// The stream's first moov, with its tracks.
     fn on_movie(&mut self, movie: MovieInfo) -> Result<()>;
     fn on_notice(&mut self, notice: Notice);
@@ -66,16 +67,14 @@ fn drain<S: MuxerStream>(stream: &mut S) -> Result<()> {
         match unit {
             Unit::Init(init) => {
                 let movie = parse_moov(&init.moov)?;
-                match &stream.input().movie {
-                    Some(current) if current.same_tracks(&movie) => stream.on_notice(Notice::RepeatedHeader),
-                    Some(_) => return Err(Error::TrackSetChanged),
+                match stream.movie().map(|current| current.same_tracks(&movie)) {
+                    Some(true) => stream.on_notice(Notice::RepeatedHeader),
+                    Some(false) => return Err(Error::TrackSetChanged),
                     None => {
                         if !movie.ignored.is_empty() {
                             stream.on_notice(Notice::IgnoredTracks(movie.ignored.clone()));
                         }
-                        let input = stream.input();
-                        input.reader = Some(FragmentReader::new(&movie));
-                        input.movie = Some(movie.clone());
+                        stream.input().reader = Some(FragmentReader::new(&movie));
                         stream.on_movie(movie)?;
                     }
                 }

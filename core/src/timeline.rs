@@ -597,22 +597,12 @@ impl Grid {
         }
         let can_start = !video || s.is_sync();
         let mut done = None;
-        let mut off_grid = false;
         let start_new = match (&self.tracks[ti].building, self.tracks[ti].closed_at) {
             // Closed at a boundary already: this sample starts the next fragment.
             (None, Some(b)) => Some(self.start_point(p, b, tol, ts)),
             (None, None) => {
                 let since = *self.tracks[ti].waiting_since.get_or_insert(p);
-                if !can_start {
-                    None
-                } else {
-                    self.first_start(p, tol, ts).or_else(|| {
-                        let d = self.boundary(1, ts).max(1);
-                        let waited = p.saturating_sub(since) >= OFF_GRID_AFTER * d;
-                        off_grid = video && waited;
-                        off_grid.then(|| (p, self.index_at(p, ts)))
-                    })
-                }
+                if !can_start { None } else { self.first_start(p, since, video, tol, ts) }
             }
             (Some(b), _) => {
                 let next = b.edge;
@@ -626,6 +616,11 @@ impl Grid {
             }
         };
         if let Some((start, index)) = start_new {
+            // A first fragment away from its boundary started off the grid (`first_start`).
+            let off_grid = video
+                && self.tracks[ti].building.is_none()
+                && self.tracks[ti].closed_at.is_none()
+                && start != self.boundary(index, ts);
             let edge = self.next_edge(ti, index, start);
             let tr = &mut self.tracks[ti];
             if let Some(mut b) = tr.building.take() {
@@ -690,8 +685,10 @@ impl Grid {
     /// The very first fragment of a track. In pipeline mode it starts at the boundary at or
     /// before the first sample. In UTC mode a stream that joins (a second encoder, a restart)
     /// must not send a partial fragment that differs from the other encoder's: it starts at
-    /// the first boundary at or after the first sample, dropping what comes before.
-    fn first_start(&self, p: u64, tol: u64, ts: u32) -> Option<(u64, u64)> {
+    /// the first boundary at or after the first sample, dropping what comes before; video
+    /// whose key frames have not come near a boundary [`OFF_GRID_AFTER`] fragment durations
+    /// after its first sample (at `since`) starts at the key frame `p` instead, off the grid.
+    fn first_start(&self, p: u64, since: u64, video: bool, tol: u64, ts: u32) -> Option<(u64, u64)> {
         let k = self.index_at(p, ts);
         let b = self.boundary(k, ts);
         match self.config.mode {
@@ -700,7 +697,8 @@ impl Grid {
             TimestampMode::Utc if p - b < tol => Some((b, k)),
             TimestampMode::Utc => {
                 let next = self.boundary(k + 1, ts);
-                (p + tol / 2 >= next).then_some((next, k + 1))
+                let waited = p.saturating_sub(since) >= OFF_GRID_AFTER * self.boundary(1, ts).max(1);
+                if p + tol / 2 >= next { Some((next, k + 1)) } else { (video && waited).then_some((p, k)) }
             }
         }
     }

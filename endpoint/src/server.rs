@@ -233,10 +233,8 @@ async fn handle(req: Request<Incoming>, peer: &str, shared: Arc<Shared>) -> Resp
     let mut resp = match route {
         Route::Ingest { point, stream } => return ingest::ingest(req, &point, &stream, peer, shared).await,
         Route::MpdUpload { point, file } => {
-            let stored = match small_body(req.into_body()).await {
-                Ok(body) => ingest::store_mpd(&shared, &point, &file, body),
-                Err(e) => Err(e),
-            };
+            let stored =
+                small_body(req.into_body()).await.and_then(|body| ingest::store_mpd(&shared, &point, &file, body));
             return match stored {
                 Ok(line) => {
                     shared.log(format!("{peer}: {what}: {line}"));

@@ -22,8 +22,9 @@ pub enum FaultKind {
     ErrorStatus { fragments: usize, status: u16 },
     /// Read at most this many bytes per second.
     SlowRead { bytes_per_second: u64 },
-    /// Wait this long before each read from a POST's socket: a busy server, whose kernel has
-    /// acknowledged (and advertised a window without) whatever arrived before it reads it.
+    /// Wait this long before each read from a POST's socket (each time what was read before
+    /// is used up): a busy server, whose kernel has acknowledged (and advertised a window
+    /// without) whatever arrives while it waits.
     ReadDelay(Duration),
     /// Read a request's whole body, then answer with this status (a refused POST).
     PostStatus(u16),

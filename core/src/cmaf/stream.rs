@@ -611,6 +611,10 @@ impl MuxerStream for CmafStream {
         &mut self.input
     }
 
+    fn movie(&self) -> Option<&MovieInfo> {
+        self.movie.as_ref()
+    }
+
     /// A track state per track, the metadata track after them, and the header of every track
     /// whose bitrate is known goes out at once.
     fn on_movie(&mut self, movie: MovieInfo) -> Result<()> {

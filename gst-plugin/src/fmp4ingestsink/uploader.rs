@@ -282,9 +282,9 @@ impl Transport for MediaTransport {
         match ev {
             NetEvent::Connected { conn, watch, meter, proxied } => {
                 let observes = !proxied && watch.counters().is_some();
-                if observes {
-                    // Fresh windows between fragments: see `SocketWatch::probe_when_idle`.
-                    let _ = watch.probe_when_idle(WINDOW_PROBE_AFTER);
+                // Fresh windows between fragments: see `SocketWatch::probe_when_idle`.
+                if let Some(Err(e)) = observes.then(|| watch.probe_when_idle(WINDOW_PROBE_AFTER)) {
+                    gst::debug!(CAT, "POST {conn:?}: no keepalive probes ({e}); an idle POST's window may look stale");
                 }
                 gst::debug!(CAT, "POST {conn:?} connected; kernel counters of the server's connection: {observes}");
                 if let Some(r) = self.conns.get_mut(&conn) {

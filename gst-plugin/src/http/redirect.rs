@@ -21,7 +21,7 @@ pub fn next_hop(from: &str, location: Option<&str>, hops: u32, secrets: bool) ->
 /// Where a redirect's `location` leads from `from`: an absolute http(s) URL. Refused when it
 /// leaves HTTPS for HTTP, or changes origin (scheme, host, port) while credentials or extra
 /// headers would go with it.
-pub fn resolve_redirect(from: &str, location: &str, secrets: bool) -> Result<String, String> {
+fn resolve_redirect(from: &str, location: &str, secrets: bool) -> Result<String, String> {
     let base = url::Url::parse(from).map_err(|e| format!("cannot read the URL: {e}"))?;
     let to = base.join(location).map_err(|_| format!("a redirect to an invalid location {}", redact_url(location)))?;
     match (base.scheme(), to.scheme()) {
